@@ -1,0 +1,240 @@
+"""The function's gRPC client of the ingestor: one reused channel, deadlines, retries, columnar decode.
+
+The channel is the only state the function keeps between requests. It is created lazily and reused,
+and it is bound to the event loop that made it: a request on another loop (a new Lambda process, a
+test client) gets a channel of its own. Failures surface as IngestorError subclasses that say what
+to tell the caller; the HTTP layer maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from functions.processing import Readings
+from functions.settings import FunctionSettings
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+
+_SERVICE = "ingestor.v1.IngestorService"
+
+# Idempotent calls are retried once on UNAVAILABLE: after an idle (frozen) period or an ingestor
+# restart the first attempt may meet a dead connection. WriteReadings is never retried blindly.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": _SERVICE, "method": method}
+                    for method in (
+                        "StartIngestion",
+                        "StopIngestion",
+                        "GetStatus",
+                        "ListReadings",
+                        "ExportReadings",
+                    )
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 2,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    # Reconnect quickly once the ingestor is back instead of backing off for up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+]
+
+
+class IngestorError(Exception):
+    """A call to the ingestor failed; ``str(error)`` is safe to show to the caller."""
+
+
+class IngestorUnavailable(IngestorError):
+    """The ingestor cannot be reached."""
+
+
+class IngestorTimeout(IngestorError):
+    """The ingestor did not answer before the deadline."""
+
+
+class IngestorRejected(IngestorError):
+    """The ingestor refused the request (bad input, limits)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IngestorFailed(IngestorError):
+    """The ingestor failed in a way the caller cannot fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestorStatus:
+    running: bool
+    total_ingested: int
+    buffered: int
+    evicted: int
+    capacity: int
+    rate_hz: float
+
+
+@dataclass
+class _SharedChannel:
+    address: str
+    loop: asyncio.AbstractEventLoop
+    channel: grpc.aio.Channel
+
+
+_shared: _SharedChannel | None = None
+"""The process's one channel to the ingestor, made on first use (module state on purpose)."""
+
+
+def _channel_for(address: str, *, fresh: bool = False) -> grpc.aio.Channel:
+    """The shared channel for the running loop, made anew when the loop or the address changed."""
+    global _shared
+    loop = asyncio.get_running_loop()
+    if fresh or _shared is None or _shared.loop is not loop or _shared.address != address:
+        channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        _shared = _SharedChannel(address, loop, channel)
+    return _shared.channel
+
+
+async def close_shared_channel() -> None:
+    """Close the shared channel, if this loop made it. For a server's shutdown, never per request."""
+    global _shared
+    shared, _shared = _shared, None
+    if shared is not None and shared.loop is asyncio.get_running_loop():
+        await shared.channel.close()
+
+
+async def _connected_channel(settings: FunctionSettings) -> grpc.aio.Channel:
+    """A channel that is READY, or IngestorUnavailable within the connect timeout.
+
+    A channel in TRANSIENT_FAILURE would fail calls until its reconnect backoff runs out; a fresh
+    one tries at once, so a request right after the ingestor comes back succeeds.
+    """
+    channel = _channel_for(settings.ingestor_address)
+    state = channel.get_state(try_to_connect=True)
+    if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+        channel = _channel_for(settings.ingestor_address, fresh=True)
+        state = channel.get_state(try_to_connect=True)
+    try:
+        async with asyncio.timeout(settings.ingestor_connect_timeout_s):
+            while state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+                await channel.wait_for_state_change(state)
+                state = channel.get_state(try_to_connect=True)
+    except TimeoutError:
+        raise IngestorUnavailable(
+            f"the ingestor did not accept a connection within {settings.ingestor_connect_timeout_s:g} s"
+        ) from None
+    if state is not grpc.ChannelConnectivity.READY:
+        raise IngestorUnavailable("the ingestor is unavailable: it refused the connection")
+    return channel
+
+
+def _translate(error: grpc.aio.AioRpcError) -> IngestorError:
+    code = error.code()
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return IngestorUnavailable("the ingestor is unavailable")
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return IngestorTimeout("the ingestor did not answer in time")
+    if code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.ALREADY_EXISTS,
+    ):
+        return IngestorRejected(code, error.details() or code.name)
+    return IngestorFailed(f"the ingestor failed ({code.name})")
+
+
+def decode_export(messages: Iterable[pb.ExportReadingsResponse]) -> Readings:
+    """Join ExportReadings chunks into columns with np.frombuffer: no per-reading Python objects."""
+    timestamps: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    categories: list[str] = []
+    for message in messages:
+        categories.extend(message.new_categories)
+        columns = message.columns
+        timestamps.append(np.frombuffer(columns.timestamps_ns, dtype="<i8"))
+        values.append(np.frombuffer(columns.values, dtype="<f8"))
+        codes.append(np.frombuffer(columns.category_codes, dtype="<u2"))
+    if not timestamps:
+        return Readings.empty()
+    return Readings(np.concatenate(timestamps), np.concatenate(values), np.concatenate(codes), categories)
+
+
+class IngestorClient:
+    """Typed calls to the ingestor, each with a deadline; failures raise IngestorError."""
+
+    def __init__(self, settings: FunctionSettings) -> None:
+        self._settings = settings
+
+    async def _stub(self) -> pb_grpc.IngestorServiceStub:
+        return pb_grpc.IngestorServiceStub(await _connected_channel(self._settings))
+
+    @property
+    def _timeout(self) -> float:
+        return self._settings.ingestor_timeout_s
+
+    async def start_ingestion(self) -> bool:
+        """Start the generator; True when this call started it, False when it was already running."""
+        try:
+            response = await (await self._stub()).StartIngestion(pb.StartIngestionRequest(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        return not response.already_running
+
+    async def stop_ingestion(self) -> bool:
+        """Stop the generator; True when this call stopped it, False when it was already stopped."""
+        try:
+            response = await (await self._stub()).StopIngestion(pb.StopIngestionRequest(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        return not response.already_stopped
+
+    async def get_status(self) -> IngestorStatus:
+        try:
+            response = await (await self._stub()).GetStatus(pb.GetStatusRequest(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        return IngestorStatus(
+            running=response.running,
+            total_ingested=response.total_ingested,
+            buffered=response.buffered,
+            evicted=response.evicted,
+            capacity=response.capacity,
+            rate_hz=response.rate_hz,
+        )
+
+    async def export_readings(self, max_readings: int = 0) -> Readings:
+        """The buffered readings (only the newest ``max_readings`` when set), oldest first."""
+        request = pb.ExportReadingsRequest(max_readings=max_readings)
+        try:
+            call = (await self._stub()).ExportReadings(request, timeout=self._timeout)
+            messages = [message async for message in call]
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        return decode_export(messages)

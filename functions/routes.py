@@ -1,0 +1,116 @@
+"""The public HTTP API under /api/v1."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from functions.client import IngestorClient
+from functions.processing import aggregate_by_category, processed_records, raw_records
+from functions.settings import FunctionSettings, get_settings
+
+router = APIRouter(prefix="/api/v1")
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(examples=["healthy"])
+
+
+class MessageResponse(BaseModel):
+    message: str = Field(examples=["Data ingestion started"])
+
+
+class RawReading(BaseModel):
+    timestamp: str = Field(description="Event time, ISO 8601 UTC", examples=["2024-01-20T10:00:00.000000Z"])
+    value: float = Field(examples=[42.5])
+    category: str = Field(examples=["A"])
+
+
+class CategoryStats(BaseModel):
+    category: str = Field(examples=["A"])
+    avg_value: float = Field(description="Mean value", examples=[44.1])
+    count: int = Field(description="Readings in the category", examples=[2])
+    last_timestamp: str = Field(
+        description="Latest event time in the category, ISO 8601 UTC", examples=["2024-01-20T10:00:02.000000Z"]
+    )
+
+
+class StatusResponse(BaseModel):
+    running: bool
+    total_ingested: int = Field(description="Readings ever stored; always buffered + evicted")
+    buffered: int
+    evicted: int
+    capacity: int
+    rate_hz: float
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(examples=["the ingestor is unavailable"])
+
+
+INGESTOR_ERRORS: dict[int | str, dict[str, object]] = {
+    503: {"model": ErrorResponse, "description": "The ingestor cannot be reached"},
+    504: {"model": ErrorResponse, "description": "The ingestor did not answer in time"},
+}
+
+MAX_RAW_LIMIT = 10_000
+
+
+def get_client(settings: Annotated[FunctionSettings, Depends(get_settings)]) -> IngestorClient:
+    return IngestorClient(settings)
+
+
+Client = Annotated[IngestorClient, Depends(get_client)]
+
+
+def json_response(content: object) -> Response:
+    """Encode with orjson: several times faster than the standard encoder on thousands of rows."""
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+@router.get("/health", response_model=HealthResponse, summary="Liveness of the function")
+async def health() -> HealthResponse:
+    """Answers without touching the ingestor."""
+    return HealthResponse(status="healthy")
+
+
+@router.post("/start-ingestion", response_model=MessageResponse, responses=INGESTOR_ERRORS)
+async def start_ingestion(client: Client) -> MessageResponse:
+    """Start generating readings. Idempotent: a running generator is left as it is."""
+    started = await client.start_ingestion()
+    return MessageResponse(message="Data ingestion started" if started else "Data ingestion already running")
+
+
+@router.post("/stop-ingestion", response_model=MessageResponse, responses=INGESTOR_ERRORS)
+async def stop_ingestion(client: Client) -> MessageResponse:
+    """Stop generating readings, keeping the buffered ones. Idempotent."""
+    stopped = await client.stop_ingestion()
+    return MessageResponse(message="Data ingestion stopped" if stopped else "Data ingestion already stopped")
+
+
+@router.get("/raw-data", response_model=list[RawReading], responses=INGESTOR_ERRORS)
+async def raw_data(
+    client: Client,
+    limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT, description="How many of the newest readings")] = 1000,
+) -> Response:
+    """The newest ``limit`` readings in arrival order, oldest first."""
+    readings = await client.export_readings(max_readings=limit)
+    return json_response(raw_records(readings))
+
+
+@router.get("/processed-data", response_model=list[CategoryStats], responses=INGESTOR_ERRORS)
+async def processed_data(client: Client) -> Response:
+    """Mean, count and latest event time per category over every buffered reading, sorted by category."""
+    readings = await client.export_readings()
+    return json_response(processed_records(aggregate_by_category(readings)))
+
+
+@router.get("/status", response_model=StatusResponse, responses=INGESTOR_ERRORS)
+async def status(client: Client) -> StatusResponse:
+    """The ingestor's generator state and buffer accounting."""
+    return StatusResponse(**asdict(await client.get_status()))

@@ -1,0 +1,38 @@
+"""``python -m ingestor``: run the ingestor. Flags override the INGESTOR_* environment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from ingestor.server import serve
+from ingestor.settings import IngestorSettings
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    parser = argparse.ArgumentParser(prog="python -m ingestor", description=__doc__)
+    parser.add_argument("--host", help="address to listen on (INGESTOR_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", help="port, 0 for any free one (INGESTOR_PORT, default 50051)")
+    parser.add_argument("--capacity", help="readings kept in memory (INGESTOR_CAPACITY, default 1000000)")
+    parser.add_argument("--rate-hz", help="readings generated per second (INGESTOR_RATE_HZ, default 1)")
+    parser.add_argument("--categories", help="comma-separated categories (INGESTOR_CATEGORIES, default A,B,C)")
+    return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = IngestorSettings(**parse_args(sys.argv[1:] if argv is None else argv))
+    except ValidationError as error:
+        print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

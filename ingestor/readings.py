@@ -1,0 +1,112 @@
+"""Validation and decoding of readings written by producers, message form and columnar form."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingestor.store import (
+    CODE_DTYPE,
+    TIMESTAMP_DTYPE,
+    VALUE_DTYPE,
+    Columns,
+    ReadingStore,
+    validate_category,
+)
+from ingestor.v1 import ingestor_pb2 as pb
+
+# Timestamps are stored as int64 nanoseconds: 1677-09-21 to 2262-04-11.
+_MIN_SECONDS = -(2**63) // 1_000_000_000 + 1
+_MAX_SECONDS = (2**63 - 1) // 1_000_000_000 - 1
+
+
+class InvalidArgument(ValueError):
+    """The request is malformed; the message says which item and why."""
+
+
+def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) -> Columns:
+    """Validate every reading of the request and return them ready to append, codes included.
+
+    All or nothing: the first bad item raises InvalidArgument naming it, and nothing is added to
+    the store's category dictionary unless every reading is valid.
+    """
+    timestamps, values, names = _decode_messages(request.readings)
+    column_timestamps, column_values, column_codes = _decode_columns(request)
+    dictionary = list(request.column_categories) if len(column_codes) else []
+    codes = store.encode_categories([*names, *dictionary])
+    message_codes, column_lookup = codes[: len(names)], codes[len(names) :]
+    if not dictionary:
+        return Columns(timestamps, values, message_codes)
+    return Columns(
+        np.concatenate([timestamps, column_timestamps]),
+        np.concatenate([values, column_values]),
+        np.concatenate([message_codes, column_lookup[column_codes]]),
+    )
+
+
+def _decode_messages(readings: object) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    items = list(readings)  # type: ignore[call-overload]
+    count = len(items)
+    seconds = np.empty(count, dtype=np.int64)
+    nanos = np.empty(count, dtype=np.int64)
+    values = np.empty(count, dtype=VALUE_DTYPE)
+    names: list[str] = []
+    for i, reading in enumerate(items):
+        if not reading.HasField("timestamp"):
+            raise InvalidArgument(f"readings[{i}].timestamp is missing")
+        timestamp = reading.timestamp
+        seconds[i] = timestamp.seconds
+        nanos[i] = timestamp.nanos
+        values[i] = reading.value
+        names.append(reading.category)
+    _check_finite(values, "readings[{}].value")
+    bad = np.flatnonzero((seconds < _MIN_SECONDS) | (seconds > _MAX_SECONDS) | (nanos < 0) | (nanos > 999_999_999))
+    if len(bad):
+        i = int(bad[0])
+        raise InvalidArgument(
+            f"readings[{i}].timestamp must lie between 1677-09-22 and 2262-04-10 with nanos in "
+            f"[0, 999999999], got seconds={seconds[i]} nanos={nanos[i]}"
+        )
+    for i, name in enumerate(names):
+        problem = validate_category(name)
+        if problem:
+            raise InvalidArgument(f"readings[{i}].category: {problem}")
+    return (seconds * 1_000_000_000 + nanos).astype(TIMESTAMP_DTYPE), values, names
+
+
+def _decode_columns(request: pb.WriteReadingsRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    columns = request.columns
+    sizes = {
+        "timestamps_ns": (len(columns.timestamps_ns), TIMESTAMP_DTYPE.itemsize),
+        "values": (len(columns.values), VALUE_DTYPE.itemsize),
+        "category_codes": (len(columns.category_codes), CODE_DTYPE.itemsize),
+    }
+    for field, (length, itemsize) in sizes.items():
+        if length % itemsize:
+            raise InvalidArgument(f"columns.{field} holds {length} bytes, not a multiple of {itemsize}")
+    counts = {field: length // itemsize for field, (length, itemsize) in sizes.items()}
+    if len(set(counts.values())) != 1:
+        raise InvalidArgument(f"columns must hold the same number of readings each, got {counts}")
+    timestamps = np.frombuffer(columns.timestamps_ns, dtype=TIMESTAMP_DTYPE)
+    values = np.frombuffer(columns.values, dtype=VALUE_DTYPE)
+    codes = np.frombuffer(columns.category_codes, dtype=CODE_DTYPE)
+    _check_finite(values, "columns.values[{}]")
+    if len(codes):
+        for i, name in enumerate(request.column_categories):
+            problem = validate_category(name)
+            if problem:
+                raise InvalidArgument(f"column_categories[{i}]: {problem}")
+        out_of_range = np.flatnonzero(codes >= len(request.column_categories))
+        if len(out_of_range):
+            i = int(out_of_range[0])
+            raise InvalidArgument(
+                f"columns.category_codes[{i}] is {codes[i]}, but column_categories has "
+                f"{len(request.column_categories)} entries"
+            )
+    return timestamps, values, codes
+
+
+def _check_finite(values: np.ndarray, where: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        i = int(bad[0])
+        raise InvalidArgument(f"{where.format(i)} must be a finite number, got {values[i]}")

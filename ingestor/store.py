@@ -1,0 +1,165 @@
+"""A bounded, columnar ring buffer of readings. Knows nothing of gRPC.
+
+Every stored reading gets a sequence number in arrival order: the first reading ever stored is 0,
+the next 1, and so on. The buffer holds the newest ``capacity`` of them, so the sequence numbers
+held are ``[evicted, total_ingested)``. Sequence numbers never repeat, which is what lets pages and
+exports skip readings evicted while they run instead of repeating others.
+
+Memory: 18 bytes a reading (int64 timestamp, float64 value, uint16 category code), allocated
+lazily by the operating system as the buffer fills.
+
+The store is not thread-safe: the ingestor uses it from its event loop only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_CATEGORIES = 65_536
+"""Category codes are uint16."""
+
+CATEGORY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+TIMESTAMP_DTYPE = np.dtype("<i8")
+VALUE_DTYPE = np.dtype("<f8")
+CODE_DTYPE = np.dtype("<u2")
+
+
+def validate_category(name: str) -> str | None:
+    """Return why ``name`` is not a valid category, or None when it is."""
+    if CATEGORY_PATTERN.fullmatch(name) is None:
+        return f"category {name[:80]!r} must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
+    return None
+
+
+class CategoryLimitError(Exception):
+    """Storing a batch would take the store past MAX_CATEGORIES distinct categories."""
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Readings column by column; the three arrays have the same length."""
+
+    timestamps_ns: np.ndarray
+    values: np.ndarray
+    codes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.timestamps_ns)
+
+
+class ReadingStore:
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._timestamps = np.empty(capacity, dtype=TIMESTAMP_DTYPE)
+        self._values = np.empty(capacity, dtype=VALUE_DTYPE)
+        self._codes = np.empty(capacity, dtype=CODE_DTYPE)
+        self._total = 0
+        self._categories: list[str] = []
+        self._codes_by_name: dict[str, int] = {}
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def total_ingested(self) -> int:
+        """Readings ever stored; also the sequence number the next reading will get."""
+        return self._total
+
+    @property
+    def buffered(self) -> int:
+        return min(self._total, self._capacity)
+
+    @property
+    def evicted(self) -> int:
+        """Readings dropped to make room; also the sequence number of the oldest one held."""
+        return self._total - self.buffered
+
+    @property
+    def categories(self) -> Sequence[str]:
+        """The category dictionary: code i names ``categories[i]``. It only ever grows."""
+        return self._categories
+
+    def encode_categories(self, names: Iterable[str]) -> np.ndarray:
+        """Map names to codes, adding the new ones to the dictionary.
+
+        All or nothing: when the new names would not fit, nothing is added and CategoryLimitError
+        is raised. Names are not validated here.
+        """
+        names = list(names)
+        new = list(dict.fromkeys(name for name in names if name not in self._codes_by_name))
+        if len(self._categories) + len(new) > MAX_CATEGORIES:
+            raise CategoryLimitError(
+                f"the store holds {len(self._categories)} distinct categories and this batch adds "
+                f"{len(new)}: at most {MAX_CATEGORIES} are allowed"
+            )
+        for name in new:
+            self._codes_by_name[name] = len(self._categories)
+            self._categories.append(name)
+        return np.fromiter((self._codes_by_name[name] for name in names), dtype=CODE_DTYPE, count=len(names))
+
+    def append(self, columns: Columns) -> None:
+        """Store readings whose codes come from :meth:`encode_categories`, evicting the oldest."""
+        n = len(columns)
+        if not (len(columns.values) == len(columns.codes) == n):
+            raise ValueError("columns must have the same length")
+        if n == 0:
+            return
+        if int(columns.codes.max()) >= len(self._categories):
+            raise ValueError("category code outside the dictionary")
+        # Only the newest `capacity` of a batch can survive it.
+        skip = max(0, n - self._capacity)
+        first_seq = self._total + skip
+        for target, source in (
+            (self._timestamps, columns.timestamps_ns),
+            (self._values, columns.values),
+            (self._codes, columns.codes),
+        ):
+            self._write_ring(target, first_seq, source[skip:])
+        self._total += n
+
+    def _write_ring(self, target: np.ndarray, first_seq: int, source: np.ndarray) -> None:
+        start = first_seq % self._capacity
+        head = min(len(source), self._capacity - start)
+        target[start : start + head] = source[:head]
+        target[: len(source) - head] = source[head:]
+
+    def clamp(self, start_seq: int, stop_seq: int) -> tuple[int, int]:
+        """Narrow ``[start_seq, stop_seq)`` to the sequence numbers held now."""
+        start = max(start_seq, self.evicted)
+        stop = min(stop_seq, self._total)
+        return start, max(start, stop)
+
+    def views(self, start_seq: int, stop_seq: int) -> list[Columns]:
+        """Views of the readings held in ``[start_seq, stop_seq)``, oldest first, one per contiguous run.
+
+        The views share memory with the buffer and are valid only until the next append: copy
+        what must outlive that.
+        """
+        start, stop = self.clamp(start_seq, stop_seq)
+        runs: list[Columns] = []
+        while start < stop:
+            index = start % self._capacity
+            length = min(stop - start, self._capacity - index)
+            end = index + length
+            runs.append(Columns(self._timestamps[index:end], self._values[index:end], self._codes[index:end]))
+            start += length
+        return runs
+
+    def read(self, start_seq: int, stop_seq: int) -> Columns:
+        """A copy of the readings held in ``[start_seq, stop_seq)``, oldest first."""
+        runs = self.views(start_seq, stop_seq)
+        if not runs:
+            return Columns(np.empty(0, TIMESTAMP_DTYPE), np.empty(0, VALUE_DTYPE), np.empty(0, CODE_DTYPE))
+        return Columns(
+            np.concatenate([run.timestamps_ns for run in runs]),
+            np.concatenate([run.values for run in runs]),
+            np.concatenate([run.codes for run in runs]),
+        )

@@ -1,0 +1,118 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Reading(_message.Message):
+    __slots__ = ("timestamp", "value", "category")
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    timestamp: _timestamp_pb2.Timestamp
+    value: float
+    category: str
+    def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
+
+class ReadingColumns(_message.Message):
+    __slots__ = ("timestamps_ns", "values", "category_codes")
+    TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
+    timestamps_ns: bytes
+    values: bytes
+    category_codes: bytes
+    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ...) -> None: ...
+
+class StartIngestionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StartIngestionResponse(_message.Message):
+    __slots__ = ("already_running",)
+    ALREADY_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    already_running: bool
+    def __init__(self, already_running: _Optional[bool] = ...) -> None: ...
+
+class StopIngestionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StopIngestionResponse(_message.Message):
+    __slots__ = ("already_stopped",)
+    ALREADY_STOPPED_FIELD_NUMBER: _ClassVar[int]
+    already_stopped: bool
+    def __init__(self, already_stopped: _Optional[bool] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_INGESTED_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    EVICTED_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    total_ingested: int
+    buffered: int
+    evicted: int
+    capacity: int
+    rate_hz: float
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ...) -> None: ...
+
+class ListReadingsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReadingsResponse(_message.Message):
+    __slots__ = ("readings", "next_page_token")
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[Reading]
+    next_page_token: str
+    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ExportReadingsRequest(_message.Message):
+    __slots__ = ("max_readings", "chunk_size")
+    MAX_READINGS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    max_readings: int
+    chunk_size: int
+    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class ExportReadingsResponse(_message.Message):
+    __slots__ = ("columns", "new_categories")
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    NEW_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    columns: ReadingColumns
+    new_categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WriteReadingsRequest(_message.Message):
+    __slots__ = ("readings", "columns", "column_categories")
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[Reading]
+    columns: ReadingColumns
+    column_categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., column_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WriteReadingsResponse(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
