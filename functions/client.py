@@ -58,6 +58,8 @@ _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Channels share subchannels (and their backoff) by default: a fresh channel must not.
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -127,29 +129,38 @@ async def close_shared_channel() -> None:
         await shared.channel.close()
 
 
+async def _settle(channel: grpc.aio.Channel) -> grpc.ChannelConnectivity:
+    """Wait while the channel is idle or connecting; return the state it lands in."""
+    state = channel.get_state(try_to_connect=True)
+    while state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+        await channel.wait_for_state_change(state)
+        state = channel.get_state(try_to_connect=True)
+    return state
+
+
 async def _connected_channel(settings: FunctionSettings) -> grpc.aio.Channel:
     """A channel that is READY, or IngestorUnavailable within the connect timeout.
 
-    A channel in TRANSIENT_FAILURE would fail calls until its reconnect backoff runs out; a fresh
-    one tries at once, so a request right after the ingestor comes back succeeds.
+    A channel that failed to connect waits out a reconnect backoff before it tries again, so a
+    request right after the ingestor comes back would fail. Instead, a failed channel is replaced
+    once per request by a fresh one, which tries at once.
     """
-    channel = _channel_for(settings.ingestor_address)
-    state = channel.get_state(try_to_connect=True)
-    if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-        channel = _channel_for(settings.ingestor_address, fresh=True)
-        state = channel.get_state(try_to_connect=True)
+    address = settings.ingestor_address
+    channel = _channel_for(address)
+    if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+        return channel
     try:
         async with asyncio.timeout(settings.ingestor_connect_timeout_s):
-            while state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
-                await channel.wait_for_state_change(state)
-                state = channel.get_state(try_to_connect=True)
+            if await _settle(channel) is grpc.ChannelConnectivity.READY:
+                return channel
+            channel = _channel_for(address, fresh=True)
+            if await _settle(channel) is grpc.ChannelConnectivity.READY:
+                return channel
     except TimeoutError:
         raise IngestorUnavailable(
             f"the ingestor did not accept a connection within {settings.ingestor_connect_timeout_s:g} s"
         ) from None
-    if state is not grpc.ChannelConnectivity.READY:
-        raise IngestorUnavailable("the ingestor is unavailable: it refused the connection")
-    return channel
+    raise IngestorUnavailable("the ingestor is unavailable: it refused the connection")
 
 
 def _translate(error: grpc.aio.AioRpcError) -> IngestorError:

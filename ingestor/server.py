@@ -58,12 +58,13 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
 
 async def serve(settings: IngestorSettings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(settings)
-    log.info("listening on %s:%d", settings.host, running.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Before anything else: a signal that arrives while starting up still shuts down gracefully.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    running = await start_server(settings)
+    log.info("listening on %s:%d", settings.host, running.port)
     await stop.wait()
     log.info("shutting down")
     await running.shutdown(settings.shutdown_grace_s)

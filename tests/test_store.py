@@ -1,0 +1,75 @@
+"""The columnar ring buffer: order, eviction, exact accounting, the category dictionary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ingestor.store import MAX_CATEGORIES, CategoryLimitError, Columns, ReadingStore, validate_category
+
+
+def batch(store: ReadingStore, start: int, count: int, category: str = "A") -> Columns:
+    seq = np.arange(start, start + count)
+    return Columns(seq * 10, seq.astype(np.float64), store.encode_categories([category] * count))
+
+
+def test_keeps_arrival_order_and_counts_exactly() -> None:
+    store = ReadingStore(capacity=10)
+    store.append(batch(store, 0, 4))
+    assert (store.total_ingested, store.buffered, store.evicted) == (4, 4, 0)
+    assert store.read(0, 4).values.tolist() == [0, 1, 2, 3]
+
+
+def test_evicts_oldest_first_across_the_wrap() -> None:
+    store = ReadingStore(capacity=5)
+    for start in range(0, 13, 3):  # batches of 3 wrap around the ring several times
+        store.append(batch(store, start, 3))
+    assert store.total_ingested == 15
+    assert store.buffered == 5
+    assert store.evicted == 10
+    assert store.total_ingested == store.buffered + store.evicted
+    newest = store.read(0, store.total_ingested)
+    assert newest.values.tolist() == [10, 11, 12, 13, 14]
+    assert newest.timestamps_ns.tolist() == [100, 110, 120, 130, 140]
+    assert [len(run) for run in store.views(10, 15)] in ([5], [3, 2], [2, 3], [4, 1], [1, 4])
+
+
+def test_a_batch_larger_than_the_capacity_keeps_its_newest() -> None:
+    store = ReadingStore(capacity=4)
+    store.append(batch(store, 0, 3))
+    store.append(batch(store, 3, 10))
+    assert (store.total_ingested, store.buffered, store.evicted) == (13, 4, 9)
+    assert store.read(0, 13).values.tolist() == [9, 10, 11, 12]
+
+
+def test_read_clamps_to_what_is_held() -> None:
+    store = ReadingStore(capacity=3)
+    store.append(batch(store, 0, 5))
+    assert store.clamp(0, 100) == (2, 5)
+    assert store.read(0, 3).values.tolist() == [2]
+    assert len(store.read(7, 9)) == 0
+
+
+def test_category_dictionary_is_stable_and_bounded() -> None:
+    store = ReadingStore(capacity=10)
+    assert store.encode_categories(["B", "A", "B"]).tolist() == [0, 1, 0]
+    assert store.encode_categories(["A", "C"]).tolist() == [1, 2]
+    assert list(store.categories) == ["B", "A", "C"]
+    store.encode_categories(f"c{i}" for i in range(MAX_CATEGORIES - 3))
+    with pytest.raises(CategoryLimitError, match="at most 65536"):
+        store.encode_categories(["one-too-many", "B"])
+    assert len(store.categories) == MAX_CATEGORIES  # nothing half-added
+
+
+def test_memory_is_18_bytes_a_reading() -> None:
+    store = ReadingStore(capacity=1000)
+    arrays = (store._timestamps, store._values, store._codes)
+    assert sum(array.itemsize for array in arrays) == 18
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("A", True), ("sensor_1.temp-x", True), ("x" * 64, True), ("", False), ("x" * 65, False), ("a b", False)],
+)
+def test_category_names(name: str, valid: bool) -> None:
+    assert (validate_category(name) is None) is valid
