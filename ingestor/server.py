@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ingestor.generator import Ingestion
+from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.store import ReadingStore
@@ -41,7 +42,13 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
     store = ReadingStore(settings.capacity)
     ingestion = Ingestion(store, settings.rate_hz, settings.categories)
-    server = grpc.aio.server()
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
+    if settings.token is not None:
+        interceptors.insert(0, TokenAuthInterceptor(settings.token.get_secret_value()))
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+    )
     ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -49,11 +56,20 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    port = _add_port(server, settings)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health_servicer, ingestion, store, port)
+
+
+def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:
+    address = f"{settings.host}:{settings.port}"
+    tls = settings.tls_files()
+    if tls is None:
+        return server.add_insecure_port(address)
+    certificate, key = (path.read_bytes() for path in tls)
+    return server.add_secure_port(address, grpc.ssl_server_credentials([(key, certificate)]))
 
 
 async def serve(settings: IngestorSettings) -> None:
@@ -64,7 +80,12 @@ async def serve(settings: IngestorSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     running = await start_server(settings)
-    log.info("listening on %s:%d", settings.host, running.port)
+    log.info(
+        "listening on %s:%d",
+        settings.host,
+        running.port,
+        extra={"fields": {"tls": settings.tls_files() is not None, "auth": settings.token is not None}},
+    )
     await stop.wait()
     log.info("shutting down")
     await running.shutdown(settings.shutdown_grace_s)
