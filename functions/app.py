@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
@@ -19,7 +20,12 @@ from functions.client import (
     IngestorUnavailable,
     close_shared_channel,
 )
+from functions.limits import BodySizeLimitMiddleware
+from functions.logs import configure_logging
+from functions.request_context import RequestContextMiddleware
 from functions.routes import router
+from functions.security import BearerTokenMiddleware
+from functions.settings import FunctionSettings, get_settings
 
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
     (IngestorUnavailable, 503),
@@ -41,7 +47,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await close_shared_channel()
 
 
-def create_app() -> FastAPI:
+def create_app(settings: FunctionSettings | None = None) -> FastAPI:
+    """The app; ``settings`` replace the environment's for every route (tests use this)."""
+    configured = settings or get_settings()
+    configure_logging(configured.log_level)
     app = FastAPI(
         title="Real-time data pipeline",
         version="1.0.0",
@@ -50,6 +59,26 @@ def create_app() -> FastAPI:
     )
     app.include_router(router)
     app.add_exception_handler(IngestorError, ingestor_error)
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    # Added innermost first: request id (outermost), CORS, token, body limit, routes. The checks
+    # run before any route, so an endpoint added later is covered without code of its own.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=configured.max_body_bytes)
+    if configured.api_token is not None:
+        app.add_middleware(
+            BearerTokenMiddleware,
+            token=configured.api_token.get_secret_value(),
+            protect_reads=configured.api_token_for_reads,
+        )
+    if configured.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(configured.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 
