@@ -7,13 +7,14 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: help install run test lint format proto clean
+.PHONY: help install run test lint format proto clean loadtest
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make lint     ruff and buf lint"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
+	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,9 @@ format: $(INSTALLED)
 
 test: lint
 	$(BIN)/python -m pytest
+
+loadtest: $(INSTALLED)
+	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info
