@@ -198,7 +198,11 @@ async def load(args: argparse.Namespace) -> int:
     failures: list[str] = []
     try:
         await wait_until_ready(api_url, ingestor_address)
-        limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+        # Drop idle connections before uvicorn does (after 5 s): reusing one the server is closing
+        # at that moment fails on the client's side, a race of keep-alive rather than a server error.
+        limits = httpx.Limits(
+            max_connections=args.clients, max_keepalive_connections=args.clients, keepalive_expiry=2.0
+        )
         async with (
             httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http,
             grpc.aio.insecure_channel(ingestor_address) as channel,
