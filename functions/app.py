@@ -5,8 +5,9 @@ The app knows nothing of Lambda; the handler is a thin adapter around it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -24,7 +25,7 @@ from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging
 from functions.request_context import RequestContextMiddleware
 from functions.routes import router
-from functions.security import BearerTokenMiddleware
+from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
 
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
@@ -45,6 +46,34 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # channel must outlive each invocation.
     yield
     await close_shared_channel()
+
+
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+
+def documented_with_middleware(app: FastAPI, settings: FunctionSettings) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` that also documents what the middlewares answer: 413, and 401 with a token."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        guarded = settings.api_token is not None
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                if method.upper() not in SAFE_METHODS:
+                    responses["413"] = {"description": "The request body is too large", "content": _ERROR_BODY}
+                if guarded and needs_token(method, path, settings.api_token_for_reads):
+                    responses["401"] = {"description": "The bearer token is missing or wrong", "content": _ERROR_BODY}
+                    operation["security"] = [{"bearerToken": []}]
+        if guarded:
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {})["bearerToken"] = {"type": "http", "scheme": "bearer"}
+        return schema
+
+    return openapi
 
 
 def create_app(settings: FunctionSettings | None = None) -> FastAPI:
@@ -79,6 +108,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(RequestContextMiddleware)
+    app.openapi = documented_with_middleware(app, configured)  # type: ignore[method-assign]
     return app
 
 

@@ -17,6 +17,13 @@ API_PREFIX = "/api/v1/"
 ALWAYS_OPEN = frozenset({"/api/v1/health"})
 
 
+def needs_token(method: str, path: str, protect_reads: bool) -> bool:
+    """Whether a request needs the token once API_TOKEN is set."""
+    if method.upper() not in SAFE_METHODS:
+        return True
+    return protect_reads and path.startswith(API_PREFIX) and path not in ALWAYS_OPEN
+
+
 class BearerTokenMiddleware:
     def __init__(self, app: ASGIApp, token: str, protect_reads: bool = False) -> None:
         self.app = app
@@ -24,10 +31,7 @@ class BearerTokenMiddleware:
         self._protect_reads = protect_reads
 
     def _needs_token(self, scope: Scope) -> bool:
-        if scope["method"] not in SAFE_METHODS:
-            return True
-        path: str = scope["path"]
-        return self._protect_reads and path.startswith(API_PREFIX) and path not in ALWAYS_OPEN
+        return needs_token(scope["method"], scope["path"], self._protect_reads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._needs_token(scope):

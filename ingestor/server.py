@@ -42,9 +42,10 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
     store = ReadingStore(settings.capacity)
     ingestion = Ingestion(store, settings.rate_hz, settings.categories)
+    # The call context comes first so that refused calls are logged with their request id too.
     interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
     if settings.token is not None:
-        interceptors.insert(0, TokenAuthInterceptor(settings.token.get_secret_value()))
+        interceptors.append(TokenAuthInterceptor(settings.token.get_secret_value()))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)],

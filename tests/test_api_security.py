@@ -9,7 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
+from functions.app import create_app
 from functions.limits import BodySizeLimitMiddleware
+from functions.settings import FunctionSettings
 from tests.certs import make_self_signed
 from tests.harness import ThreadedIngestor, start_api_process, start_ingestor_process
 from tests.inprocess import api_client
@@ -42,6 +44,21 @@ async def test_writes_need_the_api_token_and_reads_stay_open(ingestor: ThreadedI
         assert (await http.get("/processed-data")).status_code == 200
         stopped = await http.post("/stop-ingestion", headers={"Authorization": f"Bearer {API_TOKEN}"})
         assert stopped.json() == {"message": "Data ingestion stopped"}
+
+
+def test_the_schema_documents_the_token_and_the_body_limit() -> None:
+    open_schema = create_app(FunctionSettings()).openapi()
+    start = open_schema["paths"]["/api/v1/start-ingestion"]["post"]
+    assert "413" in start["responses"]
+    assert "401" not in start["responses"]
+    assert "securitySchemes" not in open_schema.get("components", {})
+
+    guarded = create_app(FunctionSettings(api_token=API_TOKEN)).openapi()
+    assert guarded["components"]["securitySchemes"] == {"bearerToken": {"type": "http", "scheme": "bearer"}}
+    start = guarded["paths"]["/api/v1/start-ingestion"]["post"]
+    assert (start["security"], "401" in start["responses"]) == ([{"bearerToken": []}], True)
+    assert "401" not in guarded["paths"]["/api/v1/status"]["get"]["responses"]
+    assert API_TOKEN not in str(guarded)
 
 
 async def test_reads_can_require_the_token_too_but_health_never_does(ingestor: ThreadedIngestor) -> None:

@@ -21,14 +21,19 @@ from tests.harness import ThreadedIngestor
 
 EXAMPLES_PER_MODE = 80
 
-# The schema depends only on the code, not on where the ingestor is.
-SCHEMA = schemathesis.openapi.from_dict(create_app(FunctionSettings()).openapi())
+API_TOKEN = "fuzz-token"
+
+# The schema depends on the code and on whether a token is required, not on where the ingestor is.
+SCHEMAS = {
+    "open": schemathesis.openapi.from_dict(create_app(FunctionSettings()).openapi()),
+    "token": schemathesis.openapi.from_dict(create_app(FunctionSettings(api_token=API_TOKEN)).openapi()),
+}
 
 
 @pytest.fixture(scope="module")
-def fuzzed_app() -> Iterator[FastAPI]:
+def fuzzed_ingestor() -> Iterator[ThreadedIngestor]:
     server = ThreadedIngestor(capacity=5000, rate_hz=200)
-    yield create_app(FunctionSettings(ingestor_address=server.address))
+    yield server
     server.close()
 
 
@@ -46,7 +51,13 @@ def assert_fastapi_validation_error(body: object) -> None:
 
 
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
-def test_every_operation_answers_as_documented(fuzzed_app: FastAPI, mode: schemathesis.GenerationMode) -> None:
+@pytest.mark.parametrize("guard", SCHEMAS.keys())
+def test_every_operation_answers_as_documented(
+    fuzzed_ingestor: ThreadedIngestor, guard: str, mode: schemathesis.GenerationMode
+) -> None:
+    schema = SCHEMAS[guard]
+    token = API_TOKEN if guard == "token" else None
+    fuzzed_app: FastAPI = create_app(FunctionSettings(ingestor_address=fuzzed_ingestor.address, api_token=token))
     seen: set[tuple[str, str, int]] = set()
 
     @settings(
@@ -56,7 +67,7 @@ def test_every_operation_answers_as_documented(fuzzed_app: FastAPI, mode: schema
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
-    @given(case=SCHEMA.as_strategy(mode))
+    @given(case=schema.as_strategy(mode))
     def check(case: schemathesis.Case) -> None:
         response = case.call(app=fuzzed_app)
         case.validate_response(response)
@@ -68,7 +79,7 @@ def test_every_operation_answers_as_documented(fuzzed_app: FastAPI, mode: schema
 
     check()
     # The run really covered the API: every operation was called.
-    operations = {(method.upper(), path) for path, item in SCHEMA.raw_schema["paths"].items() for method in item}
+    operations = {(method.upper(), path) for path, item in schema.raw_schema["paths"].items() for method in item}
     assert {(method, path) for method, path, _ in seen} >= (
         operations if mode is schemathesis.GenerationMode.POSITIVE else {("GET", "/api/v1/raw-data")}
     )

@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from ingestor.settings import IngestorSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.certs import make_self_signed
@@ -90,6 +91,29 @@ def test_the_right_token_passes_and_health_and_reflection_stay_open(guarded: Thr
         )
         names = {service.name for service in answers[0].list_services_response.service}
         assert "ingestor.v1.IngestorService" in names
+
+
+def test_the_ingestor_listens_on_loopback_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INGESTOR_HOST", raising=False)
+    assert IngestorSettings().host == "127.0.0.1"
+    monkeypatch.setenv("INGESTOR_HOST", "0.0.0.0")
+    assert IngestorSettings().host == "0.0.0.0"
+
+
+def test_refused_calls_are_logged_with_their_request_id() -> None:
+    process = start_ingestor_process(token=TOKEN)
+    try:
+        with grpc.insecure_channel(process.address) as channel:
+            stub = pb_grpc.IngestorServiceStub(channel)
+            rpc_error(
+                lambda: stub.GetStatus(pb.GetStatusRequest(), metadata=(("x-request-id", "no-token-1"),), timeout=5)
+            )
+    finally:
+        assert process.stop() == 0
+    entries = [json.loads(line) for line in process.output]
+    refused = next(entry for entry in entries if entry.get("request_id") == "no-token-1")
+    assert (refused["code"], refused["method"]) == ("UNAUTHENTICATED", "/ingestor.v1.IngestorService/GetStatus")
+    assert TOKEN not in "".join(process.output)
 
 
 def test_tls_from_configured_files(tmp_path: Path) -> None:
