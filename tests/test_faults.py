@@ -99,7 +99,11 @@ def test_ingestor_down_is_503_fast_on_every_data_endpoint_and_back_without_a_res
             response = http.request(method, path)
             elapsed = time.monotonic() - started
             assert response.status_code == 503, (method, path, response.text)
-            assert response.json() == {"detail": "the ingestor is unavailable: it refused the connection"}
+            # Refused at connect time, or (if the connection's loss was not noticed yet) on the call.
+            assert response.json()["detail"] in {
+                "the ingestor is unavailable: it refused the connection",
+                "the ingestor is unavailable",
+            }
             assert elapsed < 1.0, (method, path, elapsed)
             assert http.get("/health").json() == {"status": "healthy"}
 
