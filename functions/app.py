@@ -19,6 +19,7 @@ from functions.client import (
     IngestorUnavailable,
     close_shared_channel,
 )
+from functions.gateway import GatewayPrefix
 from functions.routes import router
 
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
@@ -54,4 +55,4 @@ def create_app() -> FastAPI:
 
 
 app = create_app()
-handler = Mangum(app, lifespan="off")
+handler = Mangum(GatewayPrefix(app), lifespan="off")
