@@ -13,6 +13,10 @@ Group commit: one writer thread owns the connection. It takes every batch queued
 commit ran and commits them all in one transaction, then resolves each batch's future: a future is
 done only once its batch is on disk. Commits are in submission order, so the log never has a hole.
 
+Compaction: generated batches can be tiny (one reading a tick at 1 Hz), and a million one-reading rows
+would take seconds to read back. Every ``COMPACT_RUN`` consecutive small rows are merged into one row,
+in the transaction that completes the run.
+
 Retention: every commit deletes the rows whose readings the store has evicted, so the file holds at
 most ``capacity`` readings plus the batch that straddles the eviction boundary (SQLite reuses the
 freed pages). Batch ids are remembered for the newest ``batch_id_window`` batches.
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 FILE_NAME = "readings.sqlite3"
 FORMAT_VERSION = 1
 """PRAGMA user_version of the file; a file written by a newer format is refused, not misread."""
+COMPACT_BELOW = 4096
+"""Rows of fewer readings than this are small, and merged once COMPACT_RUN of them follow each other."""
+COMPACT_RUN = 256
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """After a checkpoint, SQLite truncates the write-ahead log back to at most this many bytes."""
 
@@ -103,6 +110,8 @@ class Journal:
         self._closing = False
         self._failure: JournalError | None = None
         self._writer: threading.Thread | None = None
+        # [start, end) of the consecutive small rows committed since the last merge, and how many.
+        self._small_run = (0, 0, 0)
 
     def load(self) -> Recovered:
         """Read back what the log holds; call before :meth:`start`."""
@@ -198,6 +207,7 @@ class Journal:
         db = self._db
         total = max(batch.start_seq + len(batch.columns) for batch in batches)
         evicted_below = total - self.capacity
+        small_run = self._small_run
         db.execute("BEGIN")
         try:
             for batch in batches:
@@ -219,11 +229,15 @@ class Journal:
                             _blob(columns.codes, CODE_DTYPE),
                         ),
                     )
+                    small_run = _extend_run(small_run, batch.start_seq, end_seq)
                 if batch.batch_id:
                     db.execute(
                         "INSERT INTO batch_ids (batch_id, accepted) VALUES (?, ?)",
                         (batch.batch_id, len(batch.columns)),
                     )
+            if small_run[2] >= COMPACT_RUN:
+                _merge_rows(db, small_run[0], small_run[1])
+                small_run = (0, 0, 0)
             db.execute("DELETE FROM batches WHERE end_seq <= ?", (evicted_below,))
             db.execute(
                 "DELETE FROM batch_ids WHERE position <= (SELECT MAX(position) FROM batch_ids) - ?",
@@ -238,6 +252,7 @@ class Journal:
             db.execute("ROLLBACK")
             raise
         self._sync()
+        self._small_run = small_run
 
     def _sync(self) -> None:
         """COMMIT: with synchronous=FULL in WAL mode it returns only after the log is fsync'd.
@@ -284,6 +299,31 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _extend_run(run: tuple[int, int, int], start_seq: int, end_seq: int) -> tuple[int, int, int]:
+    """The run of small rows after the row [start_seq, end_seq) was added."""
+    if end_seq - start_seq >= COMPACT_BELOW:
+        return (0, 0, 0)
+    run_start, run_end, rows = run
+    if rows and run_end == start_seq:
+        return (run_start, end_seq, rows + 1)
+    return (start_seq, end_seq, 1)
+
+
+def _merge_rows(db: sqlite3.Connection, start_seq: int, end_seq: int) -> None:
+    """Replace the rows holding readings [start_seq, end_seq) by one row: same readings, fewer rows."""
+    where = "WHERE end_seq > ? AND end_seq <= ?"
+    rows = db.execute(
+        f"SELECT start_seq, timestamps_ns, vals, codes FROM batches {where} ORDER BY end_seq", (start_seq, end_seq)
+    ).fetchall()
+    if len(rows) < 2:
+        return
+    db.execute(f"DELETE FROM batches {where}", (start_seq, end_seq))
+    db.execute(
+        "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)",
+        (end_seq, rows[0][0], *(b"".join(row[column] for row in rows) for column in (1, 2, 3))),
+    )
 
 
 def _blob(array: np.ndarray, dtype: np.dtype) -> memoryview:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ingestor.intake import Intake
-from ingestor.journal import FILE_NAME, Journal, JournalError
+from ingestor.journal import COMPACT_RUN, FILE_NAME, Journal, JournalError
 from ingestor.store import Columns, ReadingStore
 
 
@@ -135,6 +135,30 @@ def test_retention_keeps_the_disk_use_bounded_by_the_capacity(tmp_path: Path, op
         sizes.append(everything)
     # 24 x the capacity went through, yet the directory stopped growing after the second round.
     assert max(sizes[1:]) == sizes[1]
+
+
+def test_runs_of_tiny_batches_are_merged_so_recovery_reads_few_rows(tmp_path: Path, opened: list[Durable]) -> None:
+    capacity = 3 * COMPACT_RUN
+    durable = open_durable(opened, tmp_path, capacity=capacity)
+    durable.write(0, 5000)  # a large row is never merged
+    count = 4 * COMPACT_RUN + 10  # one reading a batch, as the generator makes them at 1 Hz
+    for i in range(count):
+        durable.write(5000 + i, 1, category="AB"[i % 2])
+    rows = durable.journal._db.execute("SELECT end_seq - start_seq FROM batches ORDER BY end_seq").fetchall()
+    # The large row and the oldest merged rows were evicted: what is left is one merged row
+    # straddling the eviction boundary, the merged rows after it, and the 10 newest tiny rows.
+    assert [size for (size,) in rows] == [COMPACT_RUN] * 3 + [1] * 10
+    expected = durable.everything()
+
+    again = reopen(opened, durable, capacity=capacity)
+    recovered = again.everything()
+    assert (
+        recovered.values.tolist()
+        == expected.values.tolist()
+        == [float(5000 + i) for i in range(count - capacity, count)]
+    )
+    assert recovered.codes.tolist() == expected.codes.tolist()
+    assert (again.store.total_ingested, again.store.evicted) == (5000 + count, 5000 + count - capacity)
 
 
 def test_batch_ids_are_remembered_for_a_bounded_window(tmp_path: Path, opened: list[Durable]) -> None:
