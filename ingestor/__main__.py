@@ -9,6 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
+from ingestor.journal import JournalError
 from ingestor.server import serve
 from ingestor.settings import IngestorSettings
 
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"invalid configuration:\n{error}", file=sys.stderr)
         return 2
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except JournalError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

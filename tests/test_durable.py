@@ -14,9 +14,10 @@ import pytest
 
 from functions.client import decode_export
 from ingestor.journal import Journal
+from ingestor.settings import IngestorSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.harness import ThreadedIngestor
+from tests.harness import ThreadedIngestor, start_ingestor_process
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 
@@ -216,3 +217,22 @@ def test_a_failed_commit_is_unavailable_not_an_acknowledgement(
     monkeypatch.undo()
     durable.restart()
     assert durable.values() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_an_empty_data_dir_means_memory_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("INGESTOR_DATA_DIR", "")
+    assert IngestorSettings().data_dir is None
+    monkeypatch.setenv("INGESTOR_DATA_DIR", str(tmp_path))
+    assert IngestorSettings().data_dir == tmp_path
+
+
+def test_a_second_ingestor_on_the_same_directory_refuses_to_start(tmp_path: Path) -> None:
+    first = start_ingestor_process(data_dir=tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1") as caught:
+            start_ingestor_process(data_dir=tmp_path)
+        assert "cannot start:" in str(caught.value)
+        assert "in use by another ingestor" in str(caught.value)
+        assert "Traceback" not in str(caught.value)
+    finally:
+        first.stop()
