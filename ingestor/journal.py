@@ -150,8 +150,26 @@ class Journal:
 
     def start(self) -> None:
         """Start the writer thread; batches can be submitted from then on."""
+        self._trim()
         self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
         self._writer.start()
+
+    def _trim(self) -> None:
+        """Drop what a smaller capacity no longer keeps, and give the space back when most is free.
+
+        SQLite reuses freed pages but never shrinks the file by itself; after the capacity went down
+        between two runs the file would stay at its old size.
+        """
+        db = self._db
+        row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
+        if row is not None:
+            db.execute("DELETE FROM batches WHERE end_seq <= ?", (row[0] - self.capacity,))
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages > 256 and free * 2 > pages:
+            log.info("compacting the data directory: %d of its %d pages are free", free, pages)
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the file shrinks at the checkpoint
 
     def submit(self, batch: LoggedBatch) -> Future[None]:
         """Queue a batch; the future is done once the batch is on disk, or fails with JournalError."""

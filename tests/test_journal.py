@@ -161,6 +161,21 @@ def test_runs_of_tiny_batches_are_merged_so_recovery_reads_few_rows(tmp_path: Pa
     assert (again.store.total_ingested, again.store.evicted) == (5000 + count, 5000 + count - capacity)
 
 
+def test_a_smaller_capacity_after_restart_gives_the_disk_space_back(tmp_path: Path, opened: list[Durable]) -> None:
+    durable = open_durable(opened, tmp_path, capacity=200_000)
+    for first in range(0, 200_000, 10_000):
+        durable.write(first, 10_000)
+    durable.journal.close()
+    opened.remove(durable)
+    large = (tmp_path / FILE_NAME).stat().st_size
+    assert large > 200_000 * 18
+
+    small = open_durable(opened, tmp_path, capacity=10_000)
+    assert (tmp_path / FILE_NAME).stat().st_size < large / 4
+    assert small.everything().values.tolist() == [float(v) for v in range(190_000, 200_000)]
+    assert (small.store.total_ingested, small.store.evicted) == (200_000, 190_000)
+
+
 def test_batch_ids_are_remembered_for_a_bounded_window(tmp_path: Path, opened: list[Durable]) -> None:
     durable = open_durable(opened, tmp_path, batch_id_window=3)
     for i in range(5):
