@@ -115,6 +115,12 @@ class Journal:
 
     def load(self) -> Recovered:
         """Read back what the log holds; call before :meth:`start`."""
+        try:
+            return self._load()
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot read data directory {str(self.data_dir)!r}: {error}") from error
+
+    def _load(self) -> Recovered:
         db = self._db
         row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
         total = row[0] if row else 0

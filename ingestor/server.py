@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ingestor.generator import Ingestion
 from ingestor.intake import Intake
-from ingestor.journal import Journal
+from ingestor.journal import Journal, JournalError
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.store import ReadingStore
@@ -53,7 +53,10 @@ def open_store(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Journa
     journal = Journal(settings.data_dir, settings.capacity, settings.batch_id_window)
     try:
         recovered = journal.load()
-        store.restore(recovered.categories, recovered.columns, recovered.total_ingested)
+        try:
+            store.restore(recovered.categories, recovered.columns, recovered.total_ingested)
+        except ValueError as error:
+            raise JournalError(f"data directory {str(settings.data_dir)!r} is inconsistent: {error}") from error
     except BaseException:
         journal.close()
         raise

@@ -293,3 +293,9 @@ def test_a_newer_file_format_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(JournalError, match="format 99"):
         Journal(tmp_path, 1000, 100)
+
+
+def test_a_file_that_is_not_a_log_is_refused(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).write_bytes(b"not a database, " * 512)
+    with pytest.raises(JournalError, match="cannot use data directory"):
+        Journal(tmp_path, 1000, 100)
