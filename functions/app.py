@@ -21,6 +21,7 @@ from functions.client import (
     IngestorUnavailable,
     close_shared_channel,
 )
+from functions.gateway import GatewayPrefix
 from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging
 from functions.request_context import RequestContextMiddleware
@@ -113,4 +114,4 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
 
 
 app = create_app()
-handler = Mangum(app, lifespan="off")
+handler = Mangum(GatewayPrefix(app), lifespan="off")

@@ -8,6 +8,7 @@ import sys
 
 from pydantic import ValidationError
 
+from ingestor.journal import JournalError
 from ingestor.logs import configure_logging
 from ingestor.server import serve
 from ingestor.settings import IngestorSettings
@@ -20,6 +21,7 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     parser.add_argument("--capacity", help="readings kept in memory (INGESTOR_CAPACITY, default 1000000)")
     parser.add_argument("--rate-hz", help="readings generated per second (INGESTOR_RATE_HZ, default 1)")
     parser.add_argument("--categories", help="comma-separated categories (INGESTOR_CATEGORIES, default A,B,C)")
+    parser.add_argument("--data-dir", help="durable mode: fsync every batch here (INGESTOR_DATA_DIR, default unset)")
     return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
 
 
@@ -30,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid configuration:\n{error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except JournalError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

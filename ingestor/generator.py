@@ -81,8 +81,11 @@ class Ingestion:
         rate_hz: float,
         categories: Sequence[str],
         clock: Clock = time.time_ns,
+        append: Callable[[Columns], object] | None = None,
     ) -> None:
         self._store = store
+        # Where each generated batch goes: the store itself, or something that also logs it.
+        self._append = append or store.append
         self.rate_hz = rate_hz
         self.categories = tuple(categories)
         self._clock = clock
@@ -118,7 +121,7 @@ class Ingestion:
         while emitted < due:
             count = min(due - emitted, MAX_BATCH)
             timestamps, values, which = generator.generate(count)
-            self._store.append(Columns(timestamps, values, codes_for[which]))
+            self._append(Columns(timestamps, values, codes_for[which]))
             emitted += count
         return emitted
 

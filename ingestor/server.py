@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -12,7 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ingestor.generator import Ingestion
+from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
+from ingestor.journal import Journal, JournalError
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.store import ReadingStore
@@ -30,18 +33,51 @@ class RunningServer:
     ingestion: Ingestion
     store: ReadingStore
     port: int
+    intake: Intake
+    journal: Journal | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
         await self.health.enter_graceful_shutdown()
         await self.ingestion.stop()
         await self.server.stop(grace_s)
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+
+
+def open_store(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Journal | None]:
+    """An empty store in memory-only mode; in durable mode, the store rebuilt from the data directory."""
+    store = ReadingStore(settings.capacity)
+    if settings.data_dir is None:
+        return store, Intake(store, batch_id_window=settings.batch_id_window), None
+    started = time.perf_counter()
+    journal = Journal(settings.data_dir, settings.capacity, settings.batch_id_window)
+    try:
+        recovered = journal.load()
+        try:
+            store.restore(recovered.categories, recovered.columns, recovered.total_ingested)
+        except ValueError as error:
+            raise JournalError(f"data directory {str(settings.data_dir)!r} is inconsistent: {error}") from error
+    except BaseException:
+        journal.close()
+        raise
+    journal.start()
+    log.info(
+        "recovered %d readings (total_ingested %d, evicted %d) from %s in %.3f s",
+        store.buffered,
+        store.total_ingested,
+        store.evicted,
+        settings.data_dir,
+        time.perf_counter() - started,
+    )
+    intake = Intake(store, journal, settings.batch_id_window, recovered.batch_ids, recovered=store.buffered)
+    return store, intake, journal
 
 
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
-    store = ReadingStore(settings.capacity)
-    ingestion = Ingestion(store, settings.rate_hz, settings.categories)
+    store, intake, journal = await asyncio.to_thread(open_store, settings)
+    ingestion = Ingestion(store, settings.rate_hz, settings.categories, append=intake.append_generated)
     # The call context comes first so that refused calls are logged with their request id too.
     interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
     if settings.token is not None:
@@ -50,18 +86,23 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
     )
-    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion), server)
+    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, intake), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = _add_port(server, settings)
-    await server.start()
+    try:
+        port = _add_port(server, settings)
+        await server.start()
+    except BaseException:
+        if journal is not None:
+            await asyncio.to_thread(journal.close)
+        raise
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, ingestion, store, port)
+    return RunningServer(server, health_servicer, ingestion, store, port, intake, journal)
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

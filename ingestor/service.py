@@ -18,6 +18,8 @@ import grpc
 import numpy as np
 
 from ingestor.generator import Ingestion
+from ingestor.intake import Intake, validate_batch_id
+from ingestor.journal import JournalError
 from ingestor.readings import InvalidArgument, decode_write_request
 from ingestor.store import CategoryLimitError, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
@@ -45,6 +47,8 @@ def _unary_errors(method: Handler) -> Handler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except CategoryLimitError as error:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        except JournalError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         except grpc.aio.AbortError:
             raise
         except Exception:
@@ -85,9 +89,10 @@ def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Rea
 
 
 class IngestorServicer(pb_grpc.IngestorServiceServicer):
-    def __init__(self, store: ReadingStore, ingestion: Ingestion) -> None:
+    def __init__(self, store: ReadingStore, ingestion: Ingestion, intake: Intake | None = None) -> None:
         self._store = store
         self._ingestion = ingestion
+        self._intake = intake or Intake(store)
 
     @_unary_errors
     async def StartIngestion(
@@ -113,6 +118,10 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             evicted=store.evicted,
             capacity=store.capacity,
             rate_hz=self._ingestion.rate_hz,
+            durable=self._intake.durable,
+            data_dir_bytes=self._intake.data_dir_bytes(),
+            recovered=self._intake.recovered,
+            remembered_batch_ids=self._intake.remembered_batch_ids,
         )
 
     @_unary_errors
@@ -180,6 +189,12 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     async def WriteReadings(
         self, request: pb.WriteReadingsRequest, context: grpc.aio.ServicerContext
     ) -> pb.WriteReadingsResponse:
+        if request.batch_id:
+            validate_batch_id(request.batch_id)
         columns = decode_write_request(request, self._store)
-        self._store.append(columns)
-        return pb.WriteReadingsResponse(accepted=len(columns))
+        acknowledgement = await self._intake.write(columns, request.batch_id)
+        return pb.WriteReadingsResponse(
+            accepted=acknowledgement.accepted,
+            duplicate=acknowledgement.duplicate,
+            durable=acknowledgement.durable,
+        )

@@ -24,6 +24,17 @@ class IngestorSettings(BaseSettings):
     """Categories the generator draws from; a comma-separated list in the environment."""
     shutdown_grace_s: float = Field(5.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
+    data_dir: Path | None = None
+    """Durable mode when set: every batch is fsync'd here before it is acknowledged, and the buffer
+    is rebuilt from it on start. Unset (or empty): memory only."""
+    batch_id_window: int = Field(100_000, ge=1, le=10_000_000)
+    """How many of the newest batch ids are remembered, so that retries are not stored twice."""
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _empty_data_dir_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     token: SecretStr | None = None
     """When set, IngestorService calls need ``authorization: Bearer <token>`` (health and reflection do not)."""
     tls_cert_file: FilePath | None = None

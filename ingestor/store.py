@@ -61,6 +61,9 @@ class ReadingStore:
         self._values = np.empty(capacity, dtype=VALUE_DTYPE)
         self._codes = np.empty(capacity, dtype=CODE_DTYPE)
         self._total = 0
+        # The oldest sequence number that may be held: above 0 only after restore() was given fewer
+        # readings than the buffer holds (e.g. the capacity grew between two runs).
+        self._oldest = 0
         self._categories: list[str] = []
         self._codes_by_name: dict[str, int] = {}
 
@@ -75,7 +78,7 @@ class ReadingStore:
 
     @property
     def buffered(self) -> int:
-        return min(self._total, self._capacity)
+        return min(self._total - self._oldest, self._capacity)
 
     @property
     def evicted(self) -> int:
@@ -124,6 +127,31 @@ class ReadingStore:
         ):
             self._write_ring(target, first_seq, source[skip:])
         self._total += n
+
+    def restore(self, categories: Sequence[str], columns: Columns, total_ingested: int) -> None:
+        """Refill an empty store with what an earlier run held: its dictionary, readings and counters.
+
+        ``columns`` are that run's newest readings, the last one numbered ``total_ingested - 1``; only
+        the newest ``capacity`` of them are kept. Older readings that were not given count as evicted,
+        so ``total_ingested = buffered + evicted`` holds as before.
+        """
+        if self._total or self._categories:
+            raise ValueError("only an empty store can be restored")
+        if len(columns) > total_ingested:
+            raise ValueError(f"{len(columns)} readings cannot be the newest of {total_ingested}")
+        if len(columns) and int(columns.codes.max()) >= len(categories):
+            raise ValueError("category code outside the dictionary")
+        self.encode_categories(categories)
+        kept = min(len(columns), self._capacity)
+        first_seq = total_ingested - kept
+        for target, source in (
+            (self._timestamps, columns.timestamps_ns),
+            (self._values, columns.values),
+            (self._codes, columns.codes),
+        ):
+            self._write_ring(target, first_seq, source[len(source) - kept :])
+        self._total = total_ingested
+        self._oldest = first_seq
 
     def _write_ring(self, target: np.ndarray, first_seq: int, source: np.ndarray) -> None:
         start = first_seq % self._capacity

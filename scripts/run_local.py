@@ -32,7 +32,9 @@ def main() -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # Explicitly: a shell may start us with SIGINT ignored (a background job), and Ctrl-C must work.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.2)

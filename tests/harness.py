@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,11 +85,16 @@ def _start(command: list[str], pattern: re.Pattern[str], env: Mapping[str, str],
             return ServerProcess(process, int(match.group(1)), output)
 
 
-def start_ingestor_process(port: int = 0, timeout: float = 20, **settings: object) -> ServerProcess:
-    """``python -m ingestor`` on 127.0.0.1; ``settings`` become INGESTOR_* variables."""
+def start_ingestor_process(
+    port: int = 0, timeout: float = 20, prefix: Sequence[str] = (), **settings: object
+) -> ServerProcess:
+    """``python -m ingestor`` on 127.0.0.1; ``settings`` become INGESTOR_* variables.
+
+    ``prefix`` runs it under another command, e.g. strace.
+    """
     env = {f"INGESTOR_{key.upper()}": str(value) for key, value in settings.items()}
     env.update(INGESTOR_HOST="127.0.0.1", INGESTOR_PORT=str(port))
-    return _start([sys.executable, "-m", "ingestor"], _INGESTOR_LISTENING, env, timeout)
+    return _start([*prefix, sys.executable, "-m", "ingestor"], _INGESTOR_LISTENING, env, timeout)
 
 
 def start_api_process(ingestor_address: str, timeout: float = 20, **env: str) -> ServerProcess:

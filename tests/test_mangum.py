@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from functions.app import handler
+from functions.app import app, handler
 from functions.settings import get_settings
 from tests.events import LambdaContext, http_v2_event, rest_v1_event
 from tests.harness import ServerProcess, start_ingestor_process
@@ -142,3 +143,19 @@ def test_unreachable_ingestor_is_a_fast_503(point_at: Callable[[str], None]) -> 
         assert "unavailable" in body["detail"]
         assert time.monotonic() - started < 2
     assert invoke(http_v2_event, "GET", "/api/v1/health") == (200, {"status": "healthy"})
+
+
+def test_the_shared_channel_follows_the_event_loop(lambda_ingestor: ServerProcess) -> None:
+    """TestClient runs the app on loops of its own; the handler on the process's loop. Mixing is fine."""
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.post("/api/v1/start-ingestion").status_code == 200
+            assert client.get("/api/v1/status").json()["running"] is True
+        code, body = invoke(rest_v1_event, "GET", "/api/v1/status")
+        assert (code, body["running"]) == (200, True)
+        with TestClient(app) as client:
+            assert client.post("/api/v1/stop-ingestion").json() == {"message": "Data ingestion stopped"}
+        assert invoke(http_v2_event, "POST", "/api/v1/stop-ingestion") == (
+            200,
+            {"message": "Data ingestion already stopped"},
+        )

@@ -73,3 +73,32 @@ def test_memory_is_18_bytes_a_reading() -> None:
 )
 def test_category_names(name: str, valid: bool) -> None:
     assert (validate_category(name) is None) is valid
+
+
+def test_restore_refills_an_empty_store_with_its_counters() -> None:
+    earlier = ReadingStore(capacity=4)
+    earlier.append(batch(earlier, 0, 7, "B"))
+    store = ReadingStore(capacity=4)
+    store.restore(earlier.categories, earlier.read(0, 7), earlier.total_ingested)
+    assert (store.total_ingested, store.buffered, store.evicted) == (7, 4, 3)
+    assert list(store.categories) == ["B"]
+    store.append(batch(store, 7, 2, "B"))
+    assert store.read(0, 9).values.tolist() == [5, 6, 7, 8]
+
+
+def test_restore_with_fewer_readings_than_the_capacity_counts_the_rest_as_evicted() -> None:
+    store = ReadingStore(capacity=10)
+    older = batch(ReadingStore(capacity=10), 97, 3)
+    store.restore(["A"], older, total_ingested=100)
+    assert (store.total_ingested, store.buffered, store.evicted) == (100, 3, 97)
+    assert store.clamp(0, 100) == (97, 100)
+    store.append(batch(store, 100, 9))
+    assert (store.total_ingested, store.buffered, store.evicted) == (109, 10, 99)
+    assert store.read(0, 109).values.tolist() == list(range(99, 109))
+
+
+def test_only_an_empty_store_can_be_restored() -> None:
+    store = ReadingStore(capacity=10)
+    store.append(batch(store, 0, 1))
+    with pytest.raises(ValueError, match="empty"):
+        store.restore(["A"], batch(store, 0, 1), 1)

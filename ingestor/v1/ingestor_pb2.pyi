@@ -54,20 +54,28 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids")
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INGESTED_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
     EVICTED_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_FIELD_NUMBER: _ClassVar[int]
+    DATA_DIR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    REMEMBERED_BATCH_IDS_FIELD_NUMBER: _ClassVar[int]
     running: bool
     total_ingested: int
     buffered: int
     evicted: int
     capacity: int
     rate_hz: float
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ...) -> None: ...
+    durable: bool
+    data_dir_bytes: int
+    recovered: int
+    remembered_batch_ids: int
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -102,17 +110,23 @@ class ExportReadingsResponse(_message.Message):
     def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WriteReadingsRequest(_message.Message):
-    __slots__ = ("readings", "columns", "column_categories")
+    __slots__ = ("readings", "columns", "column_categories", "batch_id")
     READINGS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     COLUMN_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     readings: _containers.RepeatedCompositeFieldContainer[Reading]
     columns: ReadingColumns
     column_categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., column_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    batch_id: str
+    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., column_categories: _Optional[_Iterable[str]] = ..., batch_id: _Optional[str] = ...) -> None: ...
 
 class WriteReadingsResponse(_message.Message):
-    __slots__ = ("accepted",)
+    __slots__ = ("accepted", "duplicate", "durable")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_FIELD_NUMBER: _ClassVar[int]
     accepted: int
-    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+    duplicate: bool
+    durable: bool
+    def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...

@@ -107,7 +107,8 @@ class IngestorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WriteReadings(self, request, context):
-        """WriteReadings stores readings from a producer, all or nothing.
+        """WriteReadings stores readings from a producer, all or nothing. In durable mode it answers only
+        once the batch is on disk.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

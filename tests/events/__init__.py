@@ -25,14 +25,22 @@ def rest_v1_event(method: str, path: str, query: dict[str, str] | None = None, s
     return event
 
 
-def http_v2_event(method: str, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event on the `$default` stage and route."""
+def http_v2_event(
+    method: str, path: str, query: dict[str, str] | None = None, stage: str = "$default"
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event on the `$default` route.
+
+    On the `$default` stage the path is the app's own; a named stage keeps its name in the path.
+    """
     event = copy.deepcopy(_HTTP)
+    if stage != "$default":
+        path = f"/{stage}{path}"
     event["rawPath"] = path
     event["rawQueryString"] = urlencode(query or {})
     if query:
         event["queryStringParameters"] = dict(query)
     event["requestContext"]["http"].update(method=method, path=path)
+    event["requestContext"]["stage"] = stage
     return event
 
 
