@@ -134,6 +134,12 @@ def _columns(timestamps: bytes, values: bytes, codes: bytes, categories: list[st
     return pb.WriteReadingsRequest(columns=columns, column_categories=categories)
 
 
+def _with_batch_id(batch_id: str) -> pb.WriteReadingsRequest:
+    request = _write(_reading())
+    request.batch_id = batch_id
+    return request
+
+
 @dataclass(frozen=True)
 class Rpc:
     method: str
@@ -185,6 +191,10 @@ RPC_CASES: dict[str, Rpc] = {
     "write-garbage-bytes": Rpc("WriteReadings", b"\xff\xfe\xfd\xfc", _BAD, "not a valid message"),
     "list-truncated-message": Rpc("ListReadings", b"\x12\x05ab", _BAD, "not a valid message"),
     "export-garbage-bytes": Rpc("ExportReadings", b"\x08", _BAD, "not a valid message"),
+    "write-batch-id-space": Rpc("WriteReadings", _with_batch_id("a b"), _BAD, "batch_id"),
+    "write-batch-id-control": Rpc("WriteReadings", _with_batch_id("a\x00b"), _BAD, "batch_id"),
+    "write-batch-id-unicode": Rpc("WriteReadings", _with_batch_id("b\u00e4tch"), _BAD, "batch_id"),
+    "write-batch-id-huge": Rpc("WriteReadings", _with_batch_id("x" * 129), _BAD, "batch_id"),
     "write-oversized": Rpc(
         "WriteReadings",
         _write(*[_reading(value=float(i)) for i in range(5000)]),
