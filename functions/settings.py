@@ -1,9 +1,10 @@
 """The function's configuration, read from the environment."""
 
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class FunctionSettings(BaseSettings):
@@ -15,6 +16,29 @@ class FunctionSettings(BaseSettings):
     """Deadline of every call to the ingestor (INGESTOR_TIMEOUT_S)."""
     ingestor_connect_timeout_s: float = Field(1.0, gt=0, le=60)
     """How long to wait for a connection before answering 503 (INGESTOR_CONNECT_TIMEOUT_S)."""
+    ingestor_token: SecretStr | None = None
+    """Sent to the ingestor as ``authorization: Bearer <token>`` (INGESTOR_TOKEN)."""
+    ingestor_tls: bool = False
+    """Speak TLS to the ingestor, trusting the system's CAs (INGESTOR_TLS)."""
+    ingestor_ca_file: FilePath | None = None
+    """Speak TLS to the ingestor, trusting the CA certificates in this PEM file (INGESTOR_CA_FILE)."""
+    api_token: SecretStr | None = None
+    """When set, state-changing requests need ``Authorization: Bearer <token>`` (API_TOKEN)."""
+    api_token_for_reads: bool = False
+    """With API_TOKEN, reads need the token too, all but /health (API_TOKEN_FOR_READS)."""
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Origins allowed to call from a browser, comma-separated; none by default (CORS_ORIGINS)."""
+    max_body_bytes: int = Field(1024 * 1024, ge=0)
+    """Request bodies beyond this are refused with 413 (MAX_BODY_BYTES)."""
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
+    """INFO logs one JSON line a request (LOG_LEVEL)."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
 
 
 @lru_cache

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from pydantic import ValidationError
 
 from ingestor.journal import JournalError
+from ingestor.logs import configure_logging
 from ingestor.server import serve
 from ingestor.settings import IngestorSettings
 
@@ -26,12 +26,12 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = IngestorSettings(**parse_args(sys.argv[1:] if argv is None else argv))
     except ValidationError as error:
         print(f"invalid configuration:\n{error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
     except JournalError as error:

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ingestor.generator import Ingestion
 from ingestor.intake import Intake
+from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal, JournalError
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
@@ -77,7 +78,14 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
     store, intake, journal = await asyncio.to_thread(open_store, settings)
     ingestion = Ingestion(store, settings.rate_hz, settings.categories, append=intake.append_generated)
-    server = grpc.aio.server()
+    # The call context comes first so that refused calls are logged with their request id too.
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
+    if settings.token is not None:
+        interceptors.append(TokenAuthInterceptor(settings.token.get_secret_value()))
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+    )
     ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, intake), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -86,7 +94,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         server,
     )
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        port = _add_port(server, settings)
         await server.start()
     except BaseException:
         if journal is not None:
@@ -97,6 +105,15 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     return RunningServer(server, health_servicer, ingestion, store, port, intake, journal)
 
 
+def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:
+    address = f"{settings.host}:{settings.port}"
+    tls = settings.tls_files()
+    if tls is None:
+        return server.add_insecure_port(address)
+    certificate, key = (path.read_bytes() for path in tls)
+    return server.add_secure_port(address, grpc.ssl_server_credentials([(key, certificate)]))
+
+
 async def serve(settings: IngestorSettings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     stop = asyncio.Event()
@@ -105,7 +122,12 @@ async def serve(settings: IngestorSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     running = await start_server(settings)
-    log.info("listening on %s:%d", settings.host, running.port)
+    log.info(
+        "listening on %s:%d",
+        settings.host,
+        running.port,
+        extra={"fields": {"tls": settings.tls_files() is not None, "auth": settings.token is not None}},
+    )
     await stop.wait()
     log.info("shutting down")
     await running.shutdown(settings.shutdown_grace_s)

@@ -1,9 +1,9 @@
 """The ingestor's configuration, read from ``INGESTOR_*`` environment variables."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingestor.store import validate_category
@@ -34,6 +34,29 @@ class IngestorSettings(BaseSettings):
     @classmethod
     def _empty_data_dir_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    token: SecretStr | None = None
+    """When set, IngestorService calls need ``authorization: Bearer <token>`` (health and reflection do not)."""
+    tls_cert_file: FilePath | None = None
+    """PEM certificate chain: with ``tls_key_file``, the server speaks TLS only."""
+    tls_key_file: FilePath | None = None
+    """PEM private key of ``tls_cert_file``."""
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=2**31 - 1)
+    """The largest request accepted; a larger one is RESOURCE_EXHAUSTED."""
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
+    """DEBUG also logs every successful call."""
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        return self
+
+    def tls_files(self) -> tuple[Path, Path] | None:
+        """(certificate, key) when the server must speak TLS."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return self.tls_cert_file, self.tls_key_file
 
     @field_validator("categories", mode="before")
     @classmethod

@@ -1,0 +1,47 @@
+"""A limit on request bodies for every route: 413 beyond it, before an endpoint sees the body.
+
+A declared Content-Length over the limit is refused at once, before the app runs. A body without
+one (chunked) is counted as the app reads it: going past the limit raises an HTTPException(413),
+which FastAPI answers in its usual ``{"detail": ...}`` shape.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+
+from functions.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_error
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self._max = max_bytes
+
+    def _too_large(self) -> str:
+        return f"the request body must be at most {self._max} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await send_error(send, 400, "the Content-Length header is not a number")
+                return
+            if int(declared) > self._max:
+                await send_error(send, 413, self._too_large())
+                return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max:
+                    raise HTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, counting_receive, send)

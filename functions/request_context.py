@@ -1,0 +1,54 @@
+"""Every request gets an id: taken from a well-formed ``X-Request-ID`` or made up, returned in
+the response's ``X-Request-ID``, passed on to the ingestor, and logged with one JSON line.
+
+Only the method, the path, the status and the time are logged: never headers or query strings,
+which may carry tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from functions import logs
+from functions.asgi import ASGIApp, Message, Receive, Scope, Send, header
+
+log = logging.getLogger("functions.access")
+
+_WELL_FORMED = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = header(scope, b"x-request-id")
+        request_id = given.decode() if given and _WELL_FORMED.fullmatch(given) else uuid.uuid4().hex
+        token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            log.info("request", extra={"fields": fields})
+            logs.request_id.reset(token)

@@ -1,0 +1,158 @@
+"""Server interceptors: who may call, which request a call belongs to, and malformed messages.
+
+- :class:`TokenAuthInterceptor` requires ``authorization: Bearer <token>`` on IngestorService calls
+  (constant-time comparison); health and reflection stay open. Missing or wrong is UNAUTHENTICATED.
+- :class:`CallContextInterceptor` runs each call with its ``x-request-id`` in the log context, logs
+  its outcome as JSON, and turns a request that is not valid protobuf into INVALID_ARGUMENT instead
+  of the UNKNOWN grpcio answers by default.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ingestor import logs
+
+log = logging.getLogger("ingestor.calls")
+
+PROTECTED_PREFIX = "/ingestor.v1.IngestorService/"
+"""Only the service's own methods need the token: health checks and reflection stay open."""
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str | None:
+    for name, value in details.invocation_metadata or ():
+        if name == key:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _denying(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that only aborts."""
+
+    async def deny_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, message)
+
+    async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(code, message)
+        yield  # pragma: no cover - makes this an async generator
+
+    if handler.request_streaming:
+        raise TypeError("the ingestor has no client-streaming methods")
+    if handler.response_streaming:
+        return handler._replace(unary_stream=deny_stream)  # type: ignore[attr-defined]
+    return handler._replace(unary_unary=deny_unary)  # type: ignore[attr-defined]
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(PROTECTED_PREFIX):
+            return handler
+        given = _metadata_value(handler_call_details, "authorization") or ""
+        if hmac.compare_digest(given.encode(), self._expected):
+            return handler
+        problem = "a bearer token is required" if not given else "the bearer token is not valid"
+        return _denying(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
+
+
+class _Malformed:
+    """Stands in for a request that did not parse, so the handler can answer INVALID_ARGUMENT."""
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def deserialize(raw: bytes) -> Any:
+        if deserializer is None:
+            return raw
+        try:
+            return deserializer(raw)
+        except DecodeError:
+            return _Malformed()
+
+    return deserialize
+
+
+class CallContextInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = handler_call_details.method
+        given = _metadata_value(handler_call_details, "x-request-id")
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else None
+        deserializer = _tolerant(handler.request_deserializer)
+        if handler.response_streaming:
+            return handler._replace(  # type: ignore[attr-defined]
+                request_deserializer=deserializer,
+                unary_stream=_streaming(handler.unary_stream, method, request_id),
+            )
+        return handler._replace(  # type: ignore[attr-defined]
+            request_deserializer=deserializer,
+            unary_unary=_unary(handler.unary_unary, method, request_id),
+        )
+
+
+def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+    code = context.code() or grpc.StatusCode.OK
+    code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+    fields = {"method": method, "code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+    level = logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.INFO
+    log.log(level, "rpc", extra={"fields": fields})
+
+
+async def _abort_malformed(context: grpc.aio.ServicerContext, method: str) -> None:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} is not a valid message")
+
+
+def _unary(behavior: Callable[..., Awaitable[Any]], method: str, request_id: str | None) -> Callable[..., Any]:
+    async def serve(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # Each call runs in a task of its own, so this does not leak into other calls.
+        logs.request_id.set(request_id)
+        started = time.perf_counter()
+        try:
+            if isinstance(request, _Malformed):
+                await _abort_malformed(context, method)
+            return await behavior(request, context)
+        finally:
+            _log_call(method, context, started)
+
+    return serve
+
+
+def _streaming(behavior: Callable[..., Any], method: str, request_id: str | None) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # Handlers that answer through context.write() (health's Watch) are coroutines.
+        return _unary(behavior, method, request_id)
+
+    async def serve(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # Each call runs in a task of its own, so this does not leak into other calls.
+        logs.request_id.set(request_id)
+        started = time.perf_counter()
+        try:
+            if isinstance(request, _Malformed):
+                await _abort_malformed(context, method)
+            async for message in behavior(request, context):
+                yield message
+        finally:
+            _log_call(method, context, started)
+
+    return serve

@@ -1,0 +1,300 @@
+"""`make loadtest`: a bounded load run against the ingestor and the API, on loopback only.
+
+Starts `python -m ingestor` (generating 10,000 readings/s) and `python -m functions` on free
+loopback ports, starts ingestion, runs N concurrent clients for D seconds over the request mix
+below, stops ingestion, then checks the accounting (total_ingested = buffered + evicted, every
+pushed reading found) and prints requests/s, p50/p99 per request kind, the error count and the
+ingestor's resident memory before and after. Exits non-zero on any error or accounting mismatch.
+
+    python scripts/loadtest.py                            # 50 clients, 60 s
+    python scripts/loadtest.py --clients 5 --duration 3   # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from functions.client import decode_export  # noqa: E402
+from ingestor.v1 import ingestor_pb2 as pb  # noqa: E402
+from ingestor.v1 import ingestor_pb2_grpc as pb_grpc  # noqa: E402
+
+HOST = "127.0.0.1"
+MAX_DURATION_S = 600
+MAX_CLIENTS = 500
+BYTES_PER_READING = 18
+PUSH_CATEGORY = "loadtest-push"
+PUSH_BATCH = 10
+
+
+@dataclass(frozen=True)
+class Call:
+    """One kind of request in the mix: over HTTP (method, path, params) or a gRPC push."""
+
+    name: str
+    weight: int
+    method: str = "GET"
+    path: str = ""
+    params: dict[str, str | int] | None = None
+    body: object | None = None
+    grpc_push: bool = False
+
+
+# The request mix. Endpoints added to the API get a row here.
+MIX: list[Call] = [
+    Call("GET /health", 10, path="/api/v1/health"),
+    Call("GET /status", 20, path="/api/v1/status"),
+    Call("GET /raw-data", 10, path="/api/v1/raw-data"),
+    Call("GET /raw-data?limit=10", 20, path="/api/v1/raw-data", params={"limit": 10}),
+    Call("GET /raw-data?limit=10000", 5, path="/api/v1/raw-data", params={"limit": 10_000}),
+    Call("GET /processed-data", 2, path="/api/v1/processed-data"),
+    Call(f"gRPC WriteReadings x{PUSH_BATCH}", 10, grpc_push=True),
+]
+
+
+@dataclass
+class Tally:
+    latencies_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    error_samples: list[str] = field(default_factory=list)
+    pushed: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def spawn(module: str, env: dict[str, str], args: list[str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *(args or [])],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_until_ready(api_url: str, ingestor_address: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(ingestor_address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout_s)
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(f"{api_url}/api/v1/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the API did not start")
+            await asyncio.sleep(0.1)
+
+
+async def run_client(
+    http: httpx.AsyncClient,
+    stub: pb_grpc.IngestorServiceStub,
+    tally: Tally,
+    rng: random.Random,
+    stop_at: float,
+) -> None:
+    weights = [call.weight for call in MIX]
+    sequence = 0
+    while time.monotonic() < stop_at:
+        call = rng.choices(MIX, weights)[0]
+        started = time.perf_counter()
+        try:
+            if call.grpc_push:
+                sequence += 1
+                base = rng.getrandbits(40)
+                readings = [
+                    pb.Reading(
+                        timestamp={"seconds": 1_705_744_800 + sequence}, value=float(base + i), category=PUSH_CATEGORY
+                    )
+                    for i in range(PUSH_BATCH)
+                ]
+                response = await stub.WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=10)
+                ok, problem = response.accepted == PUSH_BATCH, f"accepted {response.accepted}"
+                if ok:
+                    tally.pushed += PUSH_BATCH
+            else:
+                answer = await http.request(call.method, call.path, params=call.params, json=call.body)
+                ok, problem = answer.status_code == 200, f"{answer.status_code} {answer.text[:200]}"
+        except (httpx.HTTPError, grpc.aio.AioRpcError) as error:
+            ok, problem = False, repr(error)[:200]
+        tally.latencies_s[call.name].append(time.perf_counter() - started)
+        if not ok:
+            tally.errors[call.name] += 1
+            if len(tally.error_samples) < 5:
+                tally.error_samples.append(f"{call.name}: {problem}")
+
+
+async def count_pushed(stub: pb_grpc.IngestorServiceStub) -> int:
+    exported = decode_export([message async for message in stub.ExportReadings(pb.ExportReadingsRequest(), timeout=60)])
+    categories = list(exported.categories)
+    if PUSH_CATEGORY not in categories:
+        return 0
+    return int(np.count_nonzero(exported.codes == categories.index(PUSH_CATEGORY)))
+
+
+def report(tally: Tally, elapsed_s: float) -> None:
+    print(f"{'request':<28}{'count':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for call in MIX:
+        latencies = np.array(tally.latencies_s.get(call.name, [0.0])) * 1000
+        count = len(tally.latencies_s.get(call.name, []))
+        print(
+            f"{call.name:<28}{count:>9}{count / elapsed_s:>9.1f}{np.percentile(latencies, 50):>9.1f}"
+            f"{np.percentile(latencies, 99):>9.1f}{tally.errors.get(call.name, 0):>8}"
+        )
+    total = sum(len(values) for values in tally.latencies_s.values())
+    every = np.concatenate([np.array(values) for values in tally.latencies_s.values()]) * 1000
+    print(
+        f"{'all':<28}{total:>9}{total / elapsed_s:>9.1f}{np.percentile(every, 50):>9.1f}"
+        f"{np.percentile(every, 99):>9.1f}{sum(tally.errors.values()):>8}"
+    )
+
+
+async def load(args: argparse.Namespace) -> int:
+    ingestor_port, api_port = free_port(), free_port()
+    ingestor_address = f"{HOST}:{ingestor_port}"
+    api_url = f"http://{HOST}:{api_port}"
+    ingestor = spawn(
+        "ingestor",
+        {
+            "INGESTOR_HOST": HOST,
+            "INGESTOR_PORT": str(ingestor_port),
+            "INGESTOR_RATE_HZ": str(args.rate_hz),
+            "INGESTOR_CAPACITY": str(args.capacity),
+        },
+    )
+    api = spawn("functions", {"INGESTOR_ADDRESS": ingestor_address}, ["--host", HOST, "--port", str(api_port)])
+    failures: list[str] = []
+    try:
+        await wait_until_ready(api_url, ingestor_address)
+        # Drop idle connections before uvicorn does (after 5 s): reusing one the server is closing
+        # at that moment fails on the client's side, a race of keep-alive rather than a server error.
+        limits = httpx.Limits(
+            max_connections=args.clients, max_keepalive_connections=args.clients, keepalive_expiry=2.0
+        )
+        async with (
+            httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http,
+            grpc.aio.insecure_channel(ingestor_address) as channel,
+        ):
+            stub = pb_grpc.IngestorServiceStub(channel)
+            rss_before = rss_bytes(ingestor.pid)
+            started = await http.post("/api/v1/start-ingestion")
+            assert started.status_code == 200, started.text
+            print(
+                f"load: {args.clients} clients for {args.duration:g} s, generator at {args.rate_hz:g} readings/s, "
+                f"capacity {args.capacity:,} readings, API {api_url}, ingestor {ingestor_address}"
+            )
+            tally = Tally()
+            began = time.monotonic()
+            stop_at = began + args.duration
+            rng = random.Random(args.seed)
+            await asyncio.gather(
+                *(run_client(http, stub, tally, random.Random(rng.random()), stop_at) for _ in range(args.clients))
+            )
+            elapsed = time.monotonic() - began
+            stopped = await http.post("/api/v1/stop-ingestion")
+            assert stopped.status_code == 200, stopped.text
+            rss_after = rss_bytes(ingestor.pid)
+
+            report(tally, elapsed)
+            errors = sum(tally.errors.values())
+            print(f"errors: {errors}")
+            for sample in tally.error_samples:
+                print(f"  {sample}")
+            if errors:
+                failures.append(f"{errors} errors")
+
+            status = (await http.get("/api/v1/status")).json()
+            balanced = status["total_ingested"] == status["buffered"] + status["evicted"]
+            print(
+                f"accounting: total_ingested {status['total_ingested']:,} = buffered {status['buffered']:,} "
+                f"+ evicted {status['evicted']:,}: {'ok' if balanced else 'MISMATCH'}"
+            )
+            if not balanced:
+                failures.append("total_ingested != buffered + evicted")
+            found = await count_pushed(stub)
+            print(f"pushed readings: {tally.pushed:,} accepted, {found:,} found in the buffer")
+            if status["evicted"] == 0 and found != tally.pushed:
+                failures.append("pushed readings missing")
+            bound = args.capacity * BYTES_PER_READING
+            in_use = status["buffered"] * BYTES_PER_READING
+            print(
+                f"ingestor RSS: {rss_before / 2**20:.1f} MiB before, {rss_after / 2**20:.1f} MiB after "
+                f"(+{(rss_after - rss_before) / 2**20:.1f} MiB; buffer arrays {in_use / 2**20:.1f} "
+                f"MiB now, at most {bound / 2**20:.1f} MiB at capacity {args.capacity:,})"
+            )
+    finally:
+        for process in (api, ingestor):
+            process.send_signal(signal.SIGTERM)
+        for name, process in (("API", api), ("ingestor", ingestor)):
+            try:
+                code = process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+            if code != 0:
+                failures.append(f"the {name} exited with {code}")
+    if failures:
+        print("FAILED: " + "; ".join(failures))
+        return 1
+    print("ok")
+    return 0
+
+
+def bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="loadtest", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--clients", type=bounded(int, 1, MAX_CLIENTS), default=50, help="concurrent clients (50)")
+    parser.add_argument("--duration", type=bounded(float, 1, MAX_DURATION_S), default=60, help="seconds (60)")
+    parser.add_argument("--rate-hz", type=bounded(float, 1, 1_000_000), default=10_000, help="readings/s (10000)")
+    parser.add_argument("--capacity", type=bounded(int, 1, 100_000_000), default=1_000_000, help="buffer (1000000)")
+    parser.add_argument("--seed", type=int, default=6, help="seed of the request mix (6)")
+    args = parser.parse_args(argv)
+    args.clients, args.capacity = int(args.clients), int(args.capacity)
+    return asyncio.run(load(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The function when its ingestor dies, comes back, or answers slowly; shutdowns on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+import httpx
+import pytest
+
+from functions.client import _connected_channel
+from functions.settings import FunctionSettings
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.harness import ServerProcess, start_api_process, start_ingestor_process
+from tests.inprocess import api_client
+
+# Every endpoint that needs the ingestor: (method, path). Endpoints added later go here.
+DATA_ENDPOINTS = [
+    ("GET", "/status"),
+    ("GET", "/raw-data"),
+    ("GET", "/processed-data"),
+    ("POST", "/start-ingestion"),
+    ("POST", "/stop-ingestion"),
+]
+
+
+class ScriptedServicer(pb_grpc.IngestorServiceServicer):
+    """A stand-in ingestor: counts calls per method, can be slow, can fail each method's first call."""
+
+    def __init__(self, delay_s: float = 0.0, fail_first_with: grpc.StatusCode | None = None) -> None:
+        self.calls: Counter[str] = Counter()
+        self._delay_s = delay_s
+        self._fail_first_with = fail_first_with
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self.calls[method] += 1
+            first = self.calls[method] == 1
+        if first and self._fail_first_with is not None:
+            context.abort(self._fail_first_with, "scripted failure")
+        self.released.wait(self._delay_s)
+
+    def StartIngestion(self, request: pb.StartIngestionRequest, context: grpc.ServicerContext) -> object:
+        self._enter("StartIngestion", context)
+        return pb.StartIngestionResponse()
+
+    def StopIngestion(self, request: pb.StopIngestionRequest, context: grpc.ServicerContext) -> object:
+        self._enter("StopIngestion", context)
+        return pb.StopIngestionResponse()
+
+    def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> object:
+        self._enter("GetStatus", context)
+        return pb.GetStatusResponse(capacity=7, rate_hz=1.0)
+
+    def ExportReadings(self, request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[object]:
+        self._enter("ExportReadings", context)
+        return iter(())
+
+    def WriteReadings(self, request: pb.WriteReadingsRequest, context: grpc.ServicerContext) -> object:
+        self._enter("WriteReadings", context)
+        return pb.WriteReadingsResponse(accepted=len(request.readings))
+
+
+def serve_scripted(servicer: ScriptedServicer) -> tuple[grpc.Server, str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    pb_grpc.add_IngestorServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def ingestor_then_api() -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    ingestor = start_ingestor_process(capacity=10_000, rate_hz=100)
+    api = start_api_process(ingestor.address)
+    yield ingestor, api
+    api.stop()
+    ingestor.stop()
+
+
+def test_ingestor_down_is_503_fast_on_every_data_endpoint_and_back_without_a_restart(
+    ingestor_then_api: tuple[ServerProcess, ServerProcess],
+) -> None:
+    ingestor, api = ingestor_then_api
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        assert http.post("/start-ingestion").status_code == 200
+        assert ingestor.stop() == 0
+
+        for method, path in DATA_ENDPOINTS * 2:
+            started = time.monotonic()
+            response = http.request(method, path)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, (method, path, response.text)
+            # Refused at connect time, or (if the connection's loss was not noticed yet) on the call.
+            assert response.json()["detail"] in {
+                "the ingestor is unavailable: it refused the connection",
+                "the ingestor is unavailable",
+            }
+            assert elapsed < 1.0, (method, path, elapsed)
+            assert http.get("/health").json() == {"status": "healthy"}
+
+        # The same port again: the function, never restarted, reaches the new ingestor at once.
+        back = start_ingestor_process(port=ingestor.port, capacity=10_000, rate_hz=100)
+        try:
+            status = http.get("/status")
+            assert status.status_code == 200
+            assert status.json()["running"] is False  # a new ingestor, with an empty buffer
+            assert status.json()["total_ingested"] == 0
+            for method, path in DATA_ENDPOINTS:
+                assert http.request(method, path).status_code == 200, (method, path)
+        finally:
+            assert back.stop() == 0
+
+
+@pytest.mark.anyio
+async def test_a_slow_ingestor_is_a_504_with_a_clear_detail() -> None:
+    servicer = ScriptedServicer(delay_s=5.0)
+    server, address = serve_scripted(servicer)
+    try:
+        async with api_client(ingestor_address=address, ingestor_timeout_s=0.3) as http:
+            for method, path in DATA_ENDPOINTS:
+                started = time.monotonic()
+                response = await http.request(method, path)
+                assert (response.status_code, response.json()) == (
+                    504,
+                    {"detail": "the ingestor did not answer in time"},
+                ), (method, path)
+                assert time.monotonic() - started < 3
+            assert (await http.get("/health")).status_code == 200
+    finally:
+        servicer.released.set()
+        server.stop(0)
+    # A deadline is not retried: one call per endpoint (raw and processed data both export).
+    assert servicer.calls == {"GetStatus": 1, "ExportReadings": 2, "StartIngestion": 1, "StopIngestion": 1}
+
+
+@pytest.mark.anyio
+async def test_reads_retry_once_on_unavailable_and_writes_never_do() -> None:
+    servicer = ScriptedServicer(fail_first_with=grpc.StatusCode.UNAVAILABLE)
+    server, address = serve_scripted(servicer)
+    try:
+        settings = FunctionSettings(ingestor_address=address)
+        stub = pb_grpc.IngestorServiceStub(await _connected_channel(settings))
+        request = pb.WriteReadingsRequest(readings=[pb.Reading(timestamp={"seconds": 1}, value=1.0, category="A")])
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.WriteReadings(request, timeout=5)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert servicer.calls["WriteReadings"] == 1  # the failed write was not sent again
+
+        async with api_client(ingestor_address=address) as http:
+            status = await http.get("/status")
+            assert (status.status_code, status.json()["capacity"]) == (200, 7)
+            assert (await http.get("/raw-data")).json() == []
+            assert (await http.post("/start-ingestion")).status_code == 200
+        # Each read failed once and succeeded on its one retry.
+        assert servicer.calls["GetStatus"] == 2
+        assert servicer.calls["ExportReadings"] == 2
+        assert servicer.calls["StartIngestion"] == 2
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.anyio
+async def test_a_read_that_fails_twice_is_503_not_retried_forever() -> None:
+    class AlwaysUnavailable(ScriptedServicer):
+        def _enter(self, method: str, context: grpc.ServicerContext) -> None:
+            self.calls[method] += 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, "still down")
+
+    servicer = AlwaysUnavailable()
+    server, address = serve_scripted(servicer)
+    try:
+        async with api_client(ingestor_address=address) as http:
+            response = await http.get("/status")
+            assert (response.status_code, response.json()) == (503, {"detail": "the ingestor is unavailable"})
+        assert servicer.calls["GetStatus"] == 2
+    finally:
+        server.stop(0)
+
+
+def test_sigterm_stops_both_processes_within_5_s_while_busy() -> None:
+    ingestor = start_ingestor_process(capacity=100_000, rate_hz=10_000)
+    api = start_api_process(ingestor.address)
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        assert http.post("/start-ingestion").status_code == 200
+        time.sleep(0.3)
+        assert http.get("/processed-data").status_code == 200
+    for process in (api, ingestor):
+        started = time.monotonic()
+        assert process.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 5
