@@ -18,8 +18,9 @@ import grpc
 import numpy as np
 
 from ingestor.generator import Ingestion
+from ingestor.query import ReadingFilter, gather, select_page
 from ingestor.readings import InvalidArgument, decode_write_request
-from ingestor.store import CategoryLimitError, ReadingStore
+from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
@@ -30,6 +31,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_CHUNK_SIZE = 65_536
 MAX_CHUNK_SIZE = 131_072
 _PAGE_TOKEN = struct.Struct("<Q")
+_FILTERED_PAGE_TOKEN = struct.Struct("<QI")
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -62,15 +64,60 @@ def decode_page_token(token: str) -> int:
     """The sequence number a page token points below; InvalidArgument when it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("page_token is not a token this service issued") from None
+    if len(raw) == _FILTERED_PAGE_TOKEN.size:
+        raise InvalidArgument("page_token was issued for other filters")
+    try:
         (before_seq,) = _PAGE_TOKEN.unpack(raw)
-    except (binascii.Error, struct.error, ValueError):
+    except struct.error:
         raise InvalidArgument("page_token is not a token this service issued") from None
     return before_seq
 
 
-def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Reading]:
-    columns = store.read(start, stop)
-    names = store.categories
+def encode_filtered_page_token(before_seq: int, flt: ReadingFilter) -> str:
+    raw = _FILTERED_PAGE_TOKEN.pack(before_seq, flt.fingerprint())
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_filtered_page_token(token: str, flt: ReadingFilter) -> int:
+    """Like decode_page_token, for a token that must have been issued for the same filters."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("page_token is not a token this service issued") from None
+    if len(raw) == _PAGE_TOKEN.size:
+        raise InvalidArgument("page_token was issued for other filters")
+    try:
+        before_seq, fingerprint = _FILTERED_PAGE_TOKEN.unpack(raw)
+    except struct.error:
+        raise InvalidArgument("page_token is not a token this service issued") from None
+    if fingerprint != flt.fingerprint():
+        raise InvalidArgument("page_token was issued for other filters")
+    return before_seq
+
+
+def _timestamp_ns(timestamp: Any, field: str) -> int:
+    if not 0 <= timestamp.nanos <= 999_999_999:
+        raise InvalidArgument(f"{field}.nanos must be in [0, 999999999], got {timestamp.nanos}")
+    ns = timestamp.seconds * 1_000_000_000 + timestamp.nanos
+    return max(-(2**63), min(ns, 2**63 - 1))
+
+
+def reading_filter(request: Any) -> ReadingFilter:
+    """The categories/since/until filter of a request; InvalidArgument when it is malformed."""
+    for i, name in enumerate(request.categories):
+        problem = validate_category(name)
+        if problem:
+            raise InvalidArgument(f"categories[{i}]: {problem}")
+    since = _timestamp_ns(request.since, "since") if request.HasField("since") else None
+    until = _timestamp_ns(request.until, "until") if request.HasField("until") else None
+    if since is not None and until is not None and since > until:
+        raise InvalidArgument("since must not be after until")
+    return ReadingFilter(frozenset(request.categories), since, until)
+
+
+def _column_messages(columns: Columns, names: Any) -> list[pb.Reading]:
     seconds, nanos = np.divmod(columns.timestamps_ns, 1_000_000_000)
     return [
         pb.Reading(
@@ -82,6 +129,10 @@ def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Rea
             seconds.tolist(), nanos.tolist(), columns.values.tolist(), columns.codes.tolist(), strict=True
         )
     ]
+
+
+def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Reading]:
+    return _column_messages(store.read(start, stop), store.categories)
 
 
 class IngestorServicer(pb_grpc.IngestorServiceServicer):
@@ -122,6 +173,9 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        flt = reading_filter(request)
+        if not flt.selects_all:
+            return self._filtered_page(flt, page_size, request.page_token)
         stop = self._store.total_ingested
         if request.page_token:
             stop = decode_page_token(request.page_token)
@@ -134,6 +188,19 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             next_page_token=encode_page_token(start) if more else "",
         )
 
+    def _filtered_page(self, flt: ReadingFilter, page_size: int, page_token: str) -> pb.ListReadingsResponse:
+        store = self._store
+        before = store.total_ingested
+        if page_token:
+            before = decode_filtered_page_token(page_token, flt)
+            if before > store.total_ingested:
+                raise InvalidArgument("page_token is not a token this service issued")
+        page = select_page(store, flt, before_seq=before, limit=page_size)
+        return pb.ListReadingsResponse(
+            readings=_column_messages(gather(store, page.sequences), store.categories),
+            next_page_token="" if page.next_sequence is None else encode_filtered_page_token(page.next_sequence, flt),
+        )
+
     async def ExportReadings(
         self, request: pb.ExportReadingsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExportReadingsResponse]:
@@ -144,7 +211,21 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
                 f"chunk_size must be at most {MAX_CHUNK_SIZE}, got {chunk_size}",
             )
         try:
-            for message in self._export_messages(request.max_readings, chunk_size):
+            flt = reading_filter(request)
+        except InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        selective = (
+            not flt.selects_all
+            or request.HasField("before_sequence")
+            or request.HasField("after_sequence")
+            or request.oldest_first
+        )
+        try:
+            if selective:
+                messages = self._selected_messages(request, flt, chunk_size)
+            else:
+                messages = self._export_messages(request.max_readings, chunk_size)
+            for message in messages:
                 yield message
         except Exception:
             log.exception("ExportReadings failed")
@@ -175,6 +256,43 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             )
             sent_categories = len(categories)
             start += len(run)
+
+    def _selected_messages(
+        self, request: pb.ExportReadingsRequest, flt: ReadingFilter, chunk_size: int
+    ) -> Iterator[pb.ExportReadingsResponse]:
+        """Chunks of the matching readings, selected when the export starts and gathered lazily.
+
+        Readings evicted between two messages are skipped. The last message carries next_sequence
+        when max_readings left matches out.
+        """
+        store = self._store
+        page = select_page(
+            store,
+            flt,
+            after_seq=request.after_sequence,
+            before_seq=request.before_sequence if request.HasField("before_sequence") else None,
+            limit=request.max_readings,
+            oldest_first=request.oldest_first,
+        )
+        sent_categories = 0
+        chunks = [page.sequences[i : i + chunk_size] for i in range(0, len(page.sequences), chunk_size)]
+        for number, chunk in enumerate(chunks or [page.sequences]):
+            columns = gather(store, chunk)
+            if not len(columns) and number < len(chunks) - 1:
+                continue
+            categories = store.categories
+            message = pb.ExportReadingsResponse(
+                columns=pb.ReadingColumns(
+                    timestamps_ns=columns.timestamps_ns.tobytes(),
+                    values=columns.values.tobytes(),
+                    category_codes=columns.codes.tobytes(),
+                ),
+                new_categories=categories[sent_categories:],
+            )
+            sent_categories = len(categories)
+            if number >= len(chunks) - 1 and page.next_sequence is not None:
+                message.next_sequence = page.next_sequence
+            yield message
 
     @_unary_errors
     async def WriteReadings(

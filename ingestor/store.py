@@ -83,6 +83,11 @@ class ReadingStore:
         return self._total - self.buffered
 
     @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ring's timestamps, values and codes: sequence number ``s`` is held at ``s % capacity``."""
+        return self._timestamps, self._values, self._codes
+
+    @property
     def categories(self) -> Sequence[str]:
         """The category dictionary: code i names ``categories[i]``. It only ever grows."""
         return self._categories
