@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from functions.filters import ReadingQuery
 from functions.processing import Readings
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
@@ -249,3 +250,34 @@ class IngestorClient:
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
         return decode_export(messages)
+
+    async def select_readings(
+        self,
+        query: ReadingQuery,
+        *,
+        limit: int = 0,
+        before_sequence: int | None = None,
+        after_sequence: int = 0,
+        oldest_first: bool = False,
+    ) -> tuple[Readings, int | None]:
+        """Matching readings (at most ``limit``, the newest or the oldest), oldest first, and where
+        the next page continues (None when nothing is left)."""
+        request = pb.ExportReadingsRequest(
+            max_readings=limit,
+            categories=query.categories,
+            after_sequence=after_sequence,
+            oldest_first=oldest_first,
+        )
+        if query.since_ns is not None:
+            request.since.FromNanoseconds(query.since_ns)
+        if query.until_ns is not None:
+            request.until.FromNanoseconds(query.until_ns)
+        if before_sequence is not None:
+            request.before_sequence = before_sequence
+        try:
+            call = (await self._stub()).ExportReadings(request, timeout=self._timeout)
+            messages = [message async for message in call]
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        next_sequence = messages[-1].next_sequence if messages and messages[-1].HasField("next_sequence") else None
+        return decode_export(messages), next_sequence

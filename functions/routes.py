@@ -6,11 +6,14 @@ from dataclasses import asdict
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from functions.client import IngestorClient
+from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
+from functions.links import next_link
+from functions.paging import Cursor, Direction, PageTokenError, decode_page_token, encode_page_token
 from functions.processing import aggregate_by_category, processed_records, raw_records
 from functions.settings import FunctionSettings, get_settings
 
@@ -93,14 +96,60 @@ async def stop_ingestion(client: Client) -> MessageResponse:
     return MessageResponse(message="Data ingestion stopped" if stopped else "Data ingestion already stopped")
 
 
-@router.get("/raw-data", response_model=list[RawReading], responses=INGESTOR_ERRORS)
+RAW_DATA_HEADERS = {
+    "Link": {
+        "description": 'The next page, when there is one: `<...page_token=...>; rel="next"` (RFC 8288)',
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.get(
+    "/raw-data",
+    response_model=list[RawReading],
+    responses={
+        200: {"headers": RAW_DATA_HEADERS},
+        400: {"model": ErrorResponse, "description": "page_token altered, or issued for other filters"},
+        **INGESTOR_ERRORS,
+    },
+)
 async def raw_data(
+    request: Request,
     client: Client,
-    limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT, description="How many of the newest readings")] = 1000,
+    settings: Annotated[FunctionSettings, Depends(get_settings)],
+    limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT, description="Page size: readings per page")] = 1000,
+    category: CategoryParam = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+    page_token: Annotated[
+        str | None, Query(description='From the `rel="next"` Link of the previous page', max_length=200)
+    ] = None,
 ) -> Response:
-    """The newest ``limit`` readings in arrival order, oldest first."""
-    readings = await client.export_readings(max_readings=limit)
-    return json_response(raw_records(readings))
+    """Readings oldest first. Without ``since``, the newest ``limit`` matches, and the next page the
+    ones before them; with ``since``, the oldest ``limit`` matches at or after it, and the next page
+    the ones after them. The next page is announced in a ``Link: <...>; rel="next"`` header."""
+    query = reading_query(category, since, until)
+    key = settings.page_token_key()
+    direction = Direction.BACKWARD if query.since_ns is None else Direction.FORWARD
+    cursor = None
+    if page_token:
+        try:
+            cursor = decode_page_token(page_token, query.digest(), key)
+        except PageTokenError as error:
+            raise HTTPException(400, str(error)) from None
+    if direction is Direction.FORWARD:
+        readings, next_sequence = await client.select_readings(
+            query, limit=limit, after_sequence=cursor.sequence if cursor else 0, oldest_first=True
+        )
+    else:
+        readings, next_sequence = await client.select_readings(
+            query, limit=limit, before_sequence=cursor.sequence if cursor else None
+        )
+    response = json_response(raw_records(readings))
+    if next_sequence is not None:
+        token = encode_page_token(Cursor(direction, next_sequence), query.digest(), key)
+        response.headers["Link"] = next_link(request, token)
+    return response
 
 
 @router.get("/processed-data", response_model=list[CategoryStats], responses=INGESTOR_ERRORS)

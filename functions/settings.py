@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,14 @@ class FunctionSettings(BaseSettings):
     """Deadline of every call to the ingestor (INGESTOR_TIMEOUT_S)."""
     ingestor_connect_timeout_s: float = Field(1.0, gt=0, le=60)
     """How long to wait for a connection before answering 503 (INGESTOR_CONNECT_TIMEOUT_S)."""
+    page_token_secret: SecretStr | None = None
+    """Key that signs /raw-data page tokens (PAGE_TOKEN_SECRET); derived from the deployment when unset."""
+
+    def page_token_key(self) -> bytes:
+        from functions.paging import signing_key
+
+        secret = self.page_token_secret.get_secret_value() if self.page_token_secret else None
+        return signing_key(secret, self.ingestor_address)
 
 
 @lru_cache

@@ -142,3 +142,14 @@ def test_unreachable_ingestor_is_a_fast_503(point_at: Callable[[str], None]) -> 
         assert "unavailable" in body["detail"]
         assert time.monotonic() - started < 2
     assert invoke(http_v2_event, "GET", "/api/v1/health") == (200, {"status": "healthy"})
+
+
+def test_next_page_link_keeps_the_stage_prefix(lambda_ingestor: ServerProcess) -> None:
+    assert invoke(rest_v1_event, "POST", "/api/v1/start-ingestion")[0] == 200
+    time.sleep(0.1)
+    invoke(rest_v1_event, "POST", "/api/v1/stop-ingestion")
+    for make_event, prefix in ((rest_v1_event, "/prod"), (http_v2_event, "")):
+        response = handler(make_event("GET", "/api/v1/raw-data", {"limit": "2"}), LambdaContext())
+        headers = {name.lower(): value for name, value in response["headers"].items()}
+        assert headers["link"].startswith(f"<{prefix}/api/v1/raw-data?limit=2&page_token=")
+        assert headers["link"].endswith('>; rel="next"')
