@@ -7,6 +7,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -14,7 +15,15 @@ from functions.client import IngestorClient
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.links import next_link
 from functions.paging import Cursor, Direction, PageTokenError, decode_page_token, encode_page_token
-from functions.processing import aggregate_by_category, processed_records, raw_records
+from functions.processing import (
+    EXTRA_STATS,
+    TooManyGroups,
+    aggregate,
+    aggregate_by_category,
+    aggregate_records,
+    processed_records,
+    raw_records,
+)
 from functions.settings import FunctionSettings, get_settings
 
 router = APIRouter(prefix="/api/v1")
@@ -152,11 +161,96 @@ async def raw_data(
     return response
 
 
-@router.get("/processed-data", response_model=list[CategoryStats], responses=INGESTOR_ERRORS)
-async def processed_data(client: Client) -> Response:
-    """Mean, count and latest event time per category over every buffered reading, sorted by category."""
-    readings = await client.export_readings()
-    return json_response(processed_records(aggregate_by_category(readings)))
+MAX_PROCESSED_OBJECTS = 10_000
+WINDOW_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+class WindowedStats(CategoryStats):
+    """With ``window``, ``stats`` or both: the original four keys, then these, then the stats asked for."""
+
+    window_start: str | None = Field(
+        None, description="Start of the tumbling window (with window=)", examples=["2024-01-20T10:00:00.000000Z"]
+    )
+    window_end: str | None = Field(
+        None, description="End of the window, exclusive (with window=)", examples=["2024-01-20T10:01:00.000000Z"]
+    )
+    min: float | None = Field(None, examples=[41.2])
+    max: float | None = Field(None, examples=[47.0])
+    sum: float | None = Field(None, examples=[88.2])
+    std: float | None = Field(None, description="Sample standard deviation; null when count < 2", examples=[3.6])
+    first_timestamp: str | None = Field(
+        None, description="Earliest event time", examples=["2024-01-20T10:00:00.000000Z"]
+    )
+    p50: float | None = Field(None, description="Median, linear interpolation", examples=[44.1])
+    p90: float | None = Field(None, examples=[46.4])
+    p95: float | None = Field(None, examples=[46.7])
+    p99: float | None = Field(None, examples=[46.9])
+
+
+def _validation_error(loc: tuple[str | int, ...], msg: str, value: object) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": value}])
+
+
+def window_length_ns(window: str) -> int:
+    seconds = int(window[:-1]) * _UNIT_SECONDS[window[-1]]
+    if not 1 <= seconds <= 86_400:
+        raise _validation_error(("query", "window"), "window must be between 1s and 1d", window)
+    return seconds * 1_000_000_000
+
+
+def parse_stats(stats: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in stats.split(",") if name.strip()))
+    unknown = [name for name in names if name not in EXTRA_STATS]
+    if unknown:
+        raise _validation_error(
+            ("query", "stats"),
+            f"unknown statistics {', '.join(unknown)}; allowed: {', '.join(EXTRA_STATS)}",
+            stats,
+        )
+    return names
+
+
+@router.get(
+    "/processed-data",
+    response_model=list[CategoryStats] | list[WindowedStats],
+    responses=INGESTOR_ERRORS,
+)
+async def processed_data(
+    client: Client,
+    category: CategoryParam = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+    window: Annotated[
+        str | None,
+        Query(pattern=WINDOW_PATTERN, description="Tumbling event-time windows aligned to the epoch, 1s to 1d"),
+    ] = None,
+    stats: Annotated[
+        str | None,
+        Query(description=f"Extra statistics, comma-separated: {', '.join(EXTRA_STATS)}", examples=["min,max,p99"]),
+    ] = None,
+) -> Response:
+    """Mean, count and latest event time per category over every buffered (matching) reading, sorted
+    by category; with ``window``, per window and category, sorted by window then category; with
+    ``stats``, the extra statistics after the original four keys."""
+    query = reading_query(category, since, until)
+    window_ns = window_length_ns(window) if window else None
+    extra = parse_stats(stats) if stats is not None else []
+    if query.selects_all:
+        readings = await client.export_readings()
+    else:
+        readings, _ = await client.select_readings(query)
+    if window_ns is None and not extra:
+        return json_response(processed_records(aggregate_by_category(readings)))
+    try:
+        aggregates = aggregate(readings, window_ns=window_ns, stats=extra, max_groups=MAX_PROCESSED_OBJECTS)
+    except TooManyGroups as error:
+        raise _validation_error(
+            ("query", "window"),
+            f"{error}: ask for a wider window or a narrower range (category, since, until)",
+            window,
+        ) from None
+    return json_response(aggregate_records(aggregates, extra))
 
 
 @router.get("/status", response_model=StatusResponse, responses=INGESTOR_ERRORS)
