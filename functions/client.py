@@ -281,3 +281,22 @@ class IngestorClient:
             raise _translate(error) from None
         next_sequence = messages[-1].next_sequence if messages and messages[-1].HasField("next_sequence") else None
         return decode_export(messages), next_sequence
+
+    async def write_readings(
+        self, timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, categories: list[str]
+    ) -> int:
+        """Store readings, all or nothing, in columnar form; how many were stored. Never retried:
+        after a lost answer the caller cannot tell whether the write happened."""
+        request = pb.WriteReadingsRequest(
+            columns=pb.ReadingColumns(
+                timestamps_ns=timestamps_ns.astype("<i8").tobytes(),
+                values=values.astype("<f8").tobytes(),
+                category_codes=codes.astype("<u2").tobytes(),
+            ),
+            column_categories=categories,
+        )
+        try:
+            response = await (await self._stub()).WriteReadings(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        return response.accepted

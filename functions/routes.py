@@ -25,6 +25,7 @@ from functions.processing import (
     raw_records,
 )
 from functions.settings import FunctionSettings, get_settings
+from functions.writes import MAX_BODY_BYTES, TooLarge, parse_readings, readings_request_body_schema
 
 router = APIRouter(prefix="/api/v1")
 
@@ -257,3 +258,59 @@ async def processed_data(
 async def status(client: Client) -> StatusResponse:
     """The ingestor's generator state and buffer accounting."""
     return StatusResponse(**asdict(await client.get_status()))
+
+
+class AcceptedResponse(BaseModel):
+    accepted: int = Field(description="Readings stored", examples=[2])
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", 1, "value"]])
+    msg: str = Field(examples=["Input should be a valid number"])
+    type: str = Field(examples=["float_type"])
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationErrorItem]
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES."""
+    too_large = HTTPException(413, f"the body must be at most {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/readings",
+    status_code=202,
+    response_model=AcceptedResponse,
+    openapi_extra={"requestBody": readings_request_body_schema()},
+    responses={
+        413: {"model": ErrorResponse, "description": "Over 2 MiB or over 10,000 readings"},
+        422: {"model": ValidationErrorResponse, "description": "Bad items; each one's index is in loc"},
+        **INGESTOR_ERRORS,
+    },
+)
+async def write_readings(request: Request, client: Client) -> Response:
+    """Store real readings, all or nothing; they show up in raw and processed data like generated ones."""
+    body = await _read_body(request)
+    try:
+        columns = parse_readings(body)
+    except TooLarge as error:
+        raise HTTPException(413, str(error)) from None
+    accepted = await client.write_readings(columns.timestamps_ns, columns.values, columns.codes, columns.categories)
+    return json_response_status({"accepted": accepted}, 202)
+
+
+def json_response_status(content: object, status_code: int) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
