@@ -99,6 +99,10 @@ class IngestorStatus:
     evicted: int
     capacity: int
     rate_hz: float
+    categories: tuple[str, ...] = ()
+    seed: int | None = None
+    configured: bool = False
+    """True when the current (or last) run was started with a configuration other than the defaults."""
 
 
 @dataclass
@@ -211,10 +215,17 @@ class IngestorClient:
     def _timeout(self) -> float:
         return self._settings.ingestor_timeout_s
 
-    async def start_ingestion(self) -> bool:
-        """Start the generator; True when this call started it, False when it was already running."""
+    async def start_ingestion(
+        self, *, rate_hz: float | None = None, categories: Iterable[str] = (), seed: int | None = None
+    ) -> bool:
+        """Start the generator; True when this call started it, False when it was already running.
+
+        Without arguments it runs with the ingestor's defaults. IngestorRejected with
+        FAILED_PRECONDITION when it runs with another configuration.
+        """
+        request = pb.StartIngestionRequest(rate_hz=rate_hz, categories=categories, seed=seed)
         try:
-            response = await (await self._stub()).StartIngestion(pb.StartIngestionRequest(), timeout=self._timeout)
+            response = await (await self._stub()).StartIngestion(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
         return not response.already_running
@@ -239,6 +250,9 @@ class IngestorClient:
             evicted=response.evicted,
             capacity=response.capacity,
             rate_hz=response.rate_hz,
+            categories=tuple(response.categories),
+            seed=response.seed if response.HasField("seed") else None,
+            configured=response.configured,
         )
 
     async def export_readings(self, max_readings: int = 0) -> Readings:

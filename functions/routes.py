@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
+import grpc
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from functions.client import IngestorClient
-from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
+from functions.client import IngestorClient, IngestorRejected
+from functions.filters import CATEGORY_PATTERN, CategoryParam, SinceParam, UntilParam, reading_query
 from functions.links import next_link
 from functions.paging import Cursor, Direction, PageTokenError, decode_page_token, encode_page_token
 from functions.processing import (
@@ -59,7 +60,36 @@ class StatusResponse(BaseModel):
     buffered: int
     evicted: int
     capacity: int
-    rate_hz: float
+    rate_hz: float = Field(description="Rate of the current (or last) run", examples=[1.0])
+    categories: list[str] | None = Field(
+        None,
+        description="Only when the current (or last) run was started with a body: its categories",
+        examples=[["A", "B"]],
+    )
+    seed: int | None = Field(None, description="Only when the run was started with a body: its seed", examples=[42])
+
+
+class StartConfig(BaseModel):
+    """How to generate readings; a field left out takes the ingestor's default."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"rate_hz": 100, "categories": ["A", "B"], "seed": 42}]}
+    )
+
+    rate_hz: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False, description="Readings per second")
+    categories: list[Annotated[str, Field(pattern=CATEGORY_PATTERN)]] | None = Field(
+        None, min_length=1, max_length=64, description="Distinct names, [A-Za-z0-9_.-]{1,64}"
+    )
+    seed: int | None = Field(
+        None, strict=True, ge=-(2**63), le=2**63 - 1, description="Makes the generated values reproducible"
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("categories must be distinct")
+        return value
 
 
 class ErrorResponse(BaseModel):
@@ -92,10 +122,25 @@ async def health() -> HealthResponse:
     return HealthResponse(status="healthy")
 
 
-@router.post("/start-ingestion", response_model=MessageResponse, responses=INGESTOR_ERRORS)
-async def start_ingestion(client: Client) -> MessageResponse:
-    """Start generating readings. Idempotent: a running generator is left as it is."""
-    started = await client.start_ingestion()
+@router.post(
+    "/start-ingestion",
+    response_model=MessageResponse,
+    responses={409: {"model": ErrorResponse, "description": "Running with another configuration"}, **INGESTOR_ERRORS},
+)
+async def start_ingestion(client: Client, config: Annotated[StartConfig | None, Body()] = None) -> MessageResponse:
+    """Start generating readings, with the ingestor's defaults or the configuration in the optional body.
+    Idempotent: a generator running with the same (or no) configuration is left as it is."""
+    try:
+        if config is None:
+            started = await client.start_ingestion()
+        else:
+            started = await client.start_ingestion(
+                rate_hz=config.rate_hz, categories=config.categories or (), seed=config.seed
+            )
+    except IngestorRejected as error:
+        if error.code is grpc.StatusCode.FAILED_PRECONDITION:
+            raise HTTPException(409, str(error)) from None
+        raise
     return MessageResponse(message="Data ingestion started" if started else "Data ingestion already running")
 
 
@@ -254,10 +299,16 @@ async def processed_data(
     return json_response(aggregate_records(aggregates, extra))
 
 
-@router.get("/status", response_model=StatusResponse, responses=INGESTOR_ERRORS)
+@router.get("/status", response_model=StatusResponse, response_model_exclude_unset=True, responses=INGESTOR_ERRORS)
 async def status(client: Client) -> StatusResponse:
-    """The ingestor's generator state and buffer accounting."""
-    return StatusResponse(**asdict(await client.get_status()))
+    """The ingestor's generator state and buffer accounting, and the configuration of the current (or
+    last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body."""
+    current = asdict(await client.get_status())
+    configured = current.pop("configured")
+    categories, seed = current.pop("categories"), current.pop("seed")
+    if configured:
+        return StatusResponse(**current, categories=list(categories), seed=seed)
+    return StatusResponse(**current)
 
 
 class AcceptedResponse(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ingestor.generator import Ingestion
+from ingestor.generator import ConfigConflict, Ingestion, RunConfig
 from ingestor.query import ReadingFilter, gather, select_page
 from ingestor.readings import InvalidArgument, decode_write_request
 from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
@@ -47,6 +47,8 @@ def _unary_errors(method: Handler) -> Handler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except CategoryLimitError as error:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        except ConfigConflict as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except grpc.aio.AbortError:
             raise
         except Exception:
@@ -117,6 +119,29 @@ def reading_filter(request: Any) -> ReadingFilter:
     return ReadingFilter(frozenset(request.categories), since, until)
 
 
+MAX_RATE_HZ = 1_000_000
+MAX_RUN_CATEGORIES = 64
+
+
+def run_config(request: pb.StartIngestionRequest, default: RunConfig) -> RunConfig | None:
+    """The configuration a start request asks for (unset fields from ``default``); None when empty."""
+    if not (request.HasField("rate_hz") or request.categories or request.HasField("seed")):
+        return None
+    rate_hz = request.rate_hz if request.HasField("rate_hz") else default.rate_hz
+    if not 0 < rate_hz <= MAX_RATE_HZ:
+        raise InvalidArgument(f"rate_hz must be in (0, {MAX_RATE_HZ}], got {rate_hz}")
+    categories = tuple(request.categories) or default.categories
+    if len(categories) > MAX_RUN_CATEGORIES:
+        raise InvalidArgument(f"at most {MAX_RUN_CATEGORIES} categories, got {len(categories)}")
+    if len(set(categories)) != len(categories):
+        raise InvalidArgument("categories must be distinct")
+    for i, name in enumerate(categories):
+        problem = validate_category(name)
+        if problem:
+            raise InvalidArgument(f"categories[{i}]: {problem}")
+    return RunConfig(rate_hz, categories, request.seed if request.HasField("seed") else None)
+
+
 def _column_messages(columns: Columns, names: Any) -> list[pb.Reading]:
     seconds, nanos = np.divmod(columns.timestamps_ns, 1_000_000_000)
     return [
@@ -144,7 +169,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     async def StartIngestion(
         self, request: pb.StartIngestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartIngestionResponse:
-        started = self._ingestion.start()
+        started = self._ingestion.start(run_config(request, self._ingestion.default_config))
         return pb.StartIngestionResponse(already_running=not started)
 
     @_unary_errors
@@ -164,6 +189,9 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             evicted=store.evicted,
             capacity=store.capacity,
             rate_hz=self._ingestion.rate_hz,
+            categories=self._ingestion.categories,
+            seed=self._ingestion.config.seed,
+            configured=self._ingestion.config != self._ingestion.default_config,
         )
 
     @_unary_errors
