@@ -16,6 +16,7 @@ from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2, ingestor_pb2_grpc
+from ingestor.watch import WatchHub
 
 log = logging.getLogger("ingestor")
 
@@ -29,11 +30,14 @@ class RunningServer:
     ingestion: Ingestion
     store: ReadingStore
     port: int
+    hub: WatchHub | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
         await self.health.enter_graceful_shutdown()
         await self.ingestion.stop()
+        if self.hub is not None:
+            self.hub.close()  # live streams end instead of holding the shutdown for the whole grace
         await self.server.stop(grace_s)
 
 
@@ -42,7 +46,8 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     store = ReadingStore(settings.capacity)
     ingestion = Ingestion(store, settings.rate_hz, settings.categories)
     server = grpc.aio.server()
-    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion), server)
+    hub = WatchHub(store, settings.watch_buffer)
+    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, hub), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -53,7 +58,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, ingestion, store, port)
+    return RunningServer(server, health_servicer, ingestion, store, port, hub)
 
 
 async def serve(settings: IngestorSettings) -> None:

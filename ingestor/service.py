@@ -23,6 +23,7 @@ from ingestor.readings import InvalidArgument, decode_write_request
 from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from ingestor.watch import Closed, WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_CHUNK_SIZE = 65_536
 MAX_CHUNK_SIZE = 131_072
+MAX_WATCH_MESSAGE = 4096
+DEFAULT_WATCH_BUFFER = 65_536
 _PAGE_TOKEN = struct.Struct("<Q")
 _FILTERED_PAGE_TOKEN = struct.Struct("<QI")
 
@@ -161,9 +164,10 @@ def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Rea
 
 
 class IngestorServicer(pb_grpc.IngestorServiceServicer):
-    def __init__(self, store: ReadingStore, ingestion: Ingestion) -> None:
+    def __init__(self, store: ReadingStore, ingestion: Ingestion, hub: WatchHub | None = None) -> None:
         self._store = store
         self._ingestion = ingestion
+        self._hub = hub or WatchHub(store, DEFAULT_WATCH_BUFFER)
 
     @_unary_errors
     async def StartIngestion(
@@ -329,3 +333,32 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         columns = decode_write_request(request, self._store)
         self._store.append(columns)
         return pb.WriteReadingsResponse(accepted=len(columns))
+
+    async def WatchReadings(
+        self, request: pb.WatchReadingsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchReadingsResponse]:
+        for i, name in enumerate(request.categories):
+            problem = validate_category(name)
+            if problem:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"categories[{i}]: {problem}")
+        with self._hub.subscribe(frozenset(request.categories)) as subscription:
+            # Tell the caller at once that it is subscribed, before any reading arrives.
+            await context.send_initial_metadata(())
+            while True:
+                try:
+                    delivery = await subscription.take()
+                except Closed:
+                    return
+                for message in self._watch_messages(delivery.batches, delivery.missed):
+                    yield message
+
+    def _watch_messages(self, batches: list[Columns], missed: int) -> Iterator[pb.WatchReadingsResponse]:
+        names = self._store.categories
+        readings = [reading for batch in batches for reading in _column_messages(batch, names)]
+        for start in range(0, len(readings), MAX_WATCH_MESSAGE):
+            last = start + MAX_WATCH_MESSAGE >= len(readings)
+            yield pb.WatchReadingsResponse(
+                readings=readings[start : start + MAX_WATCH_MESSAGE], missed=missed if last else 0
+            )
+        if not readings:
+            yield pb.WatchReadingsResponse(missed=missed)

@@ -14,7 +14,7 @@ The store is not thread-safe: the ingestor uses it from its event loop only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,7 @@ class ReadingStore:
         self._total = 0
         self._categories: list[str] = []
         self._codes_by_name: dict[str, int] = {}
+        self._listeners: list[Callable[[Columns], None]] = []
 
     @property
     def capacity(self) -> int:
@@ -129,6 +130,12 @@ class ReadingStore:
         ):
             self._write_ring(target, first_seq, source[skip:])
         self._total += n
+        for listener in self._listeners:
+            listener(columns)
+
+    def add_listener(self, listener: Callable[[Columns], None]) -> None:
+        """Call ``listener`` with every batch once it is stored. It must not block or append."""
+        self._listeners.append(listener)
 
     def _write_ring(self, target: np.ndarray, first_seq: int, source: np.ndarray) -> None:
         start = first_seq % self._capacity
