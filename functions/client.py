@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
 from functions.filters import ReadingQuery
-from functions.processing import Readings
+from functions.processing import Readings, raw_records
 from functions.settings import FunctionSettings
+from functions.sse import Batch, StreamFailed
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
@@ -314,3 +315,56 @@ class IngestorClient:
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
         return response.accepted
+
+    async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
+        """Subscribe to new readings; returns once subscribed, then yields them as they arrive.
+
+        The stream has no deadline: it lasts until the caller stops iterating (which cancels it) or
+        the ingestor ends it. Failing to subscribe raises IngestorError; a failure later ends the
+        iteration with StreamFailed.
+        """
+        call = (await self._stub()).WatchReadings(pb.WatchReadingsRequest(categories=categories))
+        try:
+            await asyncio.wait_for(call.initial_metadata(), self._timeout)
+        except TimeoutError:
+            call.cancel()
+            raise IngestorTimeout("the ingestor did not answer in time") from None
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        if call.done() and (code := await call.code()) is not grpc.StatusCode.OK:
+            raise _translate_status(code, await call.details())
+        return _watch_batches(call)
+
+
+def _translate_status(code: grpc.StatusCode, details: str | None) -> IngestorError:
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return IngestorRejected(code, details or code.name)
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return IngestorUnavailable("the ingestor is unavailable")
+    return IngestorFailed(f"the ingestor failed ({code.name})")
+
+
+def decode_watch(message: pb.WatchReadingsResponse) -> Batch:
+    readings = message.readings
+    names = list(dict.fromkeys(reading.category for reading in readings))
+    index = {name: code for code, name in enumerate(names)}
+    count = len(readings)
+    columns = Readings(
+        np.fromiter(
+            (r.timestamp.seconds * 1_000_000_000 + r.timestamp.nanos for r in readings), dtype=np.int64, count=count
+        ),
+        np.fromiter((r.value for r in readings), dtype=np.float64, count=count),
+        np.fromiter((index[r.category] for r in readings), dtype=np.uint16, count=count),
+        names,
+    )
+    return Batch(raw_records(columns), message.missed)
+
+
+async def _watch_batches(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Batch]:
+    try:
+        async for message in call:
+            yield decode_watch(message)
+    except grpc.aio.AioRpcError as error:
+        raise StreamFailed(str(_translate(error))) from None
+    finally:
+        call.cancel()

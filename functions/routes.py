@@ -9,7 +9,7 @@ import grpc
 import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.client import IngestorClient, IngestorRejected
@@ -26,6 +26,7 @@ from functions.processing import (
     raw_records,
 )
 from functions.settings import FunctionSettings, get_settings
+from functions.sse import sse_events
 from functions.writes import MAX_BODY_BYTES, TooLarge, parse_readings, readings_request_body_schema
 
 router = APIRouter(prefix="/api/v1")
@@ -365,3 +366,34 @@ async def write_readings(request: Request, client: Client) -> Response:
 
 def json_response_status(content: object, status_code: int) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+STREAM_EXAMPLE = (
+    'data: [{"timestamp":"2024-01-20T10:00:00.000000Z","value":42.5,"category":"A"},'
+    '{"timestamp":"2024-01-20T10:00:00.010000Z","value":44.1,"category":"B"}]\n\n'
+    'event: gap\ndata: {"missed":1200}\n\n'
+)
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: each `data:` a JSON array of readings (at most one write every "
+            '100 ms); `event: gap` with `data: {"missed": n}` when this client fell behind and lost n readings',
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": STREAM_EXAMPLE}},
+        },
+        **INGESTOR_ERRORS,
+    },
+)
+async def stream(client: Client, category: CategoryParam = None) -> StreamingResponse:
+    """New readings as they arrive, live, under uvicorn. Behind API Gateway + Lambda the response is
+    buffered, so it is not a live stream there."""
+    query = reading_query(category, None, None)
+    batches = await client.watch_readings(query.categories)
+    return StreamingResponse(
+        sse_events(batches),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -83,6 +83,7 @@ def test_limit_validation_and_docs(api_process: ServerProcess) -> None:
             "/api/v1/processed-data",
             "/api/v1/status",
             "/api/v1/readings",
+            "/api/v1/stream",
         }
 
 
