@@ -56,11 +56,11 @@ class CategoryStats(BaseModel):
 
 
 class StatusResponse(BaseModel):
-    running: bool
-    total_ingested: int = Field(description="Readings ever stored; always buffered + evicted")
-    buffered: int
-    evicted: int
-    capacity: int
+    running: bool = Field(examples=[True])
+    total_ingested: int = Field(description="Readings ever stored; always buffered + evicted", examples=[1500])
+    buffered: int = Field(examples=[1000])
+    evicted: int = Field(examples=[500])
+    capacity: int = Field(examples=[1000])
     rate_hz: float = Field(description="Rate of the current (or last) run", examples=[1.0])
     categories: list[str] | None = Field(
         None,
@@ -77,12 +77,19 @@ class StartConfig(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"rate_hz": 100, "categories": ["A", "B"], "seed": 42}]}
     )
 
-    rate_hz: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False, description="Readings per second")
+    rate_hz: float | None = Field(
+        None, gt=0, le=1_000_000, allow_inf_nan=False, description="Readings per second", examples=[100]
+    )
     categories: list[Annotated[str, Field(pattern=CATEGORY_PATTERN)]] | None = Field(
-        None, min_length=1, max_length=64, description="Distinct names, [A-Za-z0-9_.-]{1,64}"
+        None, min_length=1, max_length=64, description="Distinct names, [A-Za-z0-9_.-]{1,64}", examples=[["A", "B"]]
     )
     seed: int | None = Field(
-        None, strict=True, ge=-(2**63), le=2**63 - 1, description="Makes the generated values reproducible"
+        None,
+        strict=True,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="Makes the generated values reproducible",
+        examples=[42],
     )
 
     @field_validator("categories")
