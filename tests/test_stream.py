@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from functions.sse import Batch, encode_events, sse_events
-from tests.harness import ServerProcess, start_api_process, start_ingestor_process
+from tests.harness import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
 
 
 @pytest.fixture
@@ -113,3 +113,23 @@ def test_a_client_that_stops_reading_gets_a_gap_event(live_api: tuple[ServerProc
                     break
     assert missed > 0
     assert delivered + missed == produced  # every reading delivered or counted, none twice
+
+
+def test_a_client_that_goes_away_unsubscribes(ingestor: ThreadedIngestor) -> None:
+    api = start_api_process(ingestor.address)
+    try:
+        hub = ingestor.running.hub
+        assert hub is not None
+        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+            with http.stream("GET", "/stream") as response:
+                assert response.status_code == 200
+                assert hub.subscribers == 1
+            deadline = time.monotonic() + 10
+            while hub.subscribers and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert hub.subscribers == 0
+            response = http.get("/stream", params={"category": "no spaces"})
+            assert response.status_code == 422
+            assert response.json()["detail"][0]["loc"] == ["query", "category", 0]
+    finally:
+        api.stop()
