@@ -5,6 +5,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from functions.paging import signing_key
+
 
 class FunctionSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -19,8 +21,6 @@ class FunctionSettings(BaseSettings):
     """Key that signs /raw-data page tokens (PAGE_TOKEN_SECRET); derived from the deployment when unset."""
 
     def page_token_key(self) -> bytes:
-        from functions.paging import signing_key
-
         secret = self.page_token_secret.get_secret_value() if self.page_token_secret else None
         return signing_key(secret, self.ingestor_address)
 

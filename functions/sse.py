@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
 """At most one write every 100 ms: at high rates readings are sent in batches."""
@@ -55,7 +58,7 @@ async def sse_events(
     A bounded queue sits between the source and the writer: when the client stops reading, the
     source is not read either, and the backlog builds up (and is counted) at the ingestor.
     """
-    queue: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=64)
+    queue: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=8)
 
     async def pump() -> None:
         try:
@@ -63,6 +66,9 @@ async def sse_events(
                 await queue.put(batch)
         except StreamFailed as error:
             await queue.put(error)
+        except Exception:
+            log.exception("the stream of readings failed")
+            await queue.put(StreamFailed("the stream of readings failed"))
         else:
             await queue.put(None)
 

@@ -95,8 +95,9 @@ def test_a_client_that_stops_reading_gets_a_gap_event(live_api: tuple[ServerProc
         before = http.get("/status").json()["total_ingested"]
         with http.stream("GET", "/stream") as response:
             assert response.status_code == 200
-            http.post("/start-ingestion", json={"rate_hz": 100_000})
-            time.sleep(1.5)  # reads nothing while 150,000 readings arrive
+            http.post("/start-ingestion", json={"rate_hz": 300_000})
+            # Reads nothing while 600,000 readings arrive: more than every buffer on the way holds.
+            time.sleep(2.0)
             http.post("/stop-ingestion")
             produced = http.get("/status").json()["total_ingested"] - before
             delivered = missed = 0
