@@ -120,3 +120,10 @@ def test_grpc_subscriber_that_stops_reading_at_a_high_rate() -> None:
             assert other["cancelled"] == 1
     finally:
         server.close()
+
+
+def test_watch_rejects_bad_categories(stub: pb_grpc.IngestorServiceStub) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        next(stub.WatchReadings(pb.WatchReadingsRequest(categories=["A", "not valid"]), timeout=5))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "categories[1]" in caught.value.details()
