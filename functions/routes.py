@@ -119,9 +119,9 @@ def get_client(settings: Annotated[FunctionSettings, Depends(get_settings)]) -> 
 Client = Annotated[IngestorClient, Depends(get_client)]
 
 
-def json_response(content: object) -> Response:
+def json_response(content: object, status_code: int = 200) -> Response:
     """Encode with orjson: several times faster than the standard encoder on thousands of rows."""
-    return Response(orjson.dumps(content), media_type="application/json")
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness of the function")
@@ -368,11 +368,7 @@ async def write_readings(request: Request, client: Client) -> Response:
     except TooLarge as error:
         raise HTTPException(413, str(error)) from None
     accepted = await client.write_readings(columns.timestamps_ns, columns.values, columns.codes, columns.categories)
-    return json_response_status({"accepted": accepted}, 202)
-
-
-def json_response_status(content: object, status_code: int) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+    return json_response({"accepted": accepted}, 202)
 
 
 STREAM_EXAMPLE = (
