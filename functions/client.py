@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
 from functions import logs
-from functions.processing import Readings
+from functions.filters import ReadingQuery
+from functions.processing import Readings, raw_records
 from functions.settings import FunctionSettings
+from functions.sse import Batch, StreamFailed
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
@@ -99,6 +101,10 @@ class IngestorStatus:
     evicted: int
     capacity: int
     rate_hz: float
+    categories: tuple[str, ...] = ()
+    seed: int | None = None
+    configured: bool = False
+    """True when the current (or last) run was started with a configuration other than the defaults."""
 
 
 class _CallMetadata:
@@ -247,10 +253,17 @@ class IngestorClient:
     def _timeout(self) -> float:
         return self._settings.ingestor_timeout_s
 
-    async def start_ingestion(self) -> bool:
-        """Start the generator; True when this call started it, False when it was already running."""
+    async def start_ingestion(
+        self, *, rate_hz: float | None = None, categories: Iterable[str] = (), seed: int | None = None
+    ) -> bool:
+        """Start the generator; True when this call started it, False when it was already running.
+
+        Without arguments it runs with the ingestor's defaults. IngestorRejected with
+        FAILED_PRECONDITION when it runs with another configuration.
+        """
+        request = pb.StartIngestionRequest(rate_hz=rate_hz, categories=categories, seed=seed)
         try:
-            response = await (await self._stub()).StartIngestion(pb.StartIngestionRequest(), timeout=self._timeout)
+            response = await (await self._stub()).StartIngestion(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
         return not response.already_running
@@ -275,6 +288,9 @@ class IngestorClient:
             evicted=response.evicted,
             capacity=response.capacity,
             rate_hz=response.rate_hz,
+            categories=tuple(response.categories),
+            seed=response.seed if response.HasField("seed") else None,
+            configured=response.configured,
         )
 
     async def export_readings(self, max_readings: int = 0) -> Readings:
@@ -286,3 +302,106 @@ class IngestorClient:
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
         return decode_export(messages)
+
+    async def select_readings(
+        self,
+        query: ReadingQuery,
+        *,
+        limit: int = 0,
+        before_sequence: int | None = None,
+        after_sequence: int = 0,
+        oldest_first: bool = False,
+    ) -> tuple[Readings, int | None]:
+        """Matching readings (at most ``limit``, the newest or the oldest), oldest first, and where
+        the next page continues (None when nothing is left)."""
+        request = pb.ExportReadingsRequest(
+            max_readings=limit,
+            categories=query.categories,
+            after_sequence=after_sequence,
+            oldest_first=oldest_first,
+        )
+        if query.since_ns is not None:
+            request.since.FromNanoseconds(query.since_ns)
+        if query.until_ns is not None:
+            request.until.FromNanoseconds(query.until_ns)
+        if before_sequence is not None:
+            request.before_sequence = before_sequence
+        try:
+            call = (await self._stub()).ExportReadings(request, timeout=self._timeout)
+            messages = [message async for message in call]
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        next_sequence = messages[-1].next_sequence if messages and messages[-1].HasField("next_sequence") else None
+        return decode_export(messages), next_sequence
+
+    async def write_readings(
+        self, timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, categories: list[str]
+    ) -> int:
+        """Store readings, all or nothing, in columnar form; how many were stored. Never retried:
+        after a lost answer the caller cannot tell whether the write happened."""
+        request = pb.WriteReadingsRequest(
+            columns=pb.ReadingColumns(
+                timestamps_ns=timestamps_ns.astype("<i8").tobytes(),
+                values=values.astype("<f8").tobytes(),
+                category_codes=codes.astype("<u2").tobytes(),
+            ),
+            column_categories=categories,
+        )
+        try:
+            response = await (await self._stub()).WriteReadings(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        return response.accepted
+
+    async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
+        """Subscribe to new readings; returns once subscribed, then yields them as they arrive.
+
+        The stream has no deadline: it lasts until the caller stops iterating (which cancels it) or
+        the ingestor ends it. Failing to subscribe raises IngestorError; a failure later ends the
+        iteration with StreamFailed.
+        """
+        call = (await self._stub()).WatchReadings(pb.WatchReadingsRequest(categories=categories))
+        try:
+            await asyncio.wait_for(call.initial_metadata(), self._timeout)
+        except TimeoutError:
+            call.cancel()
+            raise IngestorTimeout("the ingestor did not answer in time") from None
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error) from None
+        if call.done() and (code := await call.code()) is not grpc.StatusCode.OK:
+            raise _translate_status(code, await call.details())
+        return _watch_batches(call)
+
+
+def _translate_status(code: grpc.StatusCode, details: str | None) -> IngestorError:
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return IngestorRejected(code, details or code.name)
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return IngestorUnavailable("the ingestor is unavailable")
+    return IngestorFailed(f"the ingestor failed ({code.name})")
+
+
+def decode_watch(message: pb.WatchReadingsResponse) -> Batch:
+    readings = message.readings
+    names = list(dict.fromkeys(reading.category for reading in readings))
+    index = {name: code for code, name in enumerate(names)}
+    count = len(readings)
+    columns = Readings(
+        np.fromiter(
+            (r.timestamp.seconds * 1_000_000_000 + r.timestamp.nanos for r in readings), dtype=np.int64, count=count
+        ),
+        np.fromiter((r.value for r in readings), dtype=np.float64, count=count),
+        np.fromiter((index[r.category] for r in readings), dtype=np.uint16, count=count),
+        names,
+    )
+    return Batch(raw_records(columns), message.missed)
+
+
+async def _watch_batches(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Batch]:
+    try:
+        async for message in call:
+            yield decode_watch(message)
+    except grpc.aio.AioRpcError as error:
+        raise StreamFailed(str(_translate(error))) from None
+    finally:
+        call.cancel()

@@ -87,3 +87,90 @@ def raw_records(readings: Readings) -> list[dict[str, Any]]:
             strict=True,
         )
     ]
+
+
+EXTRA_STATS = ("min", "max", "sum", "std", "first_timestamp", "p50", "p90", "p95", "p99")
+"""Statistics a caller may add to the original four, each under its own name."""
+
+_PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+
+
+class TooManyGroups(ValueError):
+    """The aggregation would produce more result objects than allowed."""
+
+
+def aggregate(
+    readings: Readings,
+    *,
+    window_ns: int | None = None,
+    stats: Sequence[str] = (),
+    max_groups: int | None = None,
+) -> pd.DataFrame:
+    """Per category, or per tumbling event-time window and category, the original four aggregates
+    plus ``stats``.
+
+    Windows are aligned to the Unix epoch: a reading at ``t`` falls in the window starting at
+    ``t // window_ns * window_ns``; ``window_start``/``window_end`` (exclusive) are int64 ns. Empty
+    windows are left out. Rows are sorted by window, then category name. ``std`` is the sample
+    standard deviation (NaN when a group has fewer than two readings); percentiles interpolate
+    linearly; ``first_timestamp`` is the earliest event time. TooManyGroups when there would be
+    more than ``max_groups`` rows.
+    """
+    if len(readings) == 0:
+        window_columns = ["window_start", "window_end"] if window_ns is not None else []
+        return pd.DataFrame(columns=[*AGGREGATE_COLUMNS, *window_columns, *stats])
+    keys = pd.Categorical.from_codes(readings.codes, categories=pd.Index(readings.categories, dtype=object))
+    frame = pd.DataFrame({"value": readings.values, "timestamp": readings.timestamps_ns, "category": keys})
+    by = ["category"]
+    if window_ns is not None:
+        frame["window"] = readings.timestamps_ns // window_ns
+        by = ["window", "category"]
+    grouped = frame.groupby(by, observed=True, sort=False)
+    if max_groups is not None and grouped.ngroups > max_groups:
+        raise TooManyGroups(f"{grouped.ngroups} result objects, more than {max_groups}")
+    values = grouped["value"]
+    columns: dict[str, pd.Series] = {
+        "avg_value": values.mean(),
+        "count": values.count(),
+        "last_timestamp": grouped["timestamp"].max(),
+    }
+    for name in stats:
+        if name in ("min", "max", "sum"):
+            columns[name] = getattr(values, name)()
+        elif name == "std":
+            columns[name] = values.std(ddof=1)
+        elif name == "first_timestamp":
+            columns[name] = grouped["timestamp"].min()
+        else:
+            columns[name] = values.quantile(_PERCENTILES[name], interpolation="linear")
+    result = pd.DataFrame(columns).reset_index()
+    result["category"] = result["category"].astype(object)
+    if window_ns is not None:
+        result["window_start"] = result.pop("window").astype(np.int64) * window_ns
+        result["window_end"] = result["window_start"] + window_ns
+    order = ["window_start", "category"] if window_ns is not None else ["category"]
+    return result.sort_values(order, kind="stable", ignore_index=True)
+
+
+def aggregate_records(aggregates: pd.DataFrame, stats: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of :func:`aggregate` as JSON-ready dicts: the original four keys, the window
+    bounds when there are windows, then ``stats`` in the order asked (NaN becomes null)."""
+    if len(aggregates) == 0:
+        return []
+    base = processed_records(aggregates)
+    extra: dict[str, list[Any]] = {}
+    if "window_start" in aggregates:
+        extra["window_start"] = format_timestamps(aggregates["window_start"].to_numpy(np.int64)).tolist()
+        extra["window_end"] = format_timestamps(aggregates["window_end"].to_numpy(np.int64)).tolist()
+    for name in stats:
+        column = aggregates[name]
+        if name == "first_timestamp":
+            extra[name] = format_timestamps(column.to_numpy(np.int64)).tolist()
+        else:
+            numbers = column.to_numpy(np.float64)
+            extra[name] = [None if np.isnan(x) else x for x in numbers.tolist()]
+    names = list(extra)
+    return [
+        {**record, **dict(zip(names, row, strict=True))}
+        for record, row in zip(base, zip(*extra.values(), strict=True) if names else [()] * len(base), strict=True)
+    ]

@@ -6,6 +6,8 @@ from typing import Annotated
 from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from functions.paging import signing_key
+
 
 class FunctionSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -28,10 +30,12 @@ class FunctionSettings(BaseSettings):
     """With API_TOKEN, reads need the token too, all but /health (API_TOKEN_FOR_READS)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """Origins allowed to call from a browser, comma-separated; none by default (CORS_ORIGINS)."""
-    max_body_bytes: int = Field(1024 * 1024, ge=0)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=0)
     """Request bodies beyond this are refused with 413 (MAX_BODY_BYTES)."""
     log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
     """INFO logs one JSON line a request (LOG_LEVEL)."""
+    page_token_secret: SecretStr | None = None
+    """Key that signs /raw-data page tokens (PAGE_TOKEN_SECRET); derived from the deployment when unset."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -39,6 +43,10 @@ class FunctionSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
+
+    def page_token_key(self) -> bytes:
+        secret = self.page_token_secret.get_secret_value() if self.page_token_secret else None
+        return signing_key(secret, self.ingestor_address)
 
 
 @lru_cache

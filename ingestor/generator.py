@@ -12,6 +12,7 @@ import contextlib
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +45,11 @@ class ReadingGenerator:
         self.categories = tuple(categories)
         self.start_ns = start_ns
         self.emitted = 0
-        self._rng = np.random.default_rng(seed)
+        # One stream per column, each drawn one number a reading: a seed gives the same readings
+        # however the run happens to be split into batches.
+        categories_seed, values_seed = np.random.SeedSequence(seed).spawn(2)
+        self._category_rng = np.random.default_rng(categories_seed)
+        self._value_rng = np.random.default_rng(values_seed)
         # Each category hovers around its own level, like sensors in different places.
         self._levels = np.array([30.0 + zlib.crc32(name.encode()) % 40 for name in self.categories])
 
@@ -62,10 +67,24 @@ class ReadingGenerator:
         """The next ``count`` readings: timestamps (ns), values, and indexes into ``categories``."""
         index = np.arange(self.emitted, self.emitted + count, dtype=np.float64)
         timestamps = self.start_ns + (index * (1e9 / self.rate_hz)).astype(np.int64)
-        which = self._rng.integers(0, len(self.categories), size=count)
-        values = np.round(self._levels[which] + self._rng.normal(0.0, 2.5, size=count), 2)
+        which = (self._category_rng.random(count) * len(self.categories)).astype(np.intp)
+        values = np.round(self._levels[which] + self._value_rng.normal(0.0, 2.5, size=count), 2)
         self.emitted += count
         return timestamps, values, which
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """How one run of the generator produces readings."""
+
+    rate_hz: float
+    categories: tuple[str, ...]
+    seed: int | None = None
+    """The same seed gives the same sequence of categories and values; None draws one at random."""
+
+
+class ConfigConflict(Exception):
+    """The generator already runs with another configuration."""
 
 
 class Ingestion:
@@ -86,20 +105,41 @@ class Ingestion:
         self._store = store
         # Where each generated batch goes: the store itself, or something that also logs it.
         self._append = append or store.append
-        self.rate_hz = rate_hz
-        self.categories = tuple(categories)
+        self.default_config = RunConfig(rate_hz, tuple(categories))
+        self.config = self.default_config
+        """The configuration of the current run, or of the last one when stopped."""
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def rate_hz(self) -> float:
+        return self.config.rate_hz
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.config.categories
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self) -> bool:
-        """Start generating; False when it was already running."""
+    def start(self, config: RunConfig | None = None) -> bool:
+        """Start generating; False when it was already running with this configuration (or None).
+
+        ConfigConflict when it runs with another one. Without a configuration, a run uses the
+        defaults.
+        """
         if self.running:
+            if config is not None and config != self.config:
+                raise ConfigConflict(
+                    "the generator is running with another configuration: stop ingestion first, then start it "
+                    "with the new one"
+                )
             return False
-        generator = ReadingGenerator(self.rate_hz, self.categories, start_ns=self._clock())
+        self.config = config or self.default_config
+        generator = ReadingGenerator(
+            self.config.rate_hz, self.config.categories, start_ns=self._clock(), seed=self.config.seed
+        )
         self._task = asyncio.get_running_loop().create_task(self._run(generator), name="generator")
         return True
 

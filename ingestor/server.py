@@ -20,6 +20,7 @@ from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2, ingestor_pb2_grpc
+from ingestor.watch import WatchHub
 
 log = logging.getLogger("ingestor")
 
@@ -35,11 +36,14 @@ class RunningServer:
     port: int
     intake: Intake
     journal: Journal | None = None
+    hub: WatchHub | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
         await self.health.enter_graceful_shutdown()
         await self.ingestion.stop()
+        if self.hub is not None:
+            self.hub.close()  # live streams end instead of holding the shutdown for the whole grace
         await self.server.stop(grace_s)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
@@ -86,7 +90,8 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
     )
-    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, intake), server)
+    hub = WatchHub(store, settings.watch_buffer)
+    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, intake, hub), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -102,7 +107,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         raise
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, ingestion, store, port, intake, journal)
+    return RunningServer(server, health_servicer, ingestion, store, port, intake, journal, hub)
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

@@ -17,13 +17,15 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ingestor.generator import Ingestion
+from ingestor.generator import ConfigConflict, Ingestion, RunConfig
 from ingestor.intake import Intake, validate_batch_id
 from ingestor.journal import JournalError
+from ingestor.query import ReadingFilter, gather, select_page
 from ingestor.readings import InvalidArgument, decode_write_request
-from ingestor.store import CategoryLimitError, ReadingStore
+from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from ingestor.watch import Closed, WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,10 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_CHUNK_SIZE = 65_536
 MAX_CHUNK_SIZE = 131_072
+MAX_WATCH_MESSAGE = 4096
+DEFAULT_WATCH_BUFFER = 65_536
 _PAGE_TOKEN = struct.Struct("<Q")
+_FILTERED_PAGE_TOKEN = struct.Struct("<QI")
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -49,6 +54,8 @@ def _unary_errors(method: Handler) -> Handler:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except JournalError as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        except ConfigConflict as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except grpc.aio.AbortError:
             raise
         except Exception:
@@ -66,15 +73,83 @@ def decode_page_token(token: str) -> int:
     """The sequence number a page token points below; InvalidArgument when it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("page_token is not a token this service issued") from None
+    if len(raw) == _FILTERED_PAGE_TOKEN.size:
+        raise InvalidArgument("page_token was issued for other filters")
+    try:
         (before_seq,) = _PAGE_TOKEN.unpack(raw)
-    except (binascii.Error, struct.error, ValueError):
+    except struct.error:
         raise InvalidArgument("page_token is not a token this service issued") from None
     return before_seq
 
 
-def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Reading]:
-    columns = store.read(start, stop)
-    names = store.categories
+def encode_filtered_page_token(before_seq: int, flt: ReadingFilter) -> str:
+    raw = _FILTERED_PAGE_TOKEN.pack(before_seq, flt.fingerprint())
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_filtered_page_token(token: str, flt: ReadingFilter) -> int:
+    """Like decode_page_token, for a token that must have been issued for the same filters."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("page_token is not a token this service issued") from None
+    if len(raw) == _PAGE_TOKEN.size:
+        raise InvalidArgument("page_token was issued for other filters")
+    try:
+        before_seq, fingerprint = _FILTERED_PAGE_TOKEN.unpack(raw)
+    except struct.error:
+        raise InvalidArgument("page_token is not a token this service issued") from None
+    if fingerprint != flt.fingerprint():
+        raise InvalidArgument("page_token was issued for other filters")
+    return before_seq
+
+
+def _timestamp_ns(timestamp: Any, field: str) -> int:
+    if not 0 <= timestamp.nanos <= 999_999_999:
+        raise InvalidArgument(f"{field}.nanos must be in [0, 999999999], got {timestamp.nanos}")
+    ns = timestamp.seconds * 1_000_000_000 + timestamp.nanos
+    return max(-(2**63), min(ns, 2**63 - 1))
+
+
+def reading_filter(request: Any) -> ReadingFilter:
+    """The categories/since/until filter of a request; InvalidArgument when it is malformed."""
+    for i, name in enumerate(request.categories):
+        problem = validate_category(name)
+        if problem:
+            raise InvalidArgument(f"categories[{i}]: {problem}")
+    since = _timestamp_ns(request.since, "since") if request.HasField("since") else None
+    until = _timestamp_ns(request.until, "until") if request.HasField("until") else None
+    if since is not None and until is not None and since > until:
+        raise InvalidArgument("since must not be after until")
+    return ReadingFilter(frozenset(request.categories), since, until)
+
+
+MAX_RATE_HZ = 1_000_000
+MAX_RUN_CATEGORIES = 64
+
+
+def run_config(request: pb.StartIngestionRequest, default: RunConfig) -> RunConfig | None:
+    """The configuration a start request asks for (unset fields from ``default``); None when empty."""
+    if not (request.HasField("rate_hz") or request.categories or request.HasField("seed")):
+        return None
+    rate_hz = request.rate_hz if request.HasField("rate_hz") else default.rate_hz
+    if not 0 < rate_hz <= MAX_RATE_HZ:
+        raise InvalidArgument(f"rate_hz must be in (0, {MAX_RATE_HZ}], got {rate_hz}")
+    categories = tuple(request.categories) or default.categories
+    if len(categories) > MAX_RUN_CATEGORIES:
+        raise InvalidArgument(f"at most {MAX_RUN_CATEGORIES} categories, got {len(categories)}")
+    if len(set(categories)) != len(categories):
+        raise InvalidArgument("categories must be distinct")
+    for i, name in enumerate(categories):
+        problem = validate_category(name)
+        if problem:
+            raise InvalidArgument(f"categories[{i}]: {problem}")
+    return RunConfig(rate_hz, categories, request.seed if request.HasField("seed") else None)
+
+
+def _column_messages(columns: Columns, names: Any) -> list[pb.Reading]:
     seconds, nanos = np.divmod(columns.timestamps_ns, 1_000_000_000)
     return [
         pb.Reading(
@@ -88,17 +163,28 @@ def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Rea
     ]
 
 
+def _reading_messages(store: ReadingStore, start: int, stop: int) -> list[pb.Reading]:
+    return _column_messages(store.read(start, stop), store.categories)
+
+
 class IngestorServicer(pb_grpc.IngestorServiceServicer):
-    def __init__(self, store: ReadingStore, ingestion: Ingestion, intake: Intake | None = None) -> None:
+    def __init__(
+        self,
+        store: ReadingStore,
+        ingestion: Ingestion,
+        intake: Intake | None = None,
+        hub: WatchHub | None = None,
+    ) -> None:
         self._store = store
         self._ingestion = ingestion
         self._intake = intake or Intake(store)
+        self._hub = hub or WatchHub(store, DEFAULT_WATCH_BUFFER)
 
     @_unary_errors
     async def StartIngestion(
         self, request: pb.StartIngestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartIngestionResponse:
-        started = self._ingestion.start()
+        started = self._ingestion.start(run_config(request, self._ingestion.default_config))
         return pb.StartIngestionResponse(already_running=not started)
 
     @_unary_errors
@@ -118,6 +204,9 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             evicted=store.evicted,
             capacity=store.capacity,
             rate_hz=self._ingestion.rate_hz,
+            categories=self._ingestion.categories,
+            seed=self._ingestion.config.seed,
+            configured=self._ingestion.config != self._ingestion.default_config,
             durable=self._intake.durable,
             data_dir_bytes=self._intake.data_dir_bytes(),
             recovered=self._intake.recovered,
@@ -131,6 +220,9 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        flt = reading_filter(request)
+        if not flt.selects_all:
+            return self._filtered_page(flt, page_size, request.page_token)
         stop = self._store.total_ingested
         if request.page_token:
             stop = decode_page_token(request.page_token)
@@ -143,6 +235,19 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             next_page_token=encode_page_token(start) if more else "",
         )
 
+    def _filtered_page(self, flt: ReadingFilter, page_size: int, page_token: str) -> pb.ListReadingsResponse:
+        store = self._store
+        before = store.total_ingested
+        if page_token:
+            before = decode_filtered_page_token(page_token, flt)
+            if before > store.total_ingested:
+                raise InvalidArgument("page_token is not a token this service issued")
+        page = select_page(store, flt, before_seq=before, limit=page_size)
+        return pb.ListReadingsResponse(
+            readings=_column_messages(gather(store, page.sequences), store.categories),
+            next_page_token="" if page.next_sequence is None else encode_filtered_page_token(page.next_sequence, flt),
+        )
+
     async def ExportReadings(
         self, request: pb.ExportReadingsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExportReadingsResponse]:
@@ -153,7 +258,21 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
                 f"chunk_size must be at most {MAX_CHUNK_SIZE}, got {chunk_size}",
             )
         try:
-            for message in self._export_messages(request.max_readings, chunk_size):
+            flt = reading_filter(request)
+        except InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        selective = (
+            not flt.selects_all
+            or request.HasField("before_sequence")
+            or request.HasField("after_sequence")
+            or request.oldest_first
+        )
+        try:
+            if selective:
+                messages = self._selected_messages(request, flt, chunk_size)
+            else:
+                messages = self._export_messages(request.max_readings, chunk_size)
+            for message in messages:
                 yield message
         except Exception:
             log.exception("ExportReadings failed")
@@ -185,6 +304,43 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             sent_categories = len(categories)
             start += len(run)
 
+    def _selected_messages(
+        self, request: pb.ExportReadingsRequest, flt: ReadingFilter, chunk_size: int
+    ) -> Iterator[pb.ExportReadingsResponse]:
+        """Chunks of the matching readings, selected when the export starts and gathered lazily.
+
+        Readings evicted between two messages are skipped. The last message carries next_sequence
+        when max_readings left matches out.
+        """
+        store = self._store
+        page = select_page(
+            store,
+            flt,
+            after_seq=request.after_sequence,
+            before_seq=request.before_sequence if request.HasField("before_sequence") else None,
+            limit=request.max_readings,
+            oldest_first=request.oldest_first,
+        )
+        sent_categories = 0
+        chunks = [page.sequences[i : i + chunk_size] for i in range(0, len(page.sequences), chunk_size)]
+        for number, chunk in enumerate(chunks or [page.sequences]):
+            columns = gather(store, chunk)
+            if not len(columns) and number < len(chunks) - 1:
+                continue
+            categories = store.categories
+            message = pb.ExportReadingsResponse(
+                columns=pb.ReadingColumns(
+                    timestamps_ns=columns.timestamps_ns.tobytes(),
+                    values=columns.values.tobytes(),
+                    category_codes=columns.codes.tobytes(),
+                ),
+                new_categories=categories[sent_categories:],
+            )
+            sent_categories = len(categories)
+            if number >= len(chunks) - 1 and page.next_sequence is not None:
+                message.next_sequence = page.next_sequence
+            yield message
+
     @_unary_errors
     async def WriteReadings(
         self, request: pb.WriteReadingsRequest, context: grpc.aio.ServicerContext
@@ -198,3 +354,32 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             duplicate=acknowledgement.duplicate,
             durable=acknowledgement.durable,
         )
+
+    async def WatchReadings(
+        self, request: pb.WatchReadingsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchReadingsResponse]:
+        for i, name in enumerate(request.categories):
+            problem = validate_category(name)
+            if problem:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"categories[{i}]: {problem}")
+        with self._hub.subscribe(frozenset(request.categories)) as subscription:
+            # Tell the caller at once that it is subscribed, before any reading arrives.
+            await context.send_initial_metadata(())
+            while True:
+                try:
+                    delivery = await subscription.take()
+                except Closed:
+                    return
+                for message in self._watch_messages(delivery.batches, delivery.missed):
+                    yield message
+
+    def _watch_messages(self, batches: list[Columns], missed: int) -> Iterator[pb.WatchReadingsResponse]:
+        names = self._store.categories
+        readings = [reading for batch in batches for reading in _column_messages(batch, names)]
+        for start in range(0, len(readings), MAX_WATCH_MESSAGE):
+            last = start + MAX_WATCH_MESSAGE >= len(readings)
+            yield pb.WatchReadingsResponse(
+                readings=readings[start : start + MAX_WATCH_MESSAGE], missed=missed if last else 0
+            )
+        if not readings:
+            yield pb.WatchReadingsResponse(missed=missed)

@@ -22,6 +22,8 @@ class IngestorSettings(BaseSettings):
     """Readings generated per second while ingestion runs."""
     categories: Annotated[tuple[str, ...], NoDecode] = ("A", "B", "C")
     """Categories the generator draws from; a comma-separated list in the environment."""
+    watch_buffer: int = Field(65_536, ge=1, le=10_000_000)
+    """Readings queued for each WatchReadings subscriber; a slower one misses the rest, counted."""
     shutdown_grace_s: float = Field(5.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
     data_dir: Path | None = None

@@ -14,7 +14,7 @@ The store is not thread-safe: the ingestor uses it from its event loop only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +66,7 @@ class ReadingStore:
         self._oldest = 0
         self._categories: list[str] = []
         self._codes_by_name: dict[str, int] = {}
+        self._listeners: list[Callable[[Columns], None]] = []
 
     @property
     def capacity(self) -> int:
@@ -84,6 +85,11 @@ class ReadingStore:
     def evicted(self) -> int:
         """Readings dropped to make room; also the sequence number of the oldest one held."""
         return self._total - self.buffered
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ring's timestamps, values and codes: sequence number ``s`` is held at ``s % capacity``."""
+        return self._timestamps, self._values, self._codes
 
     @property
     def categories(self) -> Sequence[str]:
@@ -127,6 +133,12 @@ class ReadingStore:
         ):
             self._write_ring(target, first_seq, source[skip:])
         self._total += n
+        for listener in self._listeners:
+            listener(columns)
+
+    def add_listener(self, listener: Callable[[Columns], None]) -> None:
+        """Call ``listener`` with every batch once it is stored. It must not block or append."""
+        self._listeners.append(listener)
 
     def restore(self, categories: Sequence[str], columns: Columns, total_ingested: int) -> None:
         """Refill an empty store with what an earlier run held: its dictionary, readings and counters.

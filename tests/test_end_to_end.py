@@ -82,6 +82,8 @@ def test_limit_validation_and_docs(api_process: ServerProcess) -> None:
             "/api/v1/raw-data",
             "/api/v1/processed-data",
             "/api/v1/status",
+            "/api/v1/readings",
+            "/api/v1/stream",
         }
 
 
@@ -110,3 +112,25 @@ def test_sigterm_and_sigint_shut_the_ingestor_down_cleanly() -> None:
 
 def test_sigterm_stops_the_api_cleanly(api_process: ServerProcess) -> None:
     assert api_process.stop(signal.SIGTERM) == 0
+
+
+def test_every_endpoint_documents_its_models_and_examples() -> None:
+    from functions.app import app
+
+    schema = app.openapi()
+    components = schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            success = next(code for code in operation["responses"] if code.startswith("2"))
+            content = operation["responses"][success]["content"]
+            assert content, (method, path)
+            if method == "post" and path in ("/api/v1/readings", "/api/v1/start-ingestion"):
+                assert "application/json" in operation["requestBody"]["content"], path
+    for name in ("RawReading", "CategoryStats", "WindowedStats", "StatusResponse", "StartConfig", "AcceptedResponse"):
+        properties = components[name]["properties"]
+        assert all("examples" in field for field in properties.values()), name
+    readings_body = schema["paths"]["/api/v1/readings"]["post"]["requestBody"]["content"]["application/json"]
+    assert readings_body["schema"]["maxItems"] == 10_000
+    assert readings_body["example"][0] == {"timestamp": "2024-01-20T10:00:00Z", "value": 42.5, "category": "A"}
+    stream = schema["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"]
+    assert "event: gap" in stream["text/event-stream"]["example"]

@@ -87,3 +87,15 @@ async def test_start_and_stop_are_idempotent_and_never_run_two_generators() -> N
     kept = store.total_ingested
     await asyncio.sleep(0.05)
     assert store.total_ingested == kept  # stopped for real, and the buffer is kept
+
+
+def test_a_seed_gives_the_same_readings_however_they_are_batched() -> None:
+    one = ReadingGenerator(rate_hz=1000, categories=["A", "B", "C"], start_ns=0, seed=42)
+    two = ReadingGenerator(rate_hz=1000, categories=["A", "B", "C"], start_ns=0, seed=42)
+    whole = one.generate(1000)
+    parts = [two.generate(n) for n in (1, 7, 300, 2, 690)]
+    for column in range(3):
+        assert whole[column].tolist() == np.concatenate([part[column] for part in parts]).tolist()
+    other = ReadingGenerator(rate_hz=1000, categories=["A", "B", "C"], start_ns=0, seed=43).generate(1000)
+    assert other[1].tolist() != whole[1].tolist()
+    assert set(whole[2].tolist()) == {0, 1, 2}

@@ -159,3 +159,14 @@ def test_the_shared_channel_follows_the_event_loop(lambda_ingestor: ServerProces
             200,
             {"message": "Data ingestion already stopped"},
         )
+
+
+def test_next_page_link_keeps_the_stage_prefix(lambda_ingestor: ServerProcess) -> None:
+    assert invoke(rest_v1_event, "POST", "/api/v1/start-ingestion")[0] == 200
+    time.sleep(0.1)
+    invoke(rest_v1_event, "POST", "/api/v1/stop-ingestion")
+    for make_event, prefix in ((rest_v1_event, "/prod"), (http_v2_event, "")):
+        response = handler(make_event("GET", "/api/v1/raw-data", {"limit": "2"}), LambdaContext())
+        headers = {name.lower(): value for name, value in response["headers"].items()}
+        assert headers["link"].startswith(f"<{prefix}/api/v1/raw-data?limit=2&page_token=")
+        assert headers["link"].endswith('>; rel="next"')

@@ -28,6 +28,7 @@ def test_list_describe_and_call_through_reflection(ingestor: ThreadedIngestor) -
             "ListReadings",
             "ExportReadings",
             "WriteReadings",
+            "WatchReadings",
         ]
         reading = pool.FindMessageTypeByName("ingestor.v1.Reading")
         assert [(f.name, f.number) for f in reading.fields] == [("timestamp", 1), ("value", 2), ("category", 3)]

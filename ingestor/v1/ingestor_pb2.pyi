@@ -30,8 +30,14 @@ class ReadingColumns(_message.Message):
     def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ...) -> None: ...
 
 class StartIngestionRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("rate_hz", "categories", "seed")
+    RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    rate_hz: float
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    def __init__(self, rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class StartIngestionResponse(_message.Message):
     __slots__ = ("already_running",)
@@ -54,13 +60,16 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids")
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INGESTED_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
     EVICTED_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     DURABLE_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_BYTES_FIELD_NUMBER: _ClassVar[int]
     RECOVERED_FIELD_NUMBER: _ClassVar[int]
@@ -71,19 +80,28 @@ class GetStatusResponse(_message.Message):
     evicted: int
     capacity: int
     rate_hz: float
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    configured: bool
     durable: bool
     data_dir_bytes: int
     recovered: int
     remembered_batch_ids: int
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ...) -> None: ...
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "categories", "since", "until")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListReadingsResponse(_message.Message):
     __slots__ = ("readings", "next_page_token")
@@ -94,20 +112,34 @@ class ListReadingsResponse(_message.Message):
     def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ExportReadingsRequest(_message.Message):
-    __slots__ = ("max_readings", "chunk_size")
+    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first")
     MAX_READINGS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     max_readings: int
     chunk_size: int
-    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    before_sequence: int
+    after_sequence: int
+    oldest_first: bool
+    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
 
 class ExportReadingsResponse(_message.Message):
-    __slots__ = ("columns", "new_categories")
+    __slots__ = ("columns", "new_categories", "next_sequence")
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     NEW_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     columns: ReadingColumns
     new_categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    next_sequence: int
+    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ..., next_sequence: _Optional[int] = ...) -> None: ...
 
 class WriteReadingsRequest(_message.Message):
     __slots__ = ("readings", "columns", "column_categories", "batch_id")
@@ -130,3 +162,17 @@ class WriteReadingsResponse(_message.Message):
     duplicate: bool
     durable: bool
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
+
+class WatchReadingsRequest(_message.Message):
+    __slots__ = ("categories",)
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchReadingsResponse(_message.Message):
+    __slots__ = ("readings", "missed")
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[Reading]
+    missed: int
+    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., missed: _Optional[int] = ...) -> None: ...

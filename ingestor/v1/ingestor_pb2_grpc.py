@@ -65,6 +65,11 @@ class IngestorServiceStub:
                 request_serializer=ingestor_dot_v1_dot_ingestor__pb2.WriteReadingsRequest.SerializeToString,
                 response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.WriteReadingsResponse.FromString,
                 _registered_method=True)
+        self.WatchReadings = channel.unary_stream(
+                '/ingestor.v1.IngestorService/WatchReadings',
+                request_serializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsRequest.SerializeToString,
+                response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestorServiceServicer:
@@ -114,6 +119,14 @@ class IngestorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchReadings(self, request, context):
+        """WatchReadings streams readings as they are stored, generated or written. A subscriber that falls
+        behind loses readings instead of slowing anyone down; each message says how many it lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +159,11 @@ def add_IngestorServiceServicer_to_server(servicer, server):
                     servicer.WriteReadings,
                     request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.WriteReadingsRequest.FromString,
                     response_serializer=ingestor_dot_v1_dot_ingestor__pb2.WriteReadingsResponse.SerializeToString,
+            ),
+            'WatchReadings': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReadings,
+                    request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsRequest.FromString,
+                    response_serializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +329,33 @@ class IngestorService:
             '/ingestor.v1.IngestorService/WriteReadings',
             ingestor_dot_v1_dot_ingestor__pb2.WriteReadingsRequest.SerializeToString,
             ingestor_dot_v1_dot_ingestor__pb2.WriteReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ingestor.v1.IngestorService/WatchReadings',
+            ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsRequest.SerializeToString,
+            ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
