@@ -7,13 +7,15 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: help install run test lint format proto clean
+.PHONY: help install run test lint format proto clean bench bench-quick
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make lint     ruff and buf lint"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
+	@echo "make bench    the project at 10k to 10M readings next to a naive baseline and the floor"
+	@echo "make bench-quick  the same without N = 10M"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +46,12 @@ format: $(INSTALLED)
 
 test: lint
 	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(INSTALLED)
+	$(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info
