@@ -66,6 +66,12 @@ _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+EXPORT_CHUNK_SIZE = 32_768
+"""Readings per ExportReadings message. Measured at 1M readings: chunks of 16k-32k readings cost the
+two processes the least CPU in total; at 64k and more the ingestor spends more on each large buffer,
+and below 16k the per-message overhead on this side grows."""
+
+
 class IngestorError(Exception):
     """A call to the ingestor failed; ``str(error)`` is safe to show to the caller."""
 
@@ -242,7 +248,7 @@ class IngestorClient:
 
     async def export_readings(self, max_readings: int = 0) -> Readings:
         """The buffered readings (only the newest ``max_readings`` when set), oldest first."""
-        request = pb.ExportReadingsRequest(max_readings=max_readings)
+        request = pb.ExportReadingsRequest(max_readings=max_readings, chunk_size=EXPORT_CHUNK_SIZE)
         try:
             call = (await self._stub()).ExportReadings(request, timeout=self._timeout)
             messages = [message async for message in call]
