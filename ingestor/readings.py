@@ -36,6 +36,9 @@ def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) 
     message_codes, column_lookup = codes[: len(names)], codes[len(names) :]
     if not dictionary:
         return Columns(timestamps, values, message_codes)
+    if not names:
+        # The bulk form alone: the request's own buffers, no joined copies.
+        return Columns(column_timestamps, column_values, column_lookup[column_codes])
     return Columns(
         np.concatenate([timestamps, column_timestamps]),
         np.concatenate([values, column_values]),
