@@ -304,14 +304,14 @@ def fmt_ms(value: float | None) -> str:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| N | project median / p95 ms | naive median / p95 ms | floor ms | project/naive | project/floor "
+        "| N | project median / p95 ms | naive median / p95 ms | floor ms | naive/project | project/floor "
         "| export ms (M readings/s) | columnar write M/s | raw-data 10k ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["sizes"]:
         project, naive = row["project_ms"], row.get("naive_ms")
         naive_text = f"{fmt_ms(naive['median'])} / {fmt_ms(naive['p95'])}" if naive else "—"
-        speedup = f"1/{naive['median'] / project['median']:.1f}" if naive else "—"
+        speedup = f"{naive['median'] / project['median']:.1f}x" if naive else "—"
         lines.append(
             f"| {row['n']:,} | {fmt_ms(project['median'])} / {fmt_ms(project['p95'])} | {naive_text} "
             f"| {fmt_ms(row['floor_ms'])} | {speedup} | {project['median'] / row['floor_ms']:.2f} "
@@ -341,7 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="skip N = 10,000,000")
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per figure (default 15)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    parser.add_argument("--show", type=Path, metavar="JSON", help="print the table of an earlier run and exit")
     args = parser.parse_args(argv)
+    if args.show:
+        print(table(json.loads(args.show.read_text())))
+        return 0
     sizes = [n for n in SIZES if not (args.quick and n > 1_000_000)]
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
