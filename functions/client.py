@@ -69,6 +69,12 @@ _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+EXPORT_CHUNK_SIZE = 32_768
+"""Readings per ExportReadings message. Measured at 1M readings: chunks of 16k-32k readings cost the
+two processes the least CPU in total; at 64k and more the ingestor spends more on each large buffer,
+and below 16k the per-message overhead on this side grows."""
+
+
 class IngestorError(Exception):
     """A call to the ingestor failed; ``str(error)`` is safe to show to the caller."""
 
@@ -223,21 +229,43 @@ def _translate(error: grpc.aio.AioRpcError) -> IngestorError:
     return IngestorFailed(f"the ingestor failed ({code.name})")
 
 
+class ExportDecoder:
+    """Collects ExportReadings chunks as they arrive, as numpy views of each message's buffers.
+
+    Decoding each chunk on arrival overlaps with the ingestor building the next one.
+    """
+
+    def __init__(self) -> None:
+        self._timestamps: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._codes: list[np.ndarray] = []
+        self._categories: list[str] = []
+
+    def add(self, message: pb.ExportReadingsResponse) -> None:
+        self._categories.extend(message.new_categories)
+        columns = message.columns
+        self._timestamps.append(np.frombuffer(columns.timestamps_ns, dtype="<i8"))
+        self._values.append(np.frombuffer(columns.values, dtype="<f8"))
+        self._codes.append(np.frombuffer(columns.category_codes, dtype="<u2"))
+
+    def readings(self) -> Readings:
+        """The chunks joined into one array per column: the only copy made on this side."""
+        if not self._timestamps:
+            return Readings.empty()
+        return Readings(
+            np.concatenate(self._timestamps),
+            np.concatenate(self._values),
+            np.concatenate(self._codes),
+            self._categories,
+        )
+
+
 def decode_export(messages: Iterable[pb.ExportReadingsResponse]) -> Readings:
     """Join ExportReadings chunks into columns with np.frombuffer: no per-reading Python objects."""
-    timestamps: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    codes: list[np.ndarray] = []
-    categories: list[str] = []
+    decoder = ExportDecoder()
     for message in messages:
-        categories.extend(message.new_categories)
-        columns = message.columns
-        timestamps.append(np.frombuffer(columns.timestamps_ns, dtype="<i8"))
-        values.append(np.frombuffer(columns.values, dtype="<f8"))
-        codes.append(np.frombuffer(columns.category_codes, dtype="<u2"))
-    if not timestamps:
-        return Readings.empty()
-    return Readings(np.concatenate(timestamps), np.concatenate(values), np.concatenate(codes), categories)
+        decoder.add(message)
+    return decoder.readings()
 
 
 class IngestorClient:
@@ -295,13 +323,15 @@ class IngestorClient:
 
     async def export_readings(self, max_readings: int = 0) -> Readings:
         """The buffered readings (only the newest ``max_readings`` when set), oldest first."""
-        request = pb.ExportReadingsRequest(max_readings=max_readings)
+        request = pb.ExportReadingsRequest(max_readings=max_readings, chunk_size=EXPORT_CHUNK_SIZE)
+        decoder = ExportDecoder()
         try:
             call = (await self._stub()).ExportReadings(request, timeout=self._timeout)
-            messages = [message async for message in call]
+            async for message in call:
+                decoder.add(message)
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
-        return decode_export(messages)
+        return decoder.readings()
 
     async def select_readings(
         self,
@@ -316,6 +346,7 @@ class IngestorClient:
         the next page continues (None when nothing is left)."""
         request = pb.ExportReadingsRequest(
             max_readings=limit,
+            chunk_size=EXPORT_CHUNK_SIZE,
             categories=query.categories,
             after_sequence=after_sequence,
             oldest_first=oldest_first,
@@ -326,13 +357,16 @@ class IngestorClient:
             request.until.FromNanoseconds(query.until_ns)
         if before_sequence is not None:
             request.before_sequence = before_sequence
+        decoder = ExportDecoder()
+        last: pb.ExportReadingsResponse | None = None
         try:
             call = (await self._stub()).ExportReadings(request, timeout=self._timeout)
-            messages = [message async for message in call]
+            async for last in call:
+                decoder.add(last)
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
-        next_sequence = messages[-1].next_sequence if messages and messages[-1].HasField("next_sequence") else None
-        return decode_export(messages), next_sequence
+        next_sequence = last.next_sequence if last is not None and last.HasField("next_sequence") else None
+        return decoder.readings(), next_sequence
 
     async def write_readings(
         self, timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, categories: list[str]

@@ -41,16 +41,25 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     """
     if len(readings) == 0:
         return pd.DataFrame({"category": [], "avg_value": [], "count": [], "last_timestamp": []})
-    keys = pd.Categorical.from_codes(readings.codes, categories=pd.Index(readings.categories, dtype=object))
-    frame = pd.DataFrame({"value": readings.values, "timestamp": readings.timestamps_ns})
-    grouped = frame.groupby(keys, observed=True, sort=False)
+    categories = pd.Index(readings.categories, dtype=object)
+    keys = pd.Categorical.from_codes(readings.codes, categories=categories)
+    # The columns are used as they are, not copied: the aggregation only reads them. Timestamps are
+    # viewed as datetime64 so that an empty category's max is NaT, not a NaN that would turn the
+    # column into float64 and round the nanoseconds.
+    timestamps = readings.timestamps_ns.view("datetime64[ns]")
+    frame = pd.DataFrame({"value": readings.values, "timestamp": timestamps}, copy=False)
+    # observed=False groups by the codes as they are; observed=True would first compute which
+    # categories occur, a pass over every reading. Empty categories are dropped afterwards.
+    grouped = frame.groupby(keys, observed=False, sort=False)
     result = pd.DataFrame(
         {
             "avg_value": grouped["value"].mean(),
-            "count": grouped["value"].count(),
+            # Values are always finite (the ingestor refuses others), so every row counts.
+            "count": grouped.size(),
             "last_timestamp": grouped["timestamp"].max(),
         }
     )
+    result = result[result["count"] > 0].astype({"last_timestamp": np.int64})
     result.index = result.index.astype(object)
     return result.sort_index().rename_axis("category").reset_index()
 

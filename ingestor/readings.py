@@ -36,6 +36,9 @@ def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) 
     message_codes, column_lookup = codes[: len(names)], codes[len(names) :]
     if not dictionary:
         return Columns(timestamps, values, message_codes)
+    if not names:
+        # The bulk form alone: the request's own buffers, no joined copies.
+        return Columns(column_timestamps, column_values, column_lookup[column_codes])
     return Columns(
         np.concatenate([timestamps, column_timestamps]),
         np.concatenate([values, column_values]),
@@ -46,18 +49,16 @@ def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) 
 def _decode_messages(readings: object) -> tuple[np.ndarray, np.ndarray, list[str]]:
     items = list(readings)  # type: ignore[call-overload]
     count = len(items)
-    seconds = np.empty(count, dtype=np.int64)
-    nanos = np.empty(count, dtype=np.int64)
-    values = np.empty(count, dtype=VALUE_DTYPE)
-    names: list[str] = []
-    for i, reading in enumerate(items):
-        if not reading.HasField("timestamp"):
-            raise InvalidArgument(f"readings[{i}].timestamp is missing")
-        timestamp = reading.timestamp
-        seconds[i] = timestamp.seconds
-        nanos[i] = timestamp.nanos
-        values[i] = reading.value
-        names.append(reading.category)
+    # One pass per field with comprehensions: at 10k readings a batch, per-item numpy assignments
+    # and per-item category validation were most of WriteReadings' time.
+    has_timestamp = [reading.HasField("timestamp") for reading in items]
+    if not all(has_timestamp):
+        raise InvalidArgument(f"readings[{has_timestamp.index(False)}].timestamp is missing")
+    stamps = [reading.timestamp for reading in items]
+    seconds = np.fromiter([stamp.seconds for stamp in stamps], dtype=np.int64, count=count)
+    nanos = np.fromiter([stamp.nanos for stamp in stamps], dtype=np.int64, count=count)
+    values = np.fromiter([reading.value for reading in items], dtype=VALUE_DTYPE, count=count)
+    names = [reading.category for reading in items]
     _check_finite(values, "readings[{}].value")
     bad = np.flatnonzero((seconds < _MIN_SECONDS) | (seconds > _MAX_SECONDS) | (nanos < 0) | (nanos > 999_999_999))
     if len(bad):
@@ -66,10 +67,10 @@ def _decode_messages(readings: object) -> tuple[np.ndarray, np.ndarray, list[str
             f"readings[{i}].timestamp must lie between 1677-09-22 and 2262-04-10 with nanos in "
             f"[0, 999999999], got seconds={seconds[i]} nanos={nanos[i]}"
         )
-    for i, name in enumerate(names):
+    for name in dict.fromkeys(names):  # each distinct name once, in order of first use
         problem = validate_category(name)
         if problem:
-            raise InvalidArgument(f"readings[{i}].category: {problem}")
+            raise InvalidArgument(f"readings[{names.index(name)}].category: {problem}")
     return (seconds * 1_000_000_000 + nanos).astype(TIMESTAMP_DTYPE), values, names
 
 

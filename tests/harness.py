@@ -103,6 +103,12 @@ def start_api_process(ingestor_address: str, timeout: float = 20, **env: str) ->
     return _start(command, _UVICORN_LISTENING, {"INGESTOR_ADDRESS": ingestor_address, **env}, timeout)
 
 
+def start_uvicorn_process(app: str, timeout: float = 20, **env: str) -> ServerProcess:
+    """``uvicorn APP`` on 127.0.0.1 on a free port, for other ASGI apps (the benchmark's baseline)."""
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0"]
+    return _start(command, _UVICORN_LISTENING, env, timeout)
+
+
 class ThreadedIngestor:
     """The real ingestor server on its own event loop in a background thread.
 

@@ -110,6 +110,8 @@ def test_the_oldest_are_evicted_and_counted(stub: pb_grpc.IngestorServiceStub) -
         ([reading(T0, 1, "")], "readings[0].category"),
         ([reading(T0, 1, "A"), reading(T0, 1, "no spaces")], "readings[1].category"),
         ([reading(T0, 1, "x" * 65)], "readings[0].category"),
+        # A bad name used again is named at its first use.
+        ([reading(T0, 1, "A"), reading(T0, 1, "b d"), reading(T0, 1, "A"), reading(T0, 1, "b d")], "readings[1].cat"),
         ([reading(10**12, 1, "A")], "readings[0].timestamp must lie between"),
     ],
 )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from functions.processing import (
+    AGGREGATE_COLUMNS,
     Readings,
     aggregate_by_category,
     format_timestamps,
@@ -53,17 +55,10 @@ def test_single_category_and_unused_dictionary_entries() -> None:
     assert records == [{"category": "C", "avg_value": 1.5, "count": 2, "last_timestamp": "2024-01-20T10:00:00.000000Z"}]
 
 
-def test_aggregation_matches_a_straightforward_reference() -> None:
-    rng = np.random.default_rng(7)
-    n = 50_000
-    names = [f"cat{i}" for i in range(17)]
-    data = Readings(
-        rng.integers(T0, T0 + 10**12, n),
-        rng.normal(50, 10, n),
-        rng.integers(0, len(names), n).astype(np.uint16),
-        names,
-    )
-    reference = (
+def reference_aggregates(data: Readings) -> pd.DataFrame:
+    """The obvious computation: a column of names, groupby on it, a named aggregation."""
+    names = data.categories
+    return (
         pd.DataFrame(
             {"category": [names[c] for c in data.codes], "value": data.values, "timestamp": data.timestamps_ns}
         )
@@ -71,7 +66,29 @@ def test_aggregation_matches_a_straightforward_reference() -> None:
         .agg(avg_value=("value", "mean"), count=("value", "size"), last_timestamp=("timestamp", "max"))
         .reset_index()
     )
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"cat{i}" for i in range(17)],
+        # Unsorted, with entries no reading uses (the ingestor's dictionary only grows).
+        ["zeta", "alpha", "unused-1", "Mid", "unused-2", "beta", *[f"spare{i}" for i in range(300)]],
+    ],
+)
+def test_aggregation_matches_a_straightforward_reference(names: list[str]) -> None:
+    rng = np.random.default_rng(7)
+    n = 50_000
+    used = [i for i, name in enumerate(names) if not name.startswith(("unused", "spare"))]
+    data = Readings(
+        rng.integers(T0, T0 + 10**12, n),
+        rng.normal(50, 10, n),
+        rng.choice(used, n).astype(np.uint16),
+        names,
+    )
+    reference = reference_aggregates(data)
     result = aggregate_by_category(data)
+    assert list(result.columns) == AGGREGATE_COLUMNS
     assert result["category"].tolist() == reference["category"].tolist()
     np.testing.assert_allclose(result["avg_value"], reference["avg_value"], rtol=1e-12)
     assert result["count"].tolist() == reference["count"].tolist()

@@ -1,0 +1,401 @@
+"""``make bench``: the project at 10k to 10M readings, side by side with a naive baseline and the floor.
+
+Starts the real ingestor (``python -m ingestor``), the real API (``python -m functions``) and the
+naive baseline (``bench/naive_app.py`` under uvicorn) as separate processes on ports the OS picks,
+loads each with the same readings through the columnar ``WriteReadings`` path, and times:
+
+- ``GET /api/v1/processed-data`` over HTTP against the project and the baseline (median, p95);
+- the floor: the project's own aggregation over numpy arrays already in this process;
+- ``ExportReadings`` into numpy on the client, ``WriteReadings`` (10k messages a batch, and columnar),
+  the generator's highest rate, ingestor RSS per buffered reading, ``/raw-data?limit=10000``, and the
+  cold import of ``functions.app`` next to its third-party dependencies alone.
+
+Every figure is a median over repeats after warm-up calls, so a run on a quiet machine gives the real
+numbers; the machine's load at the time is recorded with them. Results go to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+
+from functions.client import IngestorClient
+from functions.processing import Readings, aggregate_by_category, processed_records
+from functions.settings import FunctionSettings
+from ingestor.generator import Ingestion, ReadingGenerator
+from ingestor.store import ReadingStore
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.harness import ROOT, ServerProcess, start_api_process, start_ingestor_process, start_uvicorn_process
+
+SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
+CATEGORIES = ("A", "B", "C")
+START_NS = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z
+WRITE_CHUNK = 65_536
+MESSAGE_BATCH = 10_000
+MESSAGE_BATCHES = 50
+RESULTS = ROOT / "bench" / "results"
+# The third-party modules functions/ imports, imported alone for comparison with functions.app.
+THIRD_PARTY = (
+    "numpy",
+    "pandas",
+    "grpc",
+    "grpc.aio",
+    "google.protobuf.timestamp_pb2",
+    "pydantic",
+    "pydantic_settings",
+    "fastapi",
+    "fastapi.responses",
+    "mangum",
+    "orjson",
+)
+
+
+def median_ms(samples: Sequence[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def p95_ms(samples: Sequence[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1e3
+
+
+def timed(call: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def timed_alternately(calls: Sequence[Callable[[], object]], repeats: int, warmup: int = 2) -> list[list[float]]:
+    """Like :func:`timed` for several calls taking turns, so a busy machine slows them alike."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for call, times in zip(calls, samples, strict=True):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return samples
+
+
+def make_readings(n: int) -> Readings:
+    """The generator's own readings (1 µs apart), so both sides hold realistic data."""
+    generator = ReadingGenerator(1_000_000, CATEGORIES, START_NS, seed=n)
+    timestamps, values, which = generator.generate(n)
+    return Readings(timestamps, values, which.astype(np.uint16), CATEGORIES)
+
+
+def column_requests(readings: Readings, chunk: int = WRITE_CHUNK) -> list[pb.WriteReadingsRequest]:
+    return [
+        pb.WriteReadingsRequest(
+            columns=pb.ReadingColumns(
+                timestamps_ns=readings.timestamps_ns[i : i + chunk].tobytes(),
+                values=readings.values[i : i + chunk].tobytes(),
+                category_codes=readings.codes[i : i + chunk].tobytes(),
+            ),
+            column_categories=readings.categories,
+        )
+        for i in range(0, len(readings), chunk)
+    ]
+
+
+def message_requests(readings: Readings, batch: int = MESSAGE_BATCH) -> list[pb.WriteReadingsRequest]:
+    seconds, nanos = np.divmod(readings.timestamps_ns, 1_000_000_000)
+    rows = list(zip(seconds.tolist(), nanos.tolist(), readings.values.tolist(), readings.codes.tolist(), strict=True))
+    return [
+        pb.WriteReadingsRequest(
+            readings=[
+                pb.Reading(timestamp={"seconds": s, "nanos": ns}, value=v, category=readings.categories[c])
+                for s, ns, v, c in rows[i : i + batch]
+            ]
+        )
+        for i in range(0, len(rows), batch)
+    ]
+
+
+def write_all(stub: pb_grpc.IngestorServiceStub, requests: Sequence[pb.WriteReadingsRequest]) -> float:
+    """Send the prebuilt requests one after another; seconds from the first send to the last ack."""
+    start = time.perf_counter()
+    for request in requests:
+        stub.WriteReadings(request, timeout=60)
+    return time.perf_counter() - start
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def export_seconds(address: str, n: int, repeats: int) -> list[float]:
+    """The function's own client: ExportReadings of the whole buffer into numpy arrays."""
+
+    async def run() -> list[float]:
+        client = IngestorClient(FunctionSettings(ingestor_address=address, ingestor_timeout_s=60))
+        readings = await client.export_readings()
+        assert len(readings) == n, (len(readings), n)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            await client.export_readings()
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    return asyncio.run(run())
+
+
+def same_aggregates(project: list[dict[str, Any]], naive: list[dict[str, Any]]) -> bool:
+    if [(r["category"], r["count"], r["last_timestamp"]) for r in project] != [
+        (r["category"], r["count"], r["last_timestamp"]) for r in naive
+    ]:
+        return False
+    return all(
+        abs(a["avg_value"] - b["avg_value"]) <= 1e-9 * abs(b["avg_value"]) for a, b in zip(project, naive, strict=True)
+    )
+
+
+def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
+    print(f"N = {n:,}: generating", flush=True)
+    readings = make_readings(n)
+    requests = column_requests(readings)
+    result: dict[str, Any] = {"n": n}
+    ingestor = start_ingestor_process(capacity=n)
+    processes: list[ServerProcess] = [ingestor]
+    try:
+        with grpc.insecure_channel(ingestor.address) as channel:
+            stub = pb_grpc.IngestorServiceStub(channel)
+            stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+            rss_cold = rss_bytes(ingestor.process.pid)
+            # A first chunk pays for one-time set-up (allocator arenas, the write path's first
+            # buffers). It is written again with the rest, so the buffer still holds exactly the N
+            # readings. Growth per reading is measured from after it; the cold figure is kept too.
+            stub.WriteReadings(requests[0], timeout=60)
+            rss_warm = rss_bytes(ingestor.process.pid)
+            result["write_columns_per_s"] = n / write_all(stub, requests)
+            rss_end = rss_bytes(ingestor.process.pid)
+            warm_slots = min(n, WRITE_CHUNK)  # ring slots the first chunk already touched
+            result["rss_per_reading_bytes"] = (rss_end - rss_warm) / max(1, n - warm_slots)
+            result["rss_per_reading_cold_bytes"] = (rss_end - rss_cold) / n
+            assert stub.GetStatus(pb.GetStatusRequest()).buffered == n
+        del requests
+        api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
+        processes.append(api)
+        print(f"N = {n:,}: timing the project", flush=True)
+        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http:
+            # The project and the floor take turns: their ratio is then fair on a busy machine.
+            samples, floor = timed_alternately(
+                [
+                    lambda: http.get("/processed-data").raise_for_status(),
+                    lambda: processed_records(aggregate_by_category(readings)),
+                ],
+                repeats,
+            )
+            result["project_ms"] = {"median": median_ms(samples), "p95": p95_ms(samples)}
+            result["floor_ms"] = median_ms(floor)
+            project_body = http.get("/processed-data").json()
+            samples = timed(lambda: http.get("/raw-data", params={"limit": 10_000}).raise_for_status(), repeats)
+            result["raw_10k_ms"] = median_ms(samples)
+        samples = export_seconds(ingestor.address, n, repeats)
+        result["export_ms"] = median_ms(samples)
+        result["export_per_s"] = n / statistics.median(samples)
+        if with_baseline:
+            print(f"N = {n:,}: timing the naive baseline", flush=True)
+            naive = start_uvicorn_process("bench.naive_app:app")
+            processes.append(naive)
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "readings.npz"
+                np.savez(
+                    path,
+                    timestamps_ns=readings.timestamps_ns,
+                    values=readings.values,
+                    codes=readings.codes,
+                    categories=np.array(CATEGORIES),
+                )
+                with httpx.Client(base_url=f"http://{naive.address}", timeout=600) as http:
+                    http.post("/load", params={"path": str(path)}).raise_for_status()
+                    naive_repeats = max(3, repeats // 2) if n < 10_000_000 else 3
+                    samples = timed(
+                        lambda: http.get("/api/v1/processed-data").raise_for_status(), naive_repeats, warmup=1
+                    )
+                    result["naive_ms"] = {"median": median_ms(samples), "p95": p95_ms(samples)}
+                    result["naive_agrees"] = same_aggregates(project_body, http.get("/api/v1/processed-data").json())
+    finally:
+        for process in reversed(processes):
+            process.stop()
+    return result
+
+
+def bench_message_writes() -> float:
+    """WriteReadings with 10k Reading messages a request, built beforehand; median readings/s of rounds of 10."""
+    readings = make_readings(MESSAGE_BATCH * MESSAGE_BATCHES)
+    requests = message_requests(readings)
+    ingestor = start_ingestor_process(capacity=len(readings))
+    try:
+        with grpc.insecure_channel(ingestor.address) as channel:
+            stub = pb_grpc.IngestorServiceStub(channel)
+            write_all(stub, requests[:3])  # warm-up; the buffer just wraps around
+            rounds = [requests[i : i + 10] for i in range(0, len(requests), 10)]
+            return statistics.median(MESSAGE_BATCH * len(batch) / write_all(stub, batch) for batch in rounds)
+    finally:
+        ingestor.stop()
+
+
+def bench_generator_capacity(seconds_of_readings: int = 5, rate_hz: int = 1_000_000) -> float:
+    """Readings the generator makes and stores per second of CPU when it falls 1 s behind each tick."""
+    clock = [START_NS]
+    ingestion = Ingestion(ReadingStore(rate_hz), rate_hz, CATEGORIES, clock=lambda: clock[0])
+    generator = ReadingGenerator(rate_hz, CATEGORIES, START_NS, seed=1)
+    ingestion.emit_due(generator)
+    samples = []
+    for _ in range(seconds_of_readings):
+        clock[0] += 1_000_000_000
+        start = time.perf_counter()
+        emitted = ingestion.emit_due(generator)
+        samples.append(emitted / (time.perf_counter() - start))
+    return statistics.median(samples)
+
+
+def bench_generator_sustained(rate_hz: int = 1_000_000, seconds: float = 3.0) -> float:
+    """The real ingestor generating at ``rate_hz``: readings stored per wall-clock second."""
+    ingestor = start_ingestor_process(capacity=rate_hz, rate_hz=rate_hz)
+    try:
+        with grpc.insecure_channel(ingestor.address) as channel:
+            stub = pb_grpc.IngestorServiceStub(channel)
+            stub.StartIngestion(pb.StartIngestionRequest(), timeout=10)
+            time.sleep(0.5)
+            first = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
+            start = time.perf_counter()
+            time.sleep(seconds)
+            last = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
+            return (last - first) / (time.perf_counter() - start)
+    finally:
+        ingestor.stop()
+
+
+def import_seconds(repeats: int = 9) -> tuple[float, float]:
+    """Median cold import time of THIRD_PARTY, and of functions.app on top of them, in fresh interpreters.
+
+    Timing both in the same interpreter, one after the other, keeps the comparison fair on a busy
+    machine: whatever slows one run slows both parts of it.
+    """
+    code = (
+        "import time; start = time.perf_counter()\n"
+        + "".join(f"import {module}\n" for module in THIRD_PARTY)
+        + "middle = time.perf_counter()\nimport functions.app\n"
+        + "print(middle - start, time.perf_counter() - middle)"
+    )
+
+    def once() -> tuple[float, float]:
+        run = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
+        deps, app = run.stdout.split()
+        return float(deps), float(app)
+
+    once()  # bytecode caches written, files in the page cache
+    runs = [once() for _ in range(repeats)]
+    return statistics.median(deps for deps, _ in runs), statistics.median(app for _, app in runs)
+
+
+def fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| N | project median / p95 ms | naive median / p95 ms | floor ms | naive/project | project/floor "
+        "| export ms (M readings/s) | columnar write M/s | raw-data 10k ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["sizes"]:
+        project, naive = row["project_ms"], row.get("naive_ms")
+        naive_text = f"{fmt_ms(naive['median'])} / {fmt_ms(naive['p95'])}" if naive else "—"
+        speedup = f"{naive['median'] / project['median']:.1f}x" if naive else "—"
+        lines.append(
+            f"| {row['n']:,} | {fmt_ms(project['median'])} / {fmt_ms(project['p95'])} | {naive_text} "
+            f"| {fmt_ms(row['floor_ms'])} | {speedup} | {project['median'] / row['floor_ms']:.2f} "
+            f"| {fmt_ms(row['export_ms'])} ({row['export_per_s'] / 1e6:.0f}) | {row['write_columns_per_s'] / 1e6:.1f} "
+            f"| {fmt_ms(row['raw_10k_ms'])} |"
+        )
+    largest = results["sizes"][-1]
+    single = results["single"]
+    lines += [
+        "",
+        "| other figure | value |",
+        "|---|---:|",
+        f"| WriteReadings, 10k Reading messages a batch | {single['write_messages_per_s'] / 1e3:,.0f}k readings/s |",
+        f"| generator capacity (in-process, 1 s of readings a tick) | {single['generator_capacity_per_s'] / 1e6:.1f}M "
+        "readings/s |",
+        f"| generator at 1M Hz in the real ingestor | {single['generator_sustained_per_s'] / 1e6:.2f}M readings/s |",
+        f"| ingestor RSS growth per buffered reading at N={largest['n']:,} "
+        f"| {largest['rss_per_reading_bytes']:.2f} B |",
+        f"| cold import: functions.app / third-party deps alone | {fmt_ms(single['import_app_ms'])} / "
+        f"{fmt_ms(single['import_deps_ms'])} ms (+{single['import_overhead'] * 100:.0f}%) |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip N = 10,000,000")
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per figure (default 15)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    parser.add_argument("--show", type=Path, metavar="JSON", help="print the table of an earlier run and exit")
+    args = parser.parse_args(argv)
+    if args.show:
+        print(table(json.loads(args.show.read_text())))
+        return 0
+    sizes = [n for n in SIZES if not (args.quick and n > 1_000_000)]
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "repeats": args.repeats,
+        "sizes": [],
+    }
+    for n in sizes:
+        repeats = args.repeats if n < 10_000_000 else max(5, args.repeats // 2)
+        results["sizes"].append(bench_size(n, repeats, with_baseline=not args.no_baseline))
+    print("single figures", flush=True)
+    deps_s, own_s = import_seconds()
+    results["single"] = {
+        "write_messages_per_s": bench_message_writes(),
+        "generator_capacity_per_s": bench_generator_capacity(),
+        "generator_sustained_per_s": bench_generator_sustained(),
+        "import_app_ms": (deps_s + own_s) * 1e3,
+        "import_deps_ms": deps_s * 1e3,
+        "import_overhead": own_s / deps_s,
+    }
+    results["machine"]["load_avg_end"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for path in (RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(results, indent=2))
+    print()
+    print(table(results))
+    print(f"\nload average {results['machine']['load_avg']} -> {results['machine']['load_avg_end']}; JSON in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The benchmark's machinery on a small N, so `make bench` keeps working: real processes, real figures."""
+
+from __future__ import annotations
+
+from bench.run import bench_size, table
+
+
+def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
+    row = bench_size(10_000, repeats=2, with_baseline=True)
+    assert row["naive_agrees"] is True
+    for key in ("write_columns_per_s", "export_per_s", "floor_ms", "raw_10k_ms"):
+        assert row[key] > 0
+    assert row["project_ms"]["median"] <= row["project_ms"]["p95"]
+    single = {
+        "write_messages_per_s": 1.0,
+        "generator_capacity_per_s": 1.0,
+        "generator_sustained_per_s": 1.0,
+        "import_app_ms": 1.0,
+        "import_deps_ms": 1.0,
+        "import_overhead": 0.0,
+    }
+    printed = table({"sizes": [row], "single": single})
+    assert printed.splitlines()[2].startswith("| 10,000 |")
