@@ -7,6 +7,7 @@ messages it sends, in the order they happen.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from pathlib import Path
@@ -61,6 +62,10 @@ def test_the_response_is_sent_after_the_wal_is_synced(tmp_path: Path) -> None:
             response = pb_grpc.IngestorServiceStub(channel).WriteReadings(request, timeout=30)
         assert (response.accepted, response.durable) == (ACCEPTED, True)
     finally:
+        # strace leaves its tracee running when it dies: end the ingestor first, then strace.
+        tracer = process.process.pid
+        for child in Path(f"/proc/{tracer}/task/{tracer}/children").read_text().split():
+            os.kill(int(child), signal.SIGKILL)
         process.stop(signal.SIGKILL)
 
     lines = trace.read_text().splitlines()
