@@ -71,9 +71,11 @@ loadtest: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
+	$(BIN)/python bench/durable.py
 
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python bench/durable.py --batches 100
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info

@@ -111,6 +111,19 @@ class IngestorStatus:
     seed: int | None = None
     configured: bool = False
     """True when the current (or last) run was started with a configuration other than the defaults."""
+    durable: bool = False
+    """True when the ingestor keeps a data directory (see its INGESTOR_DATA_DIR)."""
+    data_dir_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    accepted: int
+    """Readings stored by the batch (for a repeated batch id: by its first delivery)."""
+    duplicate: bool
+    """The batch id named a batch already stored: nothing was stored this time."""
+    durable: bool
+    """The batch was on disk before the acknowledgement."""
 
 
 class _CallMetadata:
@@ -319,6 +332,8 @@ class IngestorClient:
             categories=tuple(response.categories),
             seed=response.seed if response.HasField("seed") else None,
             configured=response.configured,
+            durable=response.durable,
+            data_dir_bytes=response.data_dir_bytes,
         )
 
     async def export_readings(self, max_readings: int = 0) -> Readings:
@@ -369,11 +384,17 @@ class IngestorClient:
         return decoder.readings(), next_sequence
 
     async def write_readings(
-        self, timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, categories: list[str]
-    ) -> int:
-        """Store readings, all or nothing, in columnar form; how many were stored. Never retried:
-        after a lost answer the caller cannot tell whether the write happened."""
+        self,
+        timestamps_ns: np.ndarray,
+        values: np.ndarray,
+        codes: np.ndarray,
+        categories: list[str],
+        batch_id: str = "",
+    ) -> WriteResult:
+        """Store readings, all or nothing, in columnar form. Never retried here: after a lost answer
+        only the caller can tell whether to try again, safely so with a ``batch_id``."""
         request = pb.WriteReadingsRequest(
+            batch_id=batch_id,
             columns=pb.ReadingColumns(
                 timestamps_ns=timestamps_ns.astype("<i8").tobytes(),
                 values=values.astype("<f8").tobytes(),
@@ -385,7 +406,7 @@ class IngestorClient:
             response = await (await self._stub()).WriteReadings(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             raise _translate(error) from None
-        return response.accepted
+        return WriteResult(response.accepted, response.duplicate, response.durable)
 
     async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
         """Subscribe to new readings; returns once subscribed, then yields them as they arrive.

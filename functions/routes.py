@@ -7,7 +7,7 @@ from typing import Annotated
 
 import grpc
 import orjson
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,6 +68,10 @@ class StatusResponse(BaseModel):
         examples=[["A", "B"]],
     )
     seed: int | None = Field(None, description="Only when the run was started with a body: its seed", examples=[42])
+    durable: bool | None = Field(None, description="Only in durable mode (INGESTOR_DATA_DIR): true", examples=[True])
+    data_dir_bytes: int | None = Field(
+        None, description="Only in durable mode: bytes the data directory takes on disk", examples=[18874368]
+    )
 
 
 class StartConfig(BaseModel):
@@ -314,12 +318,16 @@ async def processed_data(
 @router.get("/status", response_model=StatusResponse, response_model_exclude_unset=True, responses=INGESTOR_ERRORS)
 async def status(client: Client) -> StatusResponse:
     """The ingestor's generator state and buffer accounting, and the configuration of the current (or
-    last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body."""
+    last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body; in
+    durable mode also ``durable`` and the data directory's size."""
     current = asdict(await client.get_status())
     configured = current.pop("configured")
     categories, seed = current.pop("categories"), current.pop("seed")
+    durable, data_dir_bytes = current.pop("durable"), current.pop("data_dir_bytes")
     if configured:
-        return StatusResponse(**current, categories=list(categories), seed=seed)
+        current.update(categories=list(categories), seed=seed)
+    if durable:
+        current.update(durable=True, data_dir_bytes=data_dir_bytes)
     return StatusResponse(**current)
 
 
@@ -349,15 +357,35 @@ class ValidationErrorResponse(BaseModel):
         **INGESTOR_ERRORS,
     },
 )
-async def write_readings(request: Request, client: Client) -> Response:
-    """Store real readings, all or nothing; they show up in raw and processed data like generated ones."""
+async def write_readings(
+    request: Request,
+    client: Client,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=r"^[\x21-\x7e]{1,128}$",
+            description="Makes a retry safe: a batch with a key already stored is acknowledged again, "
+            "not stored twice (keys are remembered for INGESTOR_BATCH_ID_WINDOW batches)",
+            examples=["sensor-17-batch-000042"],
+        ),
+    ] = None,
+) -> Response:
+    """Store real readings, all or nothing; they show up in raw and processed data like generated ones.
+    A retry with the same ``Idempotency-Key`` answers the first acknowledgement again, with
+    ``Idempotent-Replayed: true``."""
     body = await request.body()  # the app's body limit (MAX_BODY_BYTES, 2 MiB) already applies
     try:
         columns = parse_readings(body)
     except TooLarge as error:
         raise HTTPException(413, str(error)) from None
-    accepted = await client.write_readings(columns.timestamps_ns, columns.values, columns.codes, columns.categories)
-    return json_response({"accepted": accepted}, 202)
+    result = await client.write_readings(
+        columns.timestamps_ns, columns.values, columns.codes, columns.categories, batch_id=idempotency_key or ""
+    )
+    response = json_response({"accepted": result.accepted}, 202)
+    if result.duplicate:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 SSE_EVENT_SCHEMA = {
