@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -219,9 +220,16 @@ UNSCOPED_ACTIONS = {
 }
 
 
-def test_least_privilege(template: dict[str, Any]) -> None:
-    roles = resources_of(template, "AWS::IAM::Role")
-    assert set(roles) == {"FunctionRole", "IngestorExecutionRole", "IngestorTaskRole"}
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pipeline/ingestor-token-AbCdEf"
+VARIANTS = [{}, {"DurableStorage": "true", "IngestorTokenSecretArn": SECRET}]
+
+
+@pytest.mark.parametrize("parameters", VARIANTS, ids=["defaults", "durable-with-token"])
+def test_least_privilege(template: dict[str, Any], parameters: dict[str, str]) -> None:
+    resources = deployed(template, **parameters)
+    roles = {name: body for name, body in resources.items() if body["Type"] == "AWS::IAM::Role"}
+    expected = {"FunctionRole", "IngestorExecutionRole"} | ({"IngestorTaskRole"} if parameters else set())
+    assert set(roles) == expected
     for name, role in roles.items():
         assert "ManagedPolicyArns" not in role["Properties"], name
         for policy in role["Properties"]["Policies"]:
@@ -231,7 +239,34 @@ def test_least_privilege(template: dict[str, Any]) -> None:
                 assert not any("*" in action for action in actions), (name, actions)
                 if statement["Resource"] == "*":
                     assert set(actions) <= UNSCOPED_ACTIONS, (name, actions)
-    assert "Policies" not in only(template, "AWS::Serverless::Function")["Properties"]
+    assert "Policies" not in resources["Function"]["Properties"]
+
+
+def test_the_ingestor_token_comes_from_the_named_secret_only(template: dict[str, Any]) -> None:
+    for parameters in ({}, {"IngestorTokenSecretArn": SECRET}):
+        resources = deployed(template, **parameters)
+        (container,) = resources["IngestorTaskDefinition"]["Properties"]["ContainerDefinitions"]
+        environment = resources["Function"]["Properties"]["Environment"]["Variables"]
+        statements = resources["IngestorExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        reads = [statement for statement in statements if "secretsmanager:GetSecretValue" in str(statement["Action"])]
+        if not parameters:
+            assert "Secrets" not in container
+            assert "INGESTOR_TOKEN" not in environment
+            assert reads == []
+            continue
+        # The task gets it from Secrets Manager at start, never as a plain variable of the task definition.
+        assert container["Secrets"] == [{"Name": "INGESTOR_TOKEN", "ValueFrom": {"Ref": "IngestorTokenSecretArn"}}]
+        assert "INGESTOR_TOKEN" not in {item["Name"] for item in container["Environment"]}
+        assert environment["INGESTOR_TOKEN"] == {"Fn::Sub": "{{resolve:secretsmanager:${IngestorTokenSecretArn}}}"}
+        (read,) = reads
+        assert (read["Action"], read["Resource"]) == (
+            "secretsmanager:GetSecretValue",
+            {"Ref": "IngestorTokenSecretArn"},
+        )
+        assert "TaskRoleArn" not in resources["IngestorTaskDefinition"]["Properties"]  # ECS reads it, not the code
+    assert {f"INGESTOR_{name.upper()}" for name in IngestorSettings.model_fields} >= {"INGESTOR_TOKEN"}
+    assert "ingestor_token" in FunctionSettings.model_fields
+    assert re.fullmatch(template["Parameters"]["IngestorTokenSecretArn"]["AllowedPattern"], SECRET)
 
 
 def test_parameters_are_documented_and_grouped(template: dict[str, Any]) -> None:
