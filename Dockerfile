@@ -47,6 +47,10 @@ ENV PATH=/opt/venv/bin:${PATH} \
 COPY --from=ingestor-dependencies /opt/venv /opt/venv
 WORKDIR /app
 COPY --from=source /out/ingestor/ /app/
+# Durable mode's directory (INGESTOR_DATA_DIR=/var/lib/ingestor), owned by the user the ingestor
+# runs as: mount a volume here to keep the log across containers (memory only when unset).
+RUN install -d -o 10001 -g 10001 -m 0700 /var/lib/ingestor
+VOLUME ["/var/lib/ingestor"]
 USER 10001:10001
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \

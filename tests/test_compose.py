@@ -57,6 +57,38 @@ def test_healthcheck_is_the_image_healthcheck(model: dict[str, Any]) -> None:
     assert healthcheck["test"] == ["CMD", *read_dockerfile().stages["ingestor"].last("HEALTHCHECK").exec_form]
 
 
+def test_memory_only_unless_the_durable_override_is_named(model: dict[str, Any]) -> None:
+    ingestor = model["services"]["ingestor"]
+    assert "INGESTOR_DATA_DIR" not in ingestor["environment"]
+    assert not ingestor.get("volumes")
+    result = subprocess.run(
+        [
+            str(COMPOSE_BINARY),
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "docker-compose.durable.yml",
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    durable = json.loads(result.stdout)
+    ingestor = durable["services"]["ingestor"]
+    (volume,) = ingestor["volumes"]
+    assert (volume["type"], volume["target"]) == ("volume", "/var/lib/ingestor")
+    assert volume["source"] in durable["volumes"]  # a named volume: it outlives the container
+    assert ingestor["environment"]["INGESTOR_DATA_DIR"] == volume["target"]
+    assert volume["target"] in read_dockerfile().stages["ingestor"].last("VOLUME").exec_form
+    assert ingestor["read_only"] is True
+
+
 def test_a_mistake_in_the_file_fails_the_check(tmp_path: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
     broken.write_text((ROOT / "docker-compose.yml").read_text().replace("    ports:", "    portz:"))

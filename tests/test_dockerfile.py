@@ -66,6 +66,28 @@ def test_ingestor_target_runs_unprivileged_on_every_container_address(dockerfile
     assert IngestorSettings.model_fields["host"].default == "127.0.0.1"
 
 
+def test_ingestor_target_has_a_data_volume_its_user_owns(dockerfile: Dockerfile) -> None:
+    ingestor = dockerfile.stages["ingestor"]
+    (volume,) = ingestor.all("VOLUME")
+    assert volume.exec_form == ["/var/lib/ingestor"]
+    # Made as root before USER, owned by the user the ingestor runs as, and before the VOLUME line
+    # (what a build step changes under a declared volume afterwards is thrown away).
+    position = {id(item): index for index, item in enumerate(ingestor.instructions)}
+    user = ingestor.last("USER")
+    uid, _, gid = user.arguments.partition(":")
+    (made,) = [run for run in ingestor.all("RUN") if "/var/lib/ingestor" in run.arguments]
+    words = made.arguments.split()
+    assert words[:2] == ["install", "-d"]
+    options = dict(zip(words[2:-1:2], words[3:-1:2], strict=True))
+    assert (options["-o"], options["-g"], options["-m"]) == (uid, gid or uid, "0700")
+    assert words[-1] == "/var/lib/ingestor"
+    assert position[id(made)] < position[id(volume)]
+    assert position[id(made)] < position[id(user)]
+    # Memory only unless the deployment points INGESTOR_DATA_DIR at it.
+    environment = " ".join(item.arguments for item in ingestor.all("ENV"))
+    assert "INGESTOR_DATA_DIR" not in environment
+
+
 @pytest.mark.parametrize("target", ["function", "ingestor"])
 def test_each_target_installs_exactly_its_lock_with_hashes(dockerfile: Dockerfile, target: str) -> None:
     installed: list[str] = []
