@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from mangum import Mangum
@@ -28,6 +29,7 @@ from functions.request_context import RequestContextMiddleware
 from functions.routes import router
 from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
+from functions.validation import validation_error
 
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
     (IngestorUnavailable, 503),
@@ -89,6 +91,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.add_exception_handler(IngestorError, ingestor_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     # Added innermost first: request id (outermost), CORS, token, body limit, routes. The checks

@@ -20,14 +20,24 @@ from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess, start_api_process, start_ingestor_process
 from tests.inprocess import api_client
 
-# Every endpoint that needs the ingestor: (method, path). Endpoints added later go here.
-DATA_ENDPOINTS = [
-    ("GET", "/status"),
-    ("GET", "/raw-data"),
-    ("GET", "/processed-data"),
-    ("POST", "/start-ingestion"),
-    ("POST", "/stop-ingestion"),
+_PUSH = [{"timestamp": "2024-01-20T10:00:00Z", "value": 1.5, "category": "A"}]
+
+# Every endpoint that needs the ingestor: (method, path and query, JSON body). Endpoints added
+# later go here. The last start has a body, so that the ingestor is left running after it.
+DATA_ENDPOINTS: list[tuple[str, str, object]] = [
+    ("GET", "/status", None),
+    ("GET", "/raw-data", None),
+    ("GET", "/raw-data?category=A&category=B&since=2024-01-20T00:00:00Z&until=2030-01-01T00:00:00Z&limit=5", None),
+    ("GET", "/processed-data", None),
+    ("GET", "/processed-data?category=A&since=2024-01-20T00:00:00Z", None),
+    ("GET", "/processed-data?window=1m&stats=min,max,std,p99", None),
+    ("POST", "/readings", _PUSH),
+    ("POST", "/start-ingestion", None),
+    ("POST", "/stop-ingestion", None),
+    ("POST", "/start-ingestion", {"rate_hz": 100, "categories": ["A", "B"], "seed": 1}),
 ]
+# The live stream fails like the others before it starts; once it has, it never ends.
+STREAM = ("GET", "/stream?category=A", None)
 
 
 class ScriptedServicer(pb_grpc.IngestorServiceServicer):
@@ -66,7 +76,11 @@ class ScriptedServicer(pb_grpc.IngestorServiceServicer):
 
     def WriteReadings(self, request: pb.WriteReadingsRequest, context: grpc.ServicerContext) -> object:
         self._enter("WriteReadings", context)
-        return pb.WriteReadingsResponse(accepted=len(request.readings))
+        return pb.WriteReadingsResponse(accepted=len(request.readings) + len(request.columns.values) // 8)
+
+    def WatchReadings(self, request: pb.WatchReadingsRequest, context: grpc.ServicerContext) -> Iterator[object]:
+        self._enter("WatchReadings", context)
+        return iter(())
 
 
 def serve_scripted(servicer: ScriptedServicer) -> tuple[grpc.Server, str]:
@@ -94,9 +108,9 @@ def test_ingestor_down_is_503_fast_on_every_data_endpoint_and_back_without_a_res
         assert http.post("/start-ingestion").status_code == 200
         assert ingestor.stop() == 0
 
-        for method, path in DATA_ENDPOINTS * 2:
+        for method, path, body in [*DATA_ENDPOINTS, STREAM] * 2:
             started = time.monotonic()
-            response = http.request(method, path)
+            response = http.request(method, path, json=body)
             elapsed = time.monotonic() - started
             assert response.status_code == 503, (method, path, response.text)
             # Refused at connect time, or (if the connection's loss was not noticed yet) on the call.
@@ -114,8 +128,14 @@ def test_ingestor_down_is_503_fast_on_every_data_endpoint_and_back_without_a_res
             assert status.status_code == 200
             assert status.json()["running"] is False  # a new ingestor, with an empty buffer
             assert status.json()["total_ingested"] == 0
-            for method, path in DATA_ENDPOINTS:
-                assert http.request(method, path).status_code == 200, (method, path)
+            for method, path, body in DATA_ENDPOINTS:
+                response = http.request(method, path, json=body)
+                assert response.status_code == (202 if path == "/readings" else 200), (method, path, response.text)
+            assert http.get("/raw-data", params={"category": "A", "since": "2024-01-20T00:00:00Z"}).json()[0] == {
+                "timestamp": "2024-01-20T10:00:00.000000Z",
+                "value": 1.5,
+                "category": "A",
+            }
         finally:
             assert back.stop() == 0
 
@@ -126,9 +146,9 @@ async def test_a_slow_ingestor_is_a_504_with_a_clear_detail() -> None:
     server, address = serve_scripted(servicer)
     try:
         async with api_client(ingestor_address=address, ingestor_timeout_s=0.3) as http:
-            for method, path in DATA_ENDPOINTS:
+            for method, path, body in [*DATA_ENDPOINTS, STREAM]:
                 started = time.monotonic()
-                response = await http.request(method, path)
+                response = await http.request(method, path, json=body)
                 assert (response.status_code, response.json()) == (
                     504,
                     {"detail": "the ingestor did not answer in time"},
@@ -138,8 +158,16 @@ async def test_a_slow_ingestor_is_a_504_with_a_clear_detail() -> None:
     finally:
         servicer.released.set()
         server.stop(0)
-    # A deadline is not retried: one call per endpoint (raw and processed data both export).
-    assert servicer.calls == {"GetStatus": 1, "ExportReadings": 2, "StartIngestion": 1, "StopIngestion": 1}
+    # A deadline is not retried: one call per endpoint (raw and processed data all export), and the
+    # write in particular was sent once.
+    assert servicer.calls == {
+        "GetStatus": 1,
+        "ExportReadings": 5,
+        "WriteReadings": 1,
+        "StartIngestion": 2,
+        "StopIngestion": 1,
+        "WatchReadings": 1,
+    }
 
 
 @pytest.mark.anyio
@@ -164,6 +192,22 @@ async def test_reads_retry_once_on_unavailable_and_writes_never_do() -> None:
         assert servicer.calls["GetStatus"] == 2
         assert servicer.calls["ExportReadings"] == 2
         assert servicer.calls["StartIngestion"] == 2
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.anyio
+async def test_a_push_through_the_api_is_not_retried_on_unavailable() -> None:
+    servicer = ScriptedServicer(fail_first_with=grpc.StatusCode.UNAVAILABLE)
+    server, address = serve_scripted(servicer)
+    try:
+        async with api_client(ingestor_address=address) as http:
+            failed = await http.post("/readings", json=_PUSH)
+            assert (failed.status_code, failed.json()) == (503, {"detail": "the ingestor is unavailable"})
+            assert servicer.calls["WriteReadings"] == 1  # the caller decides whether to send it again
+            again = await http.post("/readings", json=_PUSH)
+            assert (again.status_code, again.json()) == (202, {"accepted": 1})
+        assert servicer.calls["WriteReadings"] == 2
     finally:
         server.stop(0)
 

@@ -21,9 +21,23 @@ def test_a_short_load_run_has_no_errors_and_exact_accounting() -> None:
     assert result.returncode == 0, output
     assert "errors: 0" in output
     assert re.search(r"accounting: total_ingested [\d,]+ = buffered [\d,]+ \+ evicted 0: ok", output), output
-    pushed = re.search(r"pushed readings: ([\d,]+) accepted, ([\d,]+) found", output)
-    assert pushed is not None
-    assert pushed.group(1) == pushed.group(2) != "0"
-    for line in ("GET /status", "GET /processed-data", "gRPC WriteReadings"):
+    for how in ("gRPC", "HTTP"):
+        pushed = re.search(
+            rf"pushed readings \({how}\): ([\d,]+) accepted, ([\d,]+) found in the buffer, ([\d,]+) counted", output
+        )
+        assert pushed is not None, output
+        assert pushed.group(1) == pushed.group(2) == pushed.group(3) != "0"
+    followed = re.search(r'pages followed through Link rel="next": (\d+)', output)
+    assert followed is not None, output
+    assert int(followed.group(1)) > 0
+    for line in (
+        "GET /status",
+        "GET /raw-data?category=A",
+        "GET /raw-data?since&until",
+        "GET /processed-data",
+        "GET /processed-data?window",
+        "POST /readings",
+        "gRPC WriteReadings",
+    ):
         assert line in output
     assert "ingestor RSS:" in output
