@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import StringConstraints
+from pydantic import BeforeValidator, StringConstraints
 
 CATEGORY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -24,21 +25,36 @@ CategoryParam = Annotated[
         examples=[["A", "B"]],
     ),
 ]
+
+
+def _iso_8601_only(value: object) -> object:
+    """pydantic would read a bare number as seconds since the epoch; the API speaks ISO 8601 only."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("must be an ISO 8601 date-time such as 2024-01-20T10:00:00Z, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+
 SinceParam = Annotated[
-    datetime | None,
+    IsoDateTime | None,
     Query(description="Only readings with event time at or after this (ISO 8601; no offset means UTC)"),
 ]
 UntilParam = Annotated[
-    datetime | None,
+    IsoDateTime | None,
     Query(description="Only readings with event time before this (ISO 8601; no offset means UTC)"),
 ]
 
 
 def _ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch, clamped to what a reading's int64 timestamp can hold (1677 to
+    2262): a bound outside that range selects the same readings as one at its edge."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return min(max(ns, -(2**63)), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,8 @@ for _path in ("/api/v1/raw-data", "/api/v1/processed-data"):
         f"{_name}-since-control-chars": _query(
             _path, {"since": "2024-01-20\x00"}, "datetime_from_date_parsing", "since"
         ),
+        f"{_name}-since-a-bare-number": _query(_path, {"since": "0.0"}, "value_error", "since"),
+        f"{_name}-until-epoch-seconds": _query(_path, {"until": "1700000000"}, "value_error", "until"),
         f"{_name}-since-after-until": _query(
             _path, {"since": "2024-01-20T10:00:01Z", "until": "2024-01-20T10:00:00Z"}, "value_error", "since"
         ),

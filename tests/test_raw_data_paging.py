@@ -188,3 +188,21 @@ def test_tailing_forward_while_ingesting_returns_every_reading_once(roomy_api: S
         everything = http.get("/raw-data", params={"limit": 10_000}).json()
     assert everything[0]["timestamp"] < since, "the walk took over 5 s: raise the limit above"
     assert seen == [r for r in everything if r["timestamp"] >= since]
+
+
+def test_bounds_beyond_what_a_timestamp_holds_select_everything(
+    api_process: ServerProcess, ingestor_process: ServerProcess
+) -> None:
+    """Year 1 or 9999 are valid ISO 8601, beyond int64 nanoseconds: they bound nothing, never a 500."""
+    expected = write(ingestor_process.address, 5)
+    with httpx.Client(base_url=f"http://{api_process.address}", timeout=10) as http:
+        for params in (
+            {"since": "0001-01-01T00:00:00+00:01"},
+            {"until": "9999-12-31T23:59:59Z"},
+            {"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59Z"},
+        ):
+            response = http.get("/api/v1/raw-data", params=params)
+            assert (response.status_code, response.json()) == (200, expected), params
+            processed = http.get("/api/v1/processed-data", params=params)
+            assert processed.status_code == 200, params
+            assert sum(row["count"] for row in processed.json()) == 5
