@@ -88,6 +88,14 @@ def select_page(
     oldest first continues above the newest one (``after_seq = next_sequence``).
     """
     stop = store.total_ingested if before_seq is None else before_seq
+    if flt.selects_all:
+        # Every held reading matches: the page is a range, found without a pass over the buffer.
+        start, stop = store.clamp(after_seq, stop)
+        if not limit or stop - start <= limit:
+            return Page(np.arange(start, stop, dtype=SEQUENCE_DTYPE), None)
+        if oldest_first:
+            return Page(np.arange(start, start + limit, dtype=SEQUENCE_DTYPE), start + limit)
+        return Page(np.arange(stop - limit, stop, dtype=SEQUENCE_DTYPE), stop - limit)
     sequences = matching_sequences(store, flt, after_seq, stop)
     if not limit or len(sequences) <= limit:
         return Page(sequences, None)

@@ -51,6 +51,34 @@ def test_selection_across_the_wrap_skips_evicted_readings() -> None:
     assert gather(store, np.array([15, 16, 19])).values.tolist() == [19.0]
 
 
+def reference_page(
+    store: ReadingStore, after_seq: int, before_seq: int | None, limit: int, oldest_first: bool
+) -> tuple[list[int], int | None]:
+    """What a page is by definition: every held sequence number in the range, then cut to the limit."""
+    stop = store.total_ingested if before_seq is None else before_seq
+    held = [seq for seq in range(max(after_seq, store.evicted), min(stop, store.total_ingested))]
+    if not limit or len(held) <= limit:
+        return held, None
+    if oldest_first:
+        return held[:limit], held[limit - 1] + 1
+    return held[-limit:], held[-limit]
+
+
+@pytest.mark.parametrize("oldest_first", [False, True])
+@pytest.mark.parametrize("limit", [0, 1, 4, 15, 100])
+@pytest.mark.parametrize(("after_seq", "before_seq"), [(0, None), (17, None), (0, 20), (16, 23), (30, None)])
+def test_an_unfiltered_page_is_a_range_of_held_sequence_numbers(
+    after_seq: int, before_seq: int | None, limit: int, oldest_first: bool
+) -> None:
+    store = filled(10, 25)  # holds 15..24, wrapped
+    page = select_page(
+        store, ReadingFilter(), after_seq=after_seq, before_seq=before_seq, limit=limit, oldest_first=oldest_first
+    )
+    assert (page.sequences.tolist(), page.next_sequence) == reference_page(
+        store, after_seq, before_seq, limit, oldest_first
+    )
+
+
 def reading(seconds: int, value: float, category: str) -> pb.Reading:
     return pb.Reading(timestamp={"seconds": seconds}, value=value, category=category)
 
