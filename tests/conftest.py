@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import grpc
@@ -7,6 +8,20 @@ import pytest
 
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
+
+
+@pytest.fixture
+def lambda_main_thread_loop() -> Iterator[None]:
+    """A fresh current event loop in the main thread, as a new Lambda process has.
+
+    Mangum runs each invocation on the thread's current loop, and tests that ran asyncio.run()
+    before leave none set.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pytest.fixture

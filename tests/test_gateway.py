@@ -6,7 +6,6 @@ document from under the same prefix the client used.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -46,15 +45,8 @@ GATEWAYS = [
     pytest.param(Gateway("/dev", lambda m, p, q: http_v2_event(m, p, q, stage="dev")), id="http-named-stage"),
 ]
 
-
-@pytest.fixture(autouse=True)
-def lambda_main_thread_loop() -> Iterator[None]:
-    """A fresh current event loop in the main thread, as a new Lambda process has (see test_mangum)."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()
+# Each test is a new Lambda process, with the current event loop the handler runs on.
+pytestmark = pytest.mark.usefixtures("lambda_main_thread_loop")
 
 
 @pytest.fixture

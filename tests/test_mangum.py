@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -19,19 +18,8 @@ from tests.harness import ServerProcess, start_ingestor_process
 EventFactory = Callable[..., dict[str, Any]]
 PAYLOADS = [pytest.param(rest_v1_event, id="rest-v1"), pytest.param(http_v2_event, id="http-v2")]
 
-
-@pytest.fixture(autouse=True)
-def lambda_main_thread_loop() -> Iterator[None]:
-    """A Lambda process's main thread has a current event loop (Mangum sets one up at import).
-
-    Other tests in this process ran asyncio.run(), which leaves none: give each test a fresh one,
-    as a new Lambda process would have.
-    """
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()
+# Each test is a new Lambda process, with the current event loop the handler runs on.
+pytestmark = pytest.mark.usefixtures("lambda_main_thread_loop")
 
 
 @pytest.fixture
