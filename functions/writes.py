@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,8 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
+from functions.filters import CATEGORY_PATTERN
+from functions.processing import Readings
+
 MAX_ITEMS = 10_000
-CATEGORY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Timestamps are stored as int64 nanoseconds.
 _EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
@@ -54,17 +55,6 @@ class NewReading(BaseModel):
 _ITEMS = TypeAdapter(list[NewReading])
 
 
-@dataclass(frozen=True, slots=True)
-class NewColumns:
-    timestamps_ns: np.ndarray
-    values: np.ndarray
-    codes: np.ndarray
-    categories: list[str]
-
-    def __len__(self) -> int:
-        return len(self.timestamps_ns)
-
-
 def _ns(text: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -73,7 +63,7 @@ def _ns(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-def parse_readings(body: bytes) -> NewColumns:
+def parse_readings(body: bytes) -> Readings:
     """Validate every item; RequestValidationError (each bad item's index in ``loc``) or TooLarge."""
     try:
         items = orjson.loads(body)
@@ -92,7 +82,7 @@ def parse_readings(body: bytes) -> NewColumns:
     names = [reading.category for reading in readings]
     dictionary = list(dict.fromkeys(names))
     index = {name: code for code, name in enumerate(dictionary)}
-    return NewColumns(
+    return Readings(
         np.fromiter((_ns(r.timestamp) for r in readings), dtype=np.int64, count=len(readings)),
         np.fromiter((r.value for r in readings), dtype=np.float64, count=len(readings)),
         np.fromiter((index[name] for name in names), dtype=np.uint16, count=len(readings)),

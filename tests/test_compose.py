@@ -18,18 +18,21 @@ from tests.shipping import read_dockerfile
 COMPOSE_BINARY = Path(compose.__file__).with_name("docker-compose")
 
 
-@pytest.fixture(scope="module")
-def model() -> dict[str, Any]:
+def compose_config(*files: str) -> dict[str, Any]:
+    """The model Compose v2 itself makes of these files (``docker compose config``), as JSON."""
+    command = [str(COMPOSE_BINARY)]
+    for name in files:
+        command += ["--file", name]
     result = subprocess.run(
-        [str(COMPOSE_BINARY), "--file", "docker-compose.yml", "config", "--format", "json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [*command, "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def model() -> dict[str, Any]:
+    return compose_config("docker-compose.yml")
 
 
 def test_the_ingestor_service_builds_the_ingestor_target(model: dict[str, Any]) -> None:
@@ -61,25 +64,7 @@ def test_memory_only_unless_the_durable_override_is_named(model: dict[str, Any])
     ingestor = model["services"]["ingestor"]
     assert "INGESTOR_DATA_DIR" not in ingestor["environment"]
     assert not ingestor.get("volumes")
-    result = subprocess.run(
-        [
-            str(COMPOSE_BINARY),
-            "-f",
-            "docker-compose.yml",
-            "-f",
-            "docker-compose.durable.yml",
-            "config",
-            "--format",
-            "json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    durable = json.loads(result.stdout)
+    durable = compose_config("docker-compose.yml", "docker-compose.durable.yml")
     ingestor = durable["services"]["ingestor"]
     (volume,) = ingestor["volumes"]
     assert (volume["type"], volume["target"]) == ("volume", "/var/lib/ingestor")
