@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingestor.journal import JournalError
 from ingestor.logs import configure_logging
-from ingestor.server import serve
+from ingestor.server import PortUnavailable, serve
 from ingestor.settings import IngestorSettings
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
-    except JournalError as error:
+    except (JournalError, PortUnavailable) as error:
         print(f"cannot start: {error}", file=sys.stderr)
         return 1
     return 0

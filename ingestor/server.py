@@ -88,7 +88,12 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         interceptors.append(TokenAuthInterceptor(settings.token.get_secret_value()))
     server = grpc.aio.server(
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            # A second ingestor on a taken port must fail to start, not share the port and split
+            # the callers between two different buffers.
+            ("grpc.so_reuseport", 0),
+        ],
     )
     hub = WatchHub(store, settings.watch_buffer)
     ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, intake, hub), server)
@@ -110,13 +115,20 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     return RunningServer(server, health_servicer, ingestion, store, port, intake, journal, hub)
 
 
+class PortUnavailable(Exception):
+    """The configured address cannot be listened on."""
+
+
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:
     address = f"{settings.host}:{settings.port}"
     tls = settings.tls_files()
-    if tls is None:
-        return server.add_insecure_port(address)
-    certificate, key = (path.read_bytes() for path in tls)
-    return server.add_secure_port(address, grpc.ssl_server_credentials([(key, certificate)]))
+    try:
+        if tls is None:
+            return server.add_insecure_port(address)
+        certificate, key = (path.read_bytes() for path in tls)
+        return server.add_secure_port(address, grpc.ssl_server_credentials([(key, certificate)]))
+    except RuntimeError:
+        raise PortUnavailable(f"cannot listen on {address}: the port is in use or the address is not local") from None
 
 
 async def serve(settings: IngestorSettings) -> None:

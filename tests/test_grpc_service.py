@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from functions.client import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.harness import ThreadedIngestor
+from tests.harness import ThreadedIngestor, start_ingestor_process
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 
@@ -189,3 +189,18 @@ def test_health_reports_serving_then_not_serving_on_shutdown() -> None:
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         server.close()
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_a_second_ingestor_on_a_taken_port_refuses_to_start() -> None:
+    # gRPC shares ports between processes by default: two ingestors would split the callers
+    # between two different buffers.
+    first = start_ingestor_process()
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1") as caught:
+            start_ingestor_process(port=first.port)
+        assert f"cannot start: cannot listen on 127.0.0.1:{first.port}: the port is in use" in str(caught.value)
+        assert "Traceback" not in str(caught.value)
+        with grpc.insecure_channel(first.address) as channel:
+            assert pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5).capacity > 0
+    finally:
+        first.stop()
