@@ -78,6 +78,25 @@ def open_store(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Journa
     return store, intake, journal
 
 
+def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -> None:
+    """Register IngestorService as the generated code does, except that ExportReadings sends the
+    bytes its servicer encoded (ingestor/wire.py) as they are, instead of serialising a message."""
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    class Collect:
+        def add_generic_rpc_handlers(self, _: object) -> None:
+            pass
+
+        def add_registered_method_handlers(self, _: str, methods: dict[str, grpc.RpcMethodHandler]) -> None:
+            handlers.update(methods)
+
+    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(servicer, Collect())
+    export = handlers["ExportReadings"]
+    handlers["ExportReadings"] = export._replace(response_serializer=None)  # type: ignore[attr-defined]
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
     store, intake, journal = await asyncio.to_thread(open_store, settings)
@@ -96,7 +115,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         ],
     )
     hub = WatchHub(store, settings.watch_buffer)
-    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(IngestorServicer(store, ingestion, intake, hub), server)
+    _add_ingestor_service(IngestorServicer(store, ingestion, intake, hub), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -26,6 +26,7 @@ from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_c
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from ingestor.watch import Closed, WatchHub
+from ingestor.wire import encode_export_response
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
 
     async def ExportReadings(
         self, request: pb.ExportReadingsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ExportReadingsResponse]:
+    ) -> AsyncIterator[bytes]:
+        """Streams ExportReadingsResponse messages already encoded (ingestor/wire.py)."""
         chunk_size = request.chunk_size or DEFAULT_CHUNK_SIZE
         if chunk_size > MAX_CHUNK_SIZE:
             await context.abort(
@@ -278,7 +280,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             log.exception("ExportReadings failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error in the ingestor")
 
-    def _export_messages(self, max_readings: int, chunk_size: int) -> Iterator[pb.ExportReadingsResponse]:
+    def _export_messages(self, max_readings: int, chunk_size: int) -> Iterator[bytes]:
         """Chunks of the readings held when the export starts, built lazily so each is a fresh copy.
 
         Between two messages the generator may evict readings: those are skipped, never repeated.
@@ -287,26 +289,21 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         stop = store.total_ingested
         start = stop - max_readings if max_readings else 0
         sent_categories = 0
+        start, stop = store.clamp(start, stop)
+        planned = stop - start
         while True:
             start, stop = store.clamp(start, stop)
             if start >= stop:
                 return
             run = store.views(start, min(stop, start + chunk_size))[0]
             categories = store.categories
-            yield pb.ExportReadingsResponse(
-                columns=pb.ReadingColumns(
-                    timestamps_ns=run.timestamps_ns.tobytes(),
-                    values=run.values.tobytes(),
-                    category_codes=run.codes.tobytes(),
-                ),
-                new_categories=categories[sent_categories:],
-            )
-            sent_categories = len(categories)
+            yield encode_export_response(run, categories[sent_categories:], planned_readings=planned)
+            sent_categories, planned = len(categories), 0
             start += len(run)
 
     def _selected_messages(
         self, request: pb.ExportReadingsRequest, flt: ReadingFilter, chunk_size: int
-    ) -> Iterator[pb.ExportReadingsResponse]:
+    ) -> Iterator[bytes]:
         """Chunks of the matching readings, selected when the export starts and gathered lazily.
 
         Readings evicted between two messages are skipped. The last message carries next_sequence
@@ -321,25 +318,17 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             limit=request.max_readings,
             oldest_first=request.oldest_first,
         )
-        sent_categories = 0
+        sent_categories, planned = 0, len(page.sequences)
         chunks = [page.sequences[i : i + chunk_size] for i in range(0, len(page.sequences), chunk_size)]
         for number, chunk in enumerate(chunks or [page.sequences]):
             columns = gather(store, chunk)
             if not len(columns) and number < len(chunks) - 1:
                 continue
             categories = store.categories
-            message = pb.ExportReadingsResponse(
-                columns=pb.ReadingColumns(
-                    timestamps_ns=columns.timestamps_ns.tobytes(),
-                    values=columns.values.tobytes(),
-                    category_codes=columns.codes.tobytes(),
-                ),
-                new_categories=categories[sent_categories:],
-            )
-            sent_categories = len(categories)
-            if number >= len(chunks) - 1 and page.next_sequence is not None:
-                message.next_sequence = page.next_sequence
-            yield message
+            last = number >= len(chunks) - 1
+            next_sequence = page.next_sequence if last else None
+            yield encode_export_response(columns, categories[sent_categories:], next_sequence, planned)
+            sent_categories, planned = len(categories), 0
 
     @_unary_errors
     async def WriteReadings(

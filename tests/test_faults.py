@@ -171,6 +171,35 @@ async def test_a_slow_ingestor_is_a_504_with_a_clear_detail() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_malformed_export_is_a_502_saying_what_was_wrong() -> None:
+    def export(request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield b"\x0a\x05\x0a\x08"  # columns claim five bytes, two follow
+
+    methods = {
+        "ExportReadings": grpc.unary_stream_rpc_method_handler(
+            export, request_deserializer=pb.ExportReadingsRequest.FromString
+        )
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("ingestor.v1.IngestorService", methods),))
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        async with api_client(ingestor_address=address) as http:
+            for path in ("/processed-data", "/raw-data", "/raw-data?category=A", "/processed-data?window=1m"):
+                response = await http.get(path)
+                assert (response.status_code, response.json()) == (
+                    502,
+                    {
+                        "detail": "the ingestor sent a malformed ExportReadings message: "
+                        "a field runs past the end of the message"
+                    },
+                ), path
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.anyio
 async def test_reads_retry_once_on_unavailable_and_writes_never_do() -> None:
     servicer = ScriptedServicer(fail_first_with=grpc.StatusCode.UNAVAILABLE)
     server, address = serve_scripted(servicer)

@@ -90,6 +90,12 @@ def test_export_chunks_stay_small_and_send_the_dictionary_once(stub: pb_grpc.Ing
     messages = list(stub.ExportReadings(pb.ExportReadingsRequest()))
     assert all(message.ByteSize() < 2 * 1024 * 1024 for message in messages)
     assert [list(m.new_categories) for m in messages] == [["x", "y", "z"]] + [[]] * (len(messages) - 1)
+    # The first message says how many are coming, so a reader can allocate once.
+    chunked = list(stub.ExportReadings(pb.ExportReadingsRequest(chunk_size=300)))
+    assert [m.planned_readings for m in chunked] == [1000, 0, 0, 0]
+    assert [len(m.columns.values) // 8 for m in chunked] == [300, 300, 300, 100]
+    selected = list(stub.ExportReadings(pb.ExportReadingsRequest(chunk_size=300, categories=["x"])))
+    assert [m.planned_readings for m in selected] == [sum(i % 3 == 0 for i in range(n - 1000, n)), 0]
     # The buffer holds 1000: the newest ones.
     assert decode_export(messages).timestamps_ns.tolist() == list(range(n - 1000, n))
 

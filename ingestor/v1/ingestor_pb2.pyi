@@ -132,14 +132,16 @@ class ExportReadingsRequest(_message.Message):
     def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
 
 class ExportReadingsResponse(_message.Message):
-    __slots__ = ("columns", "new_categories", "next_sequence")
+    __slots__ = ("columns", "new_categories", "next_sequence", "planned_readings")
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     NEW_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_READINGS_FIELD_NUMBER: _ClassVar[int]
     columns: ReadingColumns
     new_categories: _containers.RepeatedScalarFieldContainer[str]
     next_sequence: int
-    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ..., next_sequence: _Optional[int] = ...) -> None: ...
+    planned_readings: int
+    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ..., next_sequence: _Optional[int] = ..., planned_readings: _Optional[int] = ...) -> None: ...
 
 class WriteReadingsRequest(_message.Message):
     __slots__ = ("readings", "columns", "column_categories", "batch_id")

@@ -1,0 +1,171 @@
+"""The hand-written ExportReadingsResponse codec agrees with protobuf's own, byte for byte."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from functions.client import ExportDecoder
+from functions.wire import MalformedMessage, decode_export_response
+from ingestor.store import Columns
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.wire import encode_export_response, varint
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+sequences = st.none() | st.integers(0, 2**64 - 1)
+
+
+def reference(
+    columns: Columns, categories: list[str], next_sequence: int | None, planned: int
+) -> pb.ExportReadingsResponse:
+    message = pb.ExportReadingsResponse(
+        columns=pb.ReadingColumns(
+            timestamps_ns=columns.timestamps_ns.astype("<i8").tobytes(),
+            values=columns.values.astype("<f8").tobytes(),
+            category_codes=columns.codes.astype("<u2").tobytes(),
+        ),
+        new_categories=categories,
+        planned_readings=planned,
+    )
+    if next_sequence is not None:
+        message.next_sequence = next_sequence
+    return message
+
+
+@st.composite
+def column_sets(draw: st.DrawFn) -> Columns:
+    n = draw(st.integers(0, 40))
+    ints = st.integers(-(2**63), 2**63 - 1)
+    return Columns(
+        np.array(draw(st.lists(ints, min_size=n, max_size=n)), dtype=np.int64),
+        np.array(draw(st.lists(st.floats(allow_nan=False), min_size=n, max_size=n)), dtype=np.float64),
+        np.array(draw(st.lists(st.integers(0, 65_535), min_size=n, max_size=n)), dtype=np.uint16),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(column_sets(), st.lists(names, max_size=4), sequences, st.integers(0, 2**64 - 1))
+def test_encoding_is_what_protobuf_serialises(
+    columns: Columns, categories: list[str], next_sequence: int | None, planned: int
+) -> None:
+    expected = reference(columns, categories, next_sequence, planned).SerializeToString(deterministic=True)
+    assert encode_export_response(columns, categories, next_sequence, planned) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(column_sets(), st.lists(names, max_size=4), sequences, st.integers(0, 2**64 - 1))
+def test_decoding_reads_what_protobuf_serialised(
+    columns: Columns, categories: list[str], next_sequence: int | None, planned: int
+) -> None:
+    chunk = decode_export_response(reference(columns, categories, next_sequence, planned).SerializeToString())
+    assert chunk.timestamps_ns.tolist() == columns.timestamps_ns.tolist()
+    assert chunk.values.tolist() == columns.values.tolist()
+    assert chunk.codes.tolist() == columns.codes.tolist()
+    assert (chunk.new_categories, chunk.next_sequence, chunk.planned_readings) == (categories, next_sequence, planned)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_decoding_follows_protobuf_on_order_repeats_merges_and_unknown_fields() -> None:
+    values = np.array([1.5, -2.0], "<f8").tobytes()
+    raw = (
+        varint(4 << 3) + varint(7)  # planned_readings before the columns
+        + field(9, b"from a newer ingestor")  # unknown, length-delimited
+        + varint(10 << 3 | 1) + bytes(8)  # unknown fixed64
+        + varint(11 << 3 | 5) + bytes(4)  # unknown fixed32
+        + varint(12 << 3) + varint(300)  # unknown varint
+        + field(1, field(1, np.array([5, 6], "<i8").tobytes()) + field(2, bytes(16)))
+        + field(2, "é".encode())
+        + field(1, field(2, values) + field(3, np.array([1, 0], "<u2").tobytes()) + field(7, b"?"))
+        + varint(3 << 3) + varint(5) + varint(3 << 3) + varint(9)  # the last value wins
+    )  # fmt: skip
+    expected = pb.ExportReadingsResponse.FromString(raw)
+    chunk = decode_export_response(raw)
+    assert chunk.timestamps_ns.tolist() == np.frombuffer(expected.columns.timestamps_ns, "<i8").tolist() == [5, 6]
+    assert chunk.values.tolist() == np.frombuffer(expected.columns.values, "<f8").tolist() == [1.5, -2.0]
+    assert chunk.codes.tolist() == np.frombuffer(expected.columns.category_codes, "<u2").tolist() == [1, 0]
+    assert chunk.new_categories == list(expected.new_categories) == ["é"]
+    assert chunk.next_sequence == expected.next_sequence == 9
+    assert chunk.planned_readings == expected.planned_readings == 7
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"\x0a\x05\x0a\x08", id="length past the end"),
+        pytest.param(b"\x18\xff", id="truncated varint"),
+        pytest.param(b"\x18" + b"\xff" * 10 + b"\x01", id="overlong varint"),
+        pytest.param(b"\x00\x01", id="field number 0"),
+        pytest.param(b"\x0e", id="wire type 6"),
+        pytest.param(b"\x0f", id="wire type 7"),
+        pytest.param(b"\x39\x01\x02", id="truncated fixed64"),
+        pytest.param(b"\x12\x01\xff", id="category not UTF-8"),
+    ],
+)
+def test_what_protobuf_refuses_is_malformed(raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        pb.ExportReadingsResponse.FromString(raw)
+    with pytest.raises(MalformedMessage):
+        decode_export_response(raw)
+
+
+@pytest.mark.parametrize(
+    ("columns", "problem"),
+    [
+        (field(1, bytes(7)), "not a whole number"),
+        (field(2, bytes(12)), "not a whole number"),
+        (field(3, bytes(3)), "not a whole number"),
+        (field(1, bytes(16)) + field(2, bytes(8)) + field(3, bytes(4)), "different lengths"),
+    ],
+)
+def test_columns_that_do_not_line_up_are_malformed(columns: bytes, problem: str) -> None:
+    with pytest.raises(MalformedMessage, match=problem):
+        decode_export_response(field(1, columns))
+
+
+def messages(n: int, chunk: int, planned: bool) -> list[bytes]:
+    timestamps = np.arange(n, dtype=np.int64)
+    out = []
+    for number, start in enumerate(range(0, n, chunk)):
+        part = slice(start, start + chunk)
+        columns = Columns(timestamps[part], timestamps[part] / 2, (timestamps[part] % 2).astype(np.uint16))
+        out.append(
+            encode_export_response(columns, ["a", "b"] if number == 0 else [], None, n if planned and not number else 0)
+        )
+    return out
+
+
+@pytest.mark.parametrize("planned", [True, False], ids=["allocated once", "joined at the end"])
+def test_the_decoder_joins_chunks_in_order(planned: bool) -> None:
+    decoder = ExportDecoder()
+    for message in messages(1000, 64, planned):
+        decoder.add(message)
+    readings = decoder.readings()
+    assert readings.timestamps_ns.tolist() == list(range(1000))
+    assert readings.values.tolist() == [i / 2 for i in range(1000)]
+    assert [readings.categories[code] for code in readings.codes.tolist()] == ["ab"[i % 2] for i in range(1000)]
+
+
+def test_fewer_readings_than_planned_is_what_eviction_looks_like() -> None:
+    # 1000 planned, then the oldest 128 were evicted before the stream reached them.
+    timestamps = np.arange(128, 1000, dtype=np.int64)
+    columns = Columns(timestamps, timestamps / 2, np.zeros(len(timestamps), np.uint16))
+    decoder = ExportDecoder()
+    decoder.add(encode_export_response(columns, ["a"], None, planned_readings=1000))
+    readings = decoder.readings()
+    assert readings.timestamps_ns.tolist() == list(range(128, 1000))
+    assert readings.values.tolist() == [i / 2 for i in range(128, 1000)]
+
+
+def test_more_readings_than_planned_is_malformed() -> None:
+    decoder = ExportDecoder()
+    first, *rest = messages(1000, 600, planned=True)
+    decoder.add(first)
+    decoder.add(rest[0])
+    with pytest.raises(MalformedMessage, match="more readings than it planned"):
+        decoder.add(rest[0])
