@@ -48,9 +48,10 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     # column into float64 and round the nanoseconds.
     timestamps = readings.timestamps_ns.view("datetime64[ns]")
     frame = pd.DataFrame({"value": readings.values, "timestamp": timestamps}, copy=False)
-    # observed=False groups by the codes as they are; observed=True would first compute which
-    # categories occur, a pass over every reading. Empty categories are dropped afterwards.
-    grouped = frame.groupby(keys, observed=False, sort=False)
+    # observed=False with sort=True groups by the codes as they are. observed=True would first find
+    # which categories occur, and sort=False would renumber the groups in order of appearance: each
+    # a pass over every reading. Empty categories are dropped afterwards.
+    grouped = frame.groupby(keys, observed=False, sort=True)
     result = pd.DataFrame(
         {
             "avg_value": grouped["value"].mean(),
