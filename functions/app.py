@@ -25,6 +25,7 @@ from functions.client import (
 from functions.gateway import GatewayPrefix
 from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging
+from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
 from functions.routes import router
 from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
@@ -116,5 +117,8 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     return app
 
 
+# A process-wide allocator setting, made where the process starts serving (uvicorn or Lambda),
+# not in create_app: the factory stays free of side effects.
+retain_freed_memory()
 app = create_app()
 handler = Mangum(GatewayPrefix(app), lifespan="off")
