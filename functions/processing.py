@@ -52,11 +52,14 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     # which categories occur, and sort=False would renumber the groups in order of appearance: each
     # a pass over every reading. Empty categories are dropped afterwards.
     grouped = frame.groupby(keys, observed=False, sort=True)
+    # Values are always finite (the ingestor refuses others), so every row counts, and the mean is
+    # the sum over the size: pandas' groupby sum is the same compensated summation as its mean,
+    # and a fifth faster.
+    count = grouped.size()
     result = pd.DataFrame(
         {
-            "avg_value": grouped["value"].mean(),
-            # Values are always finite (the ingestor refuses others), so every row counts.
-            "count": grouped.size(),
+            "avg_value": grouped["value"].sum() / count,
+            "count": count,
             "last_timestamp": grouped["timestamp"].max(),
         }
     )
