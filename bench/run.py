@@ -151,6 +151,20 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def settled_rss_bytes(pid: int, timeout_s: float = 5.0) -> int:
+    """RSS once the process is at rest: the buffers of the last write handed back (the ingestor does
+    that shortly after large writes), so that the figure is what the readings cost, not the write."""
+    deadline = time.monotonic() + timeout_s
+    previous = rss_bytes(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        current = rss_bytes(pid)
+        if abs(current - previous) < 64 * 1024:
+            return current
+        previous = current
+    return previous
+
+
 def export_seconds(address: str, n: int, repeats: int) -> list[float]:
     """The function's own client: ExportReadings of the whole buffer into numpy arrays."""
 
@@ -194,9 +208,9 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
             # buffers). It is written again with the rest, so the buffer still holds exactly the N
             # readings. Growth per reading is measured from after it; the cold figure is kept too.
             stub.WriteReadings(requests[0], timeout=60)
-            rss_warm = rss_bytes(ingestor.process.pid)
+            rss_warm = settled_rss_bytes(ingestor.process.pid)
             result["write_columns_per_s"] = n / write_all(stub, requests)
-            rss_end = rss_bytes(ingestor.process.pid)
+            rss_end = settled_rss_bytes(ingestor.process.pid)
             warm_slots = min(n, WRITE_CHUNK)  # ring slots the first chunk already touched
             result["rss_per_reading_bytes"] = (rss_end - rss_warm) / max(1, n - warm_slots)
             result["rss_per_reading_cold_bytes"] = (rss_end - rss_cold) / n

@@ -6,6 +6,7 @@ unexpected error INTERNAL with a generic message: never UNKNOWN, never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -20,6 +21,7 @@ import numpy as np
 from ingestor.generator import ConfigConflict, Ingestion, RunConfig
 from ingestor.intake import Intake, validate_batch_id
 from ingestor.journal import JournalError
+from ingestor.memory import release_freed_memory
 from ingestor.query import ReadingFilter, gather, select_page
 from ingestor.readings import InvalidArgument, decode_write_request
 from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
@@ -34,6 +36,9 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_CHUNK_SIZE = 65_536
 MAX_CHUNK_SIZE = 131_072
+RELEASE_AFTER_READINGS = 16_384
+"""Writes at least this large (~300 KB) hand their freed buffers back to the system afterwards."""
+RELEASE_DELAY_S = 0.1
 MAX_WATCH_MESSAGE = 4096
 DEFAULT_WATCH_BUFFER = 65_536
 _PAGE_TOKEN = struct.Struct("<Q")
@@ -180,6 +185,23 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self._ingestion = ingestion
         self._intake = intake or Intake(store)
         self._hub = hub or WatchHub(store, DEFAULT_WATCH_BUFFER)
+        self._release_pending = False
+
+    def _release_memory_soon(self) -> None:
+        """Hand the buffers of large writes back to the system shortly after, once per pause.
+
+        Not at once: the call still holds its request, and a bulk producer's next write would only
+        fault the same pages in again. At most every RELEASE_DELAY_S while writes continue.
+        """
+        if self._release_pending:
+            return
+
+        def release() -> None:
+            self._release_pending = False
+            release_freed_memory()
+
+        self._release_pending = True
+        asyncio.get_running_loop().call_later(RELEASE_DELAY_S, release)
 
     @_unary_errors
     async def StartIngestion(
@@ -338,6 +360,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             validate_batch_id(request.batch_id)
         columns = decode_write_request(request, self._store)
         acknowledgement = await self._intake.write(columns, request.batch_id)
+        if len(columns) >= RELEASE_AFTER_READINGS:
+            self._release_memory_soon()
         return pb.WriteReadingsResponse(
             accepted=acknowledgement.accepted,
             duplicate=acknowledgement.duplicate,

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 
+import numpy as np
+import pytest
+
+from ingestor import service
+from ingestor.generator import Ingestion
+from ingestor.store import ReadingStore
+from ingestor.v1 import ingestor_pb2 as pb
 from tests.harness import ROOT
 
 # Page faults while allocating, filling and freeing a request's worth of columns (1M readings),
@@ -45,3 +54,60 @@ def test_the_app_applies_it_where_the_process_starts() -> None:
     )
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(run.stdout)["retained"] < 50
+
+
+# The ingestor side: freed write buffers go back to the system once writes pause.
+_RELEASE_SCRIPT = """
+import json
+from ingestor.memory import release_freed_memory
+
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+# Freed buffers that glibc keeps (here made certain by telling it to keep them all).
+from functions.memory import retain_freed_memory
+retain_freed_memory()
+buffers = [bytearray(b"x" * 600_000) for _ in range(40)]
+del buffers
+before = rss_kb()
+release_freed_memory()
+print(json.dumps({"before": before, "after": rss_kb()}))
+"""
+
+
+def test_freed_write_buffers_are_handed_back_to_the_system() -> None:
+    run = subprocess.run([sys.executable, "-c", _RELEASE_SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True)
+    rss = json.loads(run.stdout)
+    assert rss["before"] - rss["after"] > 20_000  # the 24 MB freed go back
+
+
+@pytest.mark.anyio
+async def test_large_writes_release_memory_once_per_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[float] = []
+    monkeypatch.setattr(service, "release_freed_memory", lambda: released.append(time.monotonic()))
+    monkeypatch.setattr(service, "RELEASE_DELAY_S", 0.05)
+    store = ReadingStore(100_000)
+    servicer = service.IngestorServicer(store, Ingestion(store, 1.0, ("A",)))
+    big = service.RELEASE_AFTER_READINGS
+    columns = pb.ReadingColumns(
+        timestamps_ns=np.arange(big, dtype="<i8").tobytes(),
+        values=np.ones(big, "<f8").tobytes(),
+        category_codes=np.zeros(big, "<u2").tobytes(),
+    )
+    small = pb.WriteReadingsRequest(readings=[pb.Reading(value=1.0, category="A")])
+    small.readings[0].timestamp.FromNanoseconds(1)
+    await servicer.WriteReadings(small, None)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert released == []  # small writes leave little behind
+    for _ in range(3):
+        await servicer.WriteReadings(
+            pb.WriteReadingsRequest(columns=columns, column_categories=["A"]),
+            None,  # type: ignore[arg-type]
+        )
+    await asyncio.sleep(0.1)
+    assert len(released) == 1  # three writes in a row, one release after them
+    await servicer.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=["A"]), None)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert len(released) == 2
