@@ -14,17 +14,9 @@ from functions.processing import (
     processed_records,
     raw_records,
 )
+from tests.rows import readings
 
 T0 = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z in nanoseconds
-
-
-def readings(rows: list[tuple[int, float, str]], dictionary: list[str]) -> Readings:
-    return Readings(
-        np.array([t for t, _, _ in rows], dtype=np.int64),
-        np.array([v for _, v, _ in rows], dtype=np.float64),
-        np.array([dictionary.index(c) for _, _, c in rows], dtype=np.uint16),
-        dictionary,
-    )
 
 
 def test_aggregates_match_hand_computed_values() -> None:

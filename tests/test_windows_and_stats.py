@@ -15,18 +15,10 @@ from functions.processing import EXTRA_STATS, Readings, TooManyGroups, aggregate
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess
+from tests.rows import readings
 
 T0 = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z in nanoseconds
 S = 1_000_000_000
-
-
-def readings(rows: list[tuple[int, float, str]], dictionary: list[str]) -> Readings:
-    return Readings(
-        np.array([t for t, _, _ in rows], dtype=np.int64),
-        np.array([v for _, v, _ in rows], dtype=np.float64),
-        np.array([dictionary.index(c) for _, _, c in rows], dtype=np.uint16),
-        dictionary,
-    )
 
 
 def percentile(values: list[float], q: float) -> float:
