@@ -27,7 +27,7 @@ from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging
 from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
-from functions.routes import router
+from functions.routes import current_settings, router
 from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
 from functions.validation import validation_error
@@ -94,7 +94,11 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     app.add_exception_handler(IngestorError, ingestor_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+
+        async def given_settings() -> FunctionSettings:
+            return settings
+
+        app.dependency_overrides[current_settings] = given_settings
     # Added innermost first: request id (outermost), CORS, token, body limit, routes. The checks
     # run before any route, so an endpoint added later is covered without code of its own.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=configured.max_body_bytes)

@@ -116,7 +116,16 @@ INGESTOR_ERRORS: dict[int | str, dict[str, object]] = {
 MAX_RAW_LIMIT = 10_000
 
 
-def get_client(settings: Annotated[FunctionSettings, Depends(get_settings)]) -> IngestorClient:
+# Dependencies are coroutines: FastAPI runs a plain function dependency in its worker thread pool,
+# a hand-off to another thread and back on every request.
+async def current_settings() -> FunctionSettings:
+    return get_settings()
+
+
+Settings = Annotated[FunctionSettings, Depends(current_settings)]
+
+
+async def get_client(settings: Settings) -> IngestorClient:
     return IngestorClient(settings)
 
 
@@ -187,7 +196,7 @@ RAW_DATA_HEADERS = {
 async def raw_data(
     request: Request,
     client: Client,
-    settings: Annotated[FunctionSettings, Depends(get_settings)],
+    settings: Settings,
     limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT, description="Page size: readings per page")] = 1000,
     category: CategoryParam = None,
     since: SinceParam = None,
