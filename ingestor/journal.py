@@ -1,6 +1,6 @@
 """The durable log of stored batches: one SQLite file in the data directory. Knows nothing of gRPC.
 
-Each batch is one row holding its columns as the same raw little-endian buffers the store keeps
+Each batch is one row holding its columns as the raw little-endian buffers of the wire format
 (int64 timestamps, float64 values, uint16 category codes), so a batch of 10,000 readings is one
 insert of 180 kB, not 10,000 inserts. The category dictionary is a table of its own, extended in
 the same transaction as the first batch that uses a new name.

@@ -5,8 +5,10 @@ the next 1, and so on. The buffer holds the newest ``capacity`` of them, so the 
 held are ``[evicted, total_ingested)``. Sequence numbers never repeat, which is what lets pages and
 exports skip readings evicted while they run instead of repeating others.
 
-Memory: 18 bytes a reading (int64 timestamp, float64 value, uint16 category code), allocated
-lazily by the operating system as the buffer fills.
+Memory: 17 bytes a reading (int64 timestamp, float64 value, uint8 category code) while the
+dictionary holds at most 256 categories, 18 once it holds more (the codes are widened to uint16 in
+place of the uint8 ones), allocated lazily by the operating system as the buffer fills. Codes
+travel and are journaled as uint16 either way.
 
 The store is not thread-safe: the ingestor uses it from its event loop only.
 """
@@ -20,13 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_CATEGORIES = 65_536
-"""Category codes are uint16."""
+"""Category codes are uint16 on the wire and in the journal."""
 
 CATEGORY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 TIMESTAMP_DTYPE = np.dtype("<i8")
 VALUE_DTYPE = np.dtype("<f8")
 CODE_DTYPE = np.dtype("<u2")
+"""Category codes as they travel and are journaled."""
+NARROW_CODE_DTYPE = np.dtype("u1")
+"""Category codes in the ring while the dictionary fits in them."""
 
 
 def validate_category(name: str) -> str | None:
@@ -59,7 +64,7 @@ class ReadingStore:
         self._capacity = capacity
         self._timestamps = np.empty(capacity, dtype=TIMESTAMP_DTYPE)
         self._values = np.empty(capacity, dtype=VALUE_DTYPE)
-        self._codes = np.empty(capacity, dtype=CODE_DTYPE)
+        self._codes = np.empty(capacity, dtype=NARROW_CODE_DTYPE)
         self._total = 0
         # The oldest sequence number that may be held: above 0 only after restore() was given fewer
         # readings than the buffer holds (e.g. the capacity grew between two runs).
@@ -112,6 +117,8 @@ class ReadingStore:
         for name in new:
             self._codes_by_name[name] = len(self._categories)
             self._categories.append(name)
+        if len(self._categories) > np.iinfo(self._codes.dtype).max + 1:
+            self._widen_codes()
         return np.fromiter((self._codes_by_name[name] for name in names), dtype=CODE_DTYPE, count=len(names))
 
     def append(self, columns: Columns) -> None:
@@ -165,6 +172,14 @@ class ReadingStore:
         self._total = total_ingested
         self._oldest = first_seq
 
+    def _widen_codes(self) -> None:
+        """Hold codes as uint16 from now on: the dictionary has outgrown uint8."""
+        wide = np.empty(self._capacity, dtype=CODE_DTYPE)
+        # Only the slots in use are copied, so the rest of the ring stays untouched (not resident).
+        for index, end in self._slots(self.evicted, self._total):
+            wide[index:end] = self._codes[index:end]
+        self._codes = wide
+
     def _write_ring(self, target: np.ndarray, first_seq: int, source: np.ndarray) -> None:
         start = first_seq % self._capacity
         head = min(len(source), self._capacity - start)
@@ -183,21 +198,27 @@ class ReadingStore:
         The views share memory with the buffer and are valid only until the next append: copy
         what must outlive that.
         """
+        return [
+            Columns(self._timestamps[index:end], self._values[index:end], self._codes[index:end])
+            for index, end in self._slots(start_seq, stop_seq)
+        ]
+
+    def _slots(self, start_seq: int, stop_seq: int) -> list[tuple[int, int]]:
+        """The ring's index ranges holding ``[start_seq, stop_seq)`` (clamped), oldest first."""
         start, stop = self.clamp(start_seq, stop_seq)
-        runs: list[Columns] = []
+        ranges: list[tuple[int, int]] = []
         while start < stop:
             index = start % self._capacity
             length = min(stop - start, self._capacity - index)
-            end = index + length
-            runs.append(Columns(self._timestamps[index:end], self._values[index:end], self._codes[index:end]))
+            ranges.append((index, index + length))
             start += length
-        return runs
+        return ranges
 
     def read(self, start_seq: int, stop_seq: int) -> Columns:
         """A copy of the readings held in ``[start_seq, stop_seq)``, oldest first."""
         runs = self.views(start_seq, stop_seq)
         if not runs:
-            return Columns(np.empty(0, TIMESTAMP_DTYPE), np.empty(0, VALUE_DTYPE), np.empty(0, CODE_DTYPE))
+            return Columns(np.empty(0, TIMESTAMP_DTYPE), np.empty(0, VALUE_DTYPE), np.empty(0, self._codes.dtype))
         return Columns(
             np.concatenate([run.timestamps_ns for run in runs]),
             np.concatenate([run.values for run in runs]),

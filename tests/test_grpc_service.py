@@ -154,6 +154,27 @@ def test_bad_columnar_writes_are_invalid_argument(
     assert status(stub).total_ingested == 0
 
 
+def test_readings_keep_their_categories_when_the_dictionary_outgrows_a_byte(
+    stub: pb_grpc.IngestorServiceStub,
+) -> None:
+    # The store holds codes in a byte up to 256 categories and widens them for the 257th.
+    names = [f"c{i}" for i in range(256)]
+    columns = pb.ReadingColumns(
+        timestamps_ns=(np.arange(250, 256, dtype="<i8") * 10**9).tobytes(),
+        values=np.arange(250, 256, dtype="<f8").tobytes(),
+        category_codes=np.arange(250, 256, dtype="<u2").tobytes(),
+    )
+    assert stub.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=names)).accepted == 6
+    widening = [reading(T0 + 256, 256, "c256"), reading(T0 + 3, 3, "c3")]
+    assert stub.WriteReadings(pb.WriteReadingsRequest(readings=widening)).accepted == 2
+    expected = [f"c{i}" for i in range(250, 257)] + ["c3"]
+    exported = decode_export(stub.ExportReadings(pb.ExportReadingsRequest(chunk_size=3)))
+    assert [exported.categories[code] for code in exported.codes] == expected
+    assert exported.values.tolist() == [*range(250, 257), 3]
+    listed = stub.ListReadings(pb.ListReadingsRequest(page_size=100)).readings
+    assert [r.category for r in listed] == expected
+
+
 def test_too_many_categories_is_resource_exhausted(stub: pb_grpc.IngestorServiceStub) -> None:
     names = [f"c{i}" for i in range(65_536)]
     columns = pb.ReadingColumns(

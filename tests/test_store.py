@@ -61,10 +61,33 @@ def test_category_dictionary_is_stable_and_bounded() -> None:
     assert len(store.categories) == MAX_CATEGORIES  # nothing half-added
 
 
-def test_memory_is_18_bytes_a_reading() -> None:
+def test_memory_is_17_bytes_a_reading_up_to_256_categories_then_18() -> None:
     store = ReadingStore(capacity=1000)
-    arrays = (store._timestamps, store._values, store._codes)
-    assert sum(array.itemsize for array in arrays) == 18
+    store.encode_categories(f"c{i}" for i in range(256))
+    assert sum(array.itemsize for array in store.arrays) == 17
+    store.encode_categories(["c256"])
+    assert sum(array.itemsize for array in store.arrays) == 18
+    assert sum(array.nbytes for array in store.arrays) == 18 * 1000
+
+
+def test_widening_the_codes_keeps_every_held_reading_and_its_category() -> None:
+    store = ReadingStore(capacity=7)
+    store.encode_categories(f"c{i}" for i in range(250))
+    names = [f"c{i}" for i in range(244, 250)] * 2  # the highest narrow codes, across the wrap
+    for start in range(0, 12, 4):
+        seq = np.arange(start, start + 4)
+        store.append(Columns(seq * 10, seq / 2, store.encode_categories(names[start : start + 4])))
+    held = store.read(0, store.total_ingested)
+    assert held.codes.dtype == np.uint8
+    store.encode_categories(f"d{i}" for i in range(7))  # 257 names: the codes no longer fit a byte
+    seq = np.arange(12, 14)
+    store.append(Columns(seq * 10, seq / 2, store.encode_categories(["d6", "c249"])))
+    after = store.read(0, store.total_ingested)
+    assert after.codes.dtype == np.uint16
+    assert (store.total_ingested, store.buffered) == (14, 7)
+    assert after.timestamps_ns.tolist() == list(range(70, 140, 10))
+    assert after.values.tolist() == [n / 2 for n in range(7, 14)]
+    assert [store.categories[code] for code in after.codes] == [*names[7:], "d6", "c249"]
 
 
 @pytest.mark.parametrize(

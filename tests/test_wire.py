@@ -39,10 +39,13 @@ def reference(
 def column_sets(draw: st.DrawFn) -> Columns:
     n = draw(st.integers(0, 40))
     ints = st.integers(-(2**63), 2**63 - 1)
+    # The store holds uint8 codes while its dictionary fits in them; they travel as uint16 anyway.
+    code_dtype = draw(st.sampled_from([np.uint8, np.uint16]))
+    codes = st.integers(0, np.iinfo(code_dtype).max)
     return Columns(
         np.array(draw(st.lists(ints, min_size=n, max_size=n)), dtype=np.int64),
         np.array(draw(st.lists(st.floats(allow_nan=False), min_size=n, max_size=n)), dtype=np.float64),
-        np.array(draw(st.lists(st.integers(0, 65_535), min_size=n, max_size=n)), dtype=np.uint16),
+        np.array(draw(st.lists(codes, min_size=n, max_size=n)), dtype=code_dtype),
     )
 
 
