@@ -252,7 +252,7 @@ class ExportDecoder:
     When the first message says how many readings are coming, the columns are allocated once and
     each chunk is copied into place on arrival, while the ingestor builds the next one; otherwise
     the chunks are kept as views of their messages and joined at the end. Either way each reading
-    is copied once on this side.
+    is copied once on this side, and the codes come out as uint16 whichever width a message used.
     """
 
     def __init__(self) -> None:
@@ -291,7 +291,7 @@ class ExportDecoder:
         return Readings(
             np.concatenate([chunk.timestamps_ns for chunk in self._chunks]),
             np.concatenate([chunk.values for chunk in self._chunks]),
-            np.concatenate([chunk.codes for chunk in self._chunks]),
+            np.concatenate([chunk.codes for chunk in self._chunks], dtype=np.uint16),
             self._categories,
         )
 

@@ -26,6 +26,7 @@ class ExportChunk:
     timestamps_ns: np.ndarray
     values: np.ndarray
     codes: np.ndarray
+    """uint8 or uint16, as the message carried them."""
     new_categories: list[str] = field(default_factory=list)
     next_sequence: int | None = None
     planned_readings: int = 0
@@ -35,6 +36,11 @@ class ExportChunk:
 
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+
+# ReadingColumns: timestamps_ns = 1, values = 2, and the codes, category_codes = 3 (uint16) or
+# category_codes_u8 = 4, members of one oneof.
+_COLUMN_DTYPES = {1: "<i8", 2: "<f8", 3: "<u2", 4: "u1"}
+_CODES_ONEOF = {3: 4, 4: 3}
 
 
 def _varint(data: memoryview, position: int) -> tuple[int, int]:
@@ -93,7 +99,11 @@ def decode_export_response(message: bytes) -> ExportChunk:
     planned_readings = 0
     for number, value in _fields(memoryview(message)):
         if number == 1 and isinstance(value, memoryview):  # columns: a message field merges
-            columns.update((n, v) for n, v in _fields(value) if n in (1, 2, 3) and isinstance(v, memoryview))
+            for column, data in _fields(value):
+                if column in _COLUMN_DTYPES and isinstance(data, memoryview):
+                    columns[column] = data
+                    if column in _CODES_ONEOF:  # setting one member of a oneof clears the other
+                        columns.pop(_CODES_ONEOF[column], None)
         elif number == 2 and isinstance(value, memoryview):
             try:
                 new_categories.append(str(value, "utf-8"))
@@ -104,10 +114,11 @@ def decode_export_response(message: bytes) -> ExportChunk:
         elif number == 4 and isinstance(value, int):
             planned_readings = value
     empty = memoryview(b"")
+    codes = 4 if 4 in columns else 3
     chunk = ExportChunk(
-        _column(columns.get(1, empty), "<i8"),
-        _column(columns.get(2, empty), "<f8"),
-        _column(columns.get(3, empty), "<u2"),
+        _column(columns.get(1, empty), _COLUMN_DTYPES[1]),
+        _column(columns.get(2, empty), _COLUMN_DTYPES[2]),
+        _column(columns.get(codes, empty), _COLUMN_DTYPES[codes]),
         new_categories,
         next_sequence,
         planned_readings,

@@ -6,6 +6,7 @@ import numpy as np
 
 from ingestor.store import (
     CODE_DTYPE,
+    NARROW_CODE_DTYPE,
     TIMESTAMP_DTYPE,
     VALUE_DTYPE,
     Columns,
@@ -76,10 +77,13 @@ def _decode_messages(readings: object) -> tuple[np.ndarray, np.ndarray, list[str
 
 def _decode_columns(request: pb.WriteReadingsRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     columns = request.columns
+    codes_field = columns.WhichOneof("codes") or "category_codes"
+    code_dtype = NARROW_CODE_DTYPE if codes_field == "category_codes_u8" else CODE_DTYPE
+    code_bytes = getattr(columns, codes_field)
     sizes = {
         "timestamps_ns": (len(columns.timestamps_ns), TIMESTAMP_DTYPE.itemsize),
         "values": (len(columns.values), VALUE_DTYPE.itemsize),
-        "category_codes": (len(columns.category_codes), CODE_DTYPE.itemsize),
+        codes_field: (len(code_bytes), code_dtype.itemsize),
     }
     for field, (length, itemsize) in sizes.items():
         if length % itemsize:
@@ -89,7 +93,7 @@ def _decode_columns(request: pb.WriteReadingsRequest) -> tuple[np.ndarray, np.nd
         raise InvalidArgument(f"columns must hold the same number of readings each, got {counts}")
     timestamps = np.frombuffer(columns.timestamps_ns, dtype=TIMESTAMP_DTYPE)
     values = np.frombuffer(columns.values, dtype=VALUE_DTYPE)
-    codes = np.frombuffer(columns.category_codes, dtype=CODE_DTYPE)
+    codes = np.frombuffer(code_bytes, dtype=code_dtype)
     _check_finite(values, "columns.values[{}]")
     if len(codes):
         for i, name in enumerate(request.column_categories):
@@ -100,7 +104,7 @@ def _decode_columns(request: pb.WriteReadingsRequest) -> tuple[np.ndarray, np.nd
         if len(out_of_range):
             i = int(out_of_range[0])
             raise InvalidArgument(
-                f"columns.category_codes[{i}] is {codes[i]}, but column_categories has "
+                f"columns.{codes_field}[{i}] is {codes[i]}, but column_categories has "
                 f"{len(request.column_categories)} entries"
             )
     return timestamps, values, codes

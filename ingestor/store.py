@@ -7,8 +7,8 @@ exports skip readings evicted while they run instead of repeating others.
 
 Memory: 17 bytes a reading (int64 timestamp, float64 value, uint8 category code) while the
 dictionary holds at most 256 categories, 18 once it holds more (the codes are widened to uint16 in
-place of the uint8 ones), allocated lazily by the operating system as the buffer fills. Codes
-travel and are journaled as uint16 either way.
+place of the uint8 ones), allocated lazily by the operating system as the buffer fills. Exports
+carry the codes in the store's width; the journal keeps them as uint16.
 
 The store is not thread-safe: the ingestor uses it from its event loop only.
 """
@@ -22,14 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_CATEGORIES = 65_536
-"""Category codes are uint16 on the wire and in the journal."""
+"""Category codes are at most uint16."""
 
 CATEGORY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 TIMESTAMP_DTYPE = np.dtype("<i8")
 VALUE_DTYPE = np.dtype("<f8")
 CODE_DTYPE = np.dtype("<u2")
-"""Category codes as they travel and are journaled."""
+"""Category codes in the ring beyond 256 categories, in the journal, and on the wire when wide."""
 NARROW_CODE_DTYPE = np.dtype("u1")
 """Category codes in the ring while the dictionary fits in them."""
 

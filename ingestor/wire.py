@@ -23,7 +23,8 @@ _NEXT_SEQUENCE = b"\x18"  # ExportReadingsResponse.next_sequence = 3
 _PLANNED_READINGS = b"\x20"  # ExportReadingsResponse.planned_readings = 4
 _TIMESTAMPS = b"\x0a"  # ReadingColumns.timestamps_ns = 1
 _VALUES = b"\x12"  # ReadingColumns.values = 2
-_CODES = b"\x1a"  # ReadingColumns.category_codes = 3
+_CODES = b"\x1a"  # ReadingColumns.category_codes = 3 (uint16)
+_CODES_U8 = b"\x22"  # ReadingColumns.category_codes_u8 = 4
 
 
 def varint(value: int) -> bytes:
@@ -47,12 +48,16 @@ def encode_export_response(
     next_sequence: int | None = None,
     planned_readings: int = 0,
 ) -> bytes:
-    """One ExportReadingsResponse in wire format, copying each column once."""
+    """One ExportReadingsResponse in wire format, copying each column once.
+
+    Codes go out in the store's width: one byte each when it holds them so, two otherwise.
+    """
+    narrow = columns.codes.dtype.itemsize == 1
     parts: list[bytes | memoryview] = []
     for key, column, dtype in (
         (_TIMESTAMPS, columns.timestamps_ns, "<i8"),
         (_VALUES, columns.values, "<f8"),
-        (_CODES, columns.codes, "<u2"),
+        (_CODES_U8, columns.codes, "u1") if narrow else (_CODES, columns.codes, "<u2"),
     ):
         if len(column):  # proto3 leaves empty bytes fields out
             data = _little_endian(column, dtype)

@@ -141,6 +141,8 @@ def test_bad_writes_are_invalid_argument_and_store_nothing(
             "columns.values[0] must be a finite number",
         ),
         (pb.ReadingColumns(timestamps_ns=b"\0" * 8, values=b"\0" * 8, category_codes=b"\1\0"), ["A"], "code"),
+        (pb.ReadingColumns(timestamps_ns=b"\0" * 16, values=b"\0" * 16, category_codes_u8=b"\0"), ["A"], "same number"),
+        (pb.ReadingColumns(timestamps_ns=b"\0" * 8, values=b"\0" * 8, category_codes_u8=b"\1"), ["A"], "u8[0] is 1"),
         (pb.ReadingColumns(timestamps_ns=b"\0" * 8, values=b"\0" * 8, category_codes=b"\0\0"), ["b a d"], "column_cat"),
     ],
 )
@@ -162,13 +164,16 @@ def test_readings_keep_their_categories_when_the_dictionary_outgrows_a_byte(
     columns = pb.ReadingColumns(
         timestamps_ns=(np.arange(250, 256, dtype="<i8") * 10**9).tobytes(),
         values=np.arange(250, 256, dtype="<f8").tobytes(),
-        category_codes=np.arange(250, 256, dtype="<u2").tobytes(),
+        category_codes_u8=np.arange(250, 256, dtype="u1").tobytes(),
     )
     assert stub.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=names)).accepted == 6
     widening = [reading(T0 + 256, 256, "c256"), reading(T0 + 3, 3, "c3")]
     assert stub.WriteReadings(pb.WriteReadingsRequest(readings=widening)).accepted == 2
     expected = [f"c{i}" for i in range(250, 257)] + ["c3"]
-    exported = decode_export(stub.ExportReadings(pb.ExportReadingsRequest(chunk_size=3)))
+    messages = list(stub.ExportReadings(pb.ExportReadingsRequest(chunk_size=3)))
+    # The store widened its codes for the 257th name: every chunk now carries two bytes a code.
+    assert {message.columns.WhichOneof("codes") for message in messages} == {"category_codes"}
+    exported = decode_export(messages)
     assert [exported.categories[code] for code in exported.codes] == expected
     assert exported.values.tolist() == [*range(250, 257), 3]
     listed = stub.ListReadings(pb.ListReadingsRequest(page_size=100)).readings

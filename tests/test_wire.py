@@ -21,11 +21,19 @@ sequences = st.none() | st.integers(0, 2**64 - 1)
 def reference(
     columns: Columns, categories: list[str], next_sequence: int | None, planned: int
 ) -> pb.ExportReadingsResponse:
+    # A oneof member is sent even when empty; the encoder leaves the codes out of an empty chunk.
+    codes = (
+        {}
+        if not len(columns.codes)
+        else {"category_codes_u8": columns.codes.tobytes()}
+        if columns.codes.dtype == np.uint8
+        else {"category_codes": columns.codes.astype("<u2").tobytes()}
+    )
     message = pb.ExportReadingsResponse(
         columns=pb.ReadingColumns(
             timestamps_ns=columns.timestamps_ns.astype("<i8").tobytes(),
             values=columns.values.astype("<f8").tobytes(),
-            category_codes=columns.codes.astype("<u2").tobytes(),
+            **codes,
         ),
         new_categories=categories,
         planned_readings=planned,
@@ -39,7 +47,7 @@ def reference(
 def column_sets(draw: st.DrawFn) -> Columns:
     n = draw(st.integers(0, 40))
     ints = st.integers(-(2**63), 2**63 - 1)
-    # The store holds uint8 codes while its dictionary fits in them; they travel as uint16 anyway.
+    # The store holds uint8 codes while its dictionary fits in them, and sends them so.
     code_dtype = draw(st.sampled_from([np.uint8, np.uint16]))
     codes = st.integers(0, np.iinfo(code_dtype).max)
     return Columns(
@@ -97,6 +105,20 @@ def test_decoding_follows_protobuf_on_order_repeats_merges_and_unknown_fields() 
     assert chunk.planned_readings == expected.planned_readings == 7
 
 
+@pytest.mark.parametrize("last", [3, 4], ids=["uint16 last", "uint8 last"])
+def test_decoding_keeps_the_last_member_of_the_codes_oneof(last: int) -> None:
+    wide, narrow = field(3, np.array([1, 2], "<u2").tobytes()), field(4, bytes([3, 4]))
+    # The two widths in one columns message, then the first again in a second columns message,
+    # which protobuf merges into the first.
+    first, second = (narrow, wide) if last == 3 else (wide, narrow)
+    raw = field(1, field(1, bytes(16)) + field(2, bytes(16)) + first + second) + field(1, second)
+    expected = pb.ExportReadingsResponse.FromString(raw)
+    assert expected.columns.WhichOneof("codes") == ("category_codes" if last == 3 else "category_codes_u8")
+    chunk = decode_export_response(raw)
+    assert chunk.codes.dtype == (np.uint16 if last == 3 else np.uint8)
+    assert chunk.codes.tolist() == ([1, 2] if last == 3 else [3, 4])
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -123,6 +145,7 @@ def test_what_protobuf_refuses_is_malformed(raw: bytes) -> None:
         (field(1, bytes(7)), "not a whole number"),
         (field(2, bytes(12)), "not a whole number"),
         (field(3, bytes(3)), "not a whole number"),
+        (field(1, bytes(16)) + field(2, bytes(16)) + field(4, bytes(3)), "different lengths"),
         (field(1, bytes(16)) + field(2, bytes(8)) + field(3, bytes(4)), "different lengths"),
     ],
 )
@@ -149,9 +172,25 @@ def test_the_decoder_joins_chunks_in_order(planned: bool) -> None:
     for message in messages(1000, 64, planned):
         decoder.add(message)
     readings = decoder.readings()
+    assert readings.codes.dtype == np.uint16
     assert readings.timestamps_ns.tolist() == list(range(1000))
     assert readings.values.tolist() == [i / 2 for i in range(1000)]
     assert [readings.categories[code] for code in readings.codes.tolist()] == ["ab"[i % 2] for i in range(1000)]
+
+
+@pytest.mark.parametrize("planned", [True, False], ids=["allocated once", "joined at the end"])
+def test_the_decoder_takes_codes_of_either_width_in_one_stream(planned: bool) -> None:
+    # The ingestor's dictionary outgrew 256 names while the stream ran: the codes widen mid-stream.
+    timestamps = np.arange(6, dtype=np.int64)
+    narrow = Columns(timestamps[:3], timestamps[:3] / 2, np.array([255, 0, 7], np.uint8))
+    wide = Columns(timestamps[3:], timestamps[3:] / 2, np.array([256, 255, 1000], np.uint16))
+    decoder = ExportDecoder()
+    decoder.add(encode_export_response(narrow, [f"c{i}" for i in range(256)], None, 6 if planned else 0))
+    decoder.add(encode_export_response(wide, [f"c{i}" for i in range(256, 1001)]))
+    readings = decoder.readings()
+    assert readings.codes.dtype == np.uint16
+    assert [readings.categories[code] for code in readings.codes] == ["c255", "c0", "c7", "c256", "c255", "c1000"]
+    assert readings.timestamps_ns.tolist() == list(range(6))
 
 
 def test_fewer_readings_than_planned_is_what_eviction_looks_like() -> None:

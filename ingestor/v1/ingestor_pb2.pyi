@@ -20,14 +20,16 @@ class Reading(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
 
 class ReadingColumns(_message.Message):
-    __slots__ = ("timestamps_ns", "values", "category_codes")
+    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8")
     TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_CODES_U8_FIELD_NUMBER: _ClassVar[int]
     timestamps_ns: bytes
     values: bytes
     category_codes: bytes
-    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ...) -> None: ...
+    category_codes_u8: bytes
+    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ...) -> None: ...
 
 class StartIngestionRequest(_message.Message):
     __slots__ = ("rate_hz", "categories", "seed")
