@@ -119,7 +119,7 @@ class ReadingStore:
             self._categories.append(name)
         if len(self._categories) > np.iinfo(self._codes.dtype).max + 1:
             self._widen_codes()
-        return np.fromiter((self._codes_by_name[name] for name in names), dtype=CODE_DTYPE, count=len(names))
+        return np.fromiter((self._codes_by_name[name] for name in names), dtype=self._codes.dtype, count=len(names))
 
     def append(self, columns: Columns) -> None:
         """Store readings whose codes come from :meth:`encode_categories`, evicting the oldest."""
