@@ -52,6 +52,7 @@ class Columns:
     timestamps_ns: np.ndarray
     values: np.ndarray
     codes: np.ndarray
+    """uint8 or uint16 indexes into the store's category dictionary."""
 
     def __len__(self) -> int:
         return len(self.timestamps_ns)
@@ -102,7 +103,7 @@ class ReadingStore:
         return self._categories
 
     def encode_categories(self, names: Iterable[str]) -> np.ndarray:
-        """Map names to codes, adding the new ones to the dictionary.
+        """Map names to codes, in the width the store holds them, adding new names to the dictionary.
 
         All or nothing: when the new names would not fit, nothing is added and CategoryLimitError
         is raised. Names are not validated here.
