@@ -72,44 +72,43 @@ def _unary_errors(method: Handler) -> Handler:
 
 
 def encode_page_token(before_seq: int) -> str:
-    return base64.urlsafe_b64encode(_PAGE_TOKEN.pack(before_seq)).decode().rstrip("=")
+    return _encode_token(_PAGE_TOKEN.pack(before_seq))
 
 
 def decode_page_token(token: str) -> int:
     """The sequence number a page token points below; InvalidArgument when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidArgument("page_token is not a token this service issued") from None
-    if len(raw) == _FILTERED_PAGE_TOKEN.size:
-        raise InvalidArgument("page_token was issued for other filters")
-    try:
-        (before_seq,) = _PAGE_TOKEN.unpack(raw)
-    except struct.error:
-        raise InvalidArgument("page_token is not a token this service issued") from None
+    (before_seq,) = _decode_token(token, _PAGE_TOKEN, other=_FILTERED_PAGE_TOKEN)
     return before_seq
 
 
 def encode_filtered_page_token(before_seq: int, flt: ReadingFilter) -> str:
-    raw = _FILTERED_PAGE_TOKEN.pack(before_seq, flt.fingerprint())
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encode_token(_FILTERED_PAGE_TOKEN.pack(before_seq, flt.fingerprint()))
 
 
 def decode_filtered_page_token(token: str, flt: ReadingFilter) -> int:
     """Like decode_page_token, for a token that must have been issued for the same filters."""
+    before_seq, fingerprint = _decode_token(token, _FILTERED_PAGE_TOKEN, other=_PAGE_TOKEN)
+    if fingerprint != flt.fingerprint():
+        raise InvalidArgument("page_token was issued for other filters")
+    return before_seq
+
+
+def _encode_token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str, layout: struct.Struct, other: struct.Struct) -> tuple[Any, ...]:
+    """The fields of a token of ``layout``; a token of the ``other`` layout was issued for other filters."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise InvalidArgument("page_token is not a token this service issued") from None
-    if len(raw) == _PAGE_TOKEN.size:
+    if len(raw) == other.size:
         raise InvalidArgument("page_token was issued for other filters")
     try:
-        before_seq, fingerprint = _FILTERED_PAGE_TOKEN.unpack(raw)
+        return layout.unpack(raw)
     except struct.error:
         raise InvalidArgument("page_token is not a token this service issued") from None
-    if fingerprint != flt.fingerprint():
-        raise InvalidArgument("page_token was issued for other filters")
-    return before_seq
 
 
 def _timestamp_ns(timestamp: Any, field: str) -> int:
