@@ -43,7 +43,9 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.ingestion.stop()
         if self.hub is not None:
-            self.hub.close()  # live streams end instead of holding the shutdown for the whole grace
+            # Live streams end (UNAVAILABLE) once they have sent what is queued, instead of holding
+            # the shutdown for the whole grace; one whose client reads nothing is cancelled at its end.
+            self.hub.close()
         await self.server.stop(grace_s)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
@@ -79,8 +81,9 @@ def open_store(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Journa
 
 
 def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -> None:
-    """Register IngestorService as the generated code does, except that ExportReadings sends the
-    bytes its servicer encoded (ingestor/wire.py) as they are, instead of serialising a message."""
+    """Register IngestorService as the generated code does, except that ExportReadings and
+    WatchReadings send the bytes their servicer encoded (ingestor/wire.py) as they are, instead of
+    serialising a message."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     class Collect:
@@ -91,8 +94,8 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
             handlers.update(methods)
 
     ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(servicer, Collect())
-    export = handlers["ExportReadings"]
-    handlers["ExportReadings"] = export._replace(response_serializer=None)  # type: ignore[attr-defined]
+    for method in ("ExportReadings", "WatchReadings"):
+        handlers[method] = handlers[method]._replace(response_serializer=None)  # type: ignore[attr-defined]
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
@@ -114,8 +117,8 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    hub = WatchHub(store, settings.watch_buffer)
-    _add_ingestor_service(IngestorServicer(store, ingestion, intake, hub), server)
+    hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
+    _add_ingestor_service(IngestorServicer(store, ingestion, intake, hub, settings.watch_stall_s), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import logging
 import struct
@@ -27,8 +28,22 @@ from ingestor.readings import InvalidArgument, decode_write_request
 from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from ingestor.watch import Closed, WatchHub
-from ingestor.wire import encode_export_response
+from ingestor.watch import (
+    PIECE_READINGS,
+    Closed,
+    Delivery,
+    NamedColumns,
+    Subscription,
+    TooManySubscribers,
+    WatchHub,
+    join,
+)
+from ingestor.wire import (
+    encode_export_response,
+    encode_watch_columns,
+    encode_watch_missed,
+    encode_watch_readings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +54,14 @@ MAX_CHUNK_SIZE = 131_072
 RELEASE_AFTER_READINGS = 16_384
 """Writes at least this large (~300 KB) hand their freed buffers back to the system afterwards."""
 RELEASE_DELAY_S = 0.1
-MAX_WATCH_MESSAGE = 4096
+MAX_WATCH_MESSAGE = PIECE_READINGS
 DEFAULT_WATCH_BUFFER = 65_536
+DEFAULT_WATCH_STALL_S = 10.0
+WATCH_INTERVAL_S = 0.1
+"""A subscriber gets a message at most every 100 ms unless readings fill one: 200 subscribers of a
+generator that ticks 100 times a second would otherwise cost 20,000 messages a second."""
+FINAL_MESSAGE_TIMEOUT_S = 1.0
+"""How long a subscriber dropped for falling behind has to take the message that says what it lost."""
 _PAGE_TOKEN = struct.Struct("<Q")
 _FILTERED_PAGE_TOKEN = struct.Struct("<QI")
 
@@ -179,11 +200,13 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         ingestion: Ingestion,
         intake: Intake | None = None,
         hub: WatchHub | None = None,
+        watch_stall_s: float = DEFAULT_WATCH_STALL_S,
     ) -> None:
         self._store = store
         self._ingestion = ingestion
         self._intake = intake or Intake(store)
         self._hub = hub or WatchHub(store, DEFAULT_WATCH_BUFFER)
+        self._watch_stall_s = watch_stall_s
         self._release_pending = False
 
     def _release_memory_soon(self) -> None:
@@ -367,31 +390,70 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             durable=acknowledgement.durable,
         )
 
-    async def WatchReadings(
-        self, request: pb.WatchReadingsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.WatchReadingsResponse]:
+    async def WatchReadings(self, request: pb.WatchReadingsRequest, context: grpc.aio.ServicerContext) -> None:
+        """Streams WatchReadingsResponse messages already encoded (ingestor/wire.py), each written
+        with a deadline: a subscriber that takes nothing for ``watch_stall_s`` is dropped."""
         for i, name in enumerate(request.categories):
             problem = validate_category(name)
             if problem:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"categories[{i}]: {problem}")
-        with self._hub.subscribe(frozenset(request.categories)) as subscription:
-            # Tell the caller at once that it is subscribed, before any reading arrives.
-            await context.send_initial_metadata(())
-            while True:
-                try:
-                    delivery = await subscription.take()
-                except Closed:
-                    return
-                for message in self._watch_messages(delivery.batches, delivery.missed):
-                    yield message
+        try:
+            with self._hub.subscribe(frozenset(request.categories)) as subscription:
+                # Tell the caller at once that it is subscribed, before any reading arrives.
+                await context.send_initial_metadata(())
+                code, details = await self._send_watch(subscription, context, request.columnar)
+        except TooManySubscribers as error:
+            code, details = grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
+        # Unsubscribed by now: a status that waits behind unread messages holds no buffer.
+        await context.abort(code, details)
 
-    def _watch_messages(self, batches: list[Columns], missed: int) -> Iterator[pb.WatchReadingsResponse]:
-        names = self._store.categories
-        readings = [reading for batch in batches for reading in _column_messages(batch, names)]
-        for start in range(0, len(readings), MAX_WATCH_MESSAGE):
-            last = start + MAX_WATCH_MESSAGE >= len(readings)
-            yield pb.WatchReadingsResponse(
-                readings=readings[start : start + MAX_WATCH_MESSAGE], missed=missed if last else 0
-            )
-        if not readings:
-            yield pb.WatchReadingsResponse(missed=missed)
+    async def _send_watch(
+        self, subscription: Subscription, context: grpc.aio.ServicerContext, columnar: bool
+    ) -> tuple[grpc.StatusCode, str]:
+        """Send what the subscription takes until it ends; the status to end the call with."""
+        while True:
+            try:
+                delivery = await subscription.take(MAX_WATCH_MESSAGE)
+            except Closed:
+                return grpc.StatusCode.UNAVAILABLE, "the ingestor is shutting down"
+            if delivery.waited_s > self._watch_stall_s:
+                lost = len(delivery) + delivery.missed + subscription.abandon()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FINAL_MESSAGE_TIMEOUT_S):
+                        await context.write(encode_watch_missed(lost))
+                log.warning("dropped a subscriber %.1f s behind", delivery.waited_s)
+                return (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this stream fell {delivery.waited_s:.0f} s behind (the limit is {self._watch_stall_s:g} s) "
+                    f"and ends: its last message counts the {lost} readings it lost",
+                )
+            try:
+                async with asyncio.timeout(self._watch_stall_s):
+                    await context.write(watch_message(delivery, columnar))
+            except TimeoutError:
+                log.warning("dropped a subscriber that took nothing for %g s", self._watch_stall_s)
+                return (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this stream took no readings for {self._watch_stall_s:g} s and ends",
+                )
+            if len(delivery) < MAX_WATCH_MESSAGE:
+                # Let readings gather: at most one message per interval unless they fill one.
+                await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+def watch_message(delivery: Delivery, columnar: bool) -> bytes:
+    """The WatchReadingsResponse of a delivery, in wire format.
+
+    In the default form each piece's Reading messages are encoded once, and shared by every
+    subscriber that takes the same piece; in the columnar form encoding is a copy of the columns.
+    """
+    if columnar:
+        joined = join(delivery.batches) if delivery.batches else None
+        columns = encode_watch_columns(joined.columns, joined.names) if joined is not None else b""
+        return encode_watch_missed(delivery.missed) + columns
+    readings = [piece.cached("readings", _encode_readings) for piece in delivery.batches]
+    return b"".join([*readings, encode_watch_missed(delivery.missed)])  # type: ignore[list-item]
+
+
+def _encode_readings(piece: NamedColumns) -> bytes:
+    return encode_watch_readings(piece.columns, piece.names)

@@ -24,7 +24,13 @@ class IngestorSettings(BaseSettings):
     """Categories the generator draws from; a comma-separated list in the environment."""
     watch_buffer: int = Field(65_536, ge=1, le=10_000_000)
     """Readings queued for each WatchReadings subscriber; a slower one misses the rest, counted."""
-    shutdown_grace_s: float = Field(5.0, ge=0)
+    watch_buffer_bytes: int = Field(1024 * 1024, ge=4096, le=2**31 - 1)
+    """Bytes queued for each WatchReadings subscriber at most (17 or 18 a reading), with watch_buffer."""
+    watch_stall_s: float = Field(10.0, gt=0, le=3600)
+    """A subscriber whose readings waited this long, or that took none for this long, is dropped."""
+    max_subscribers: int = Field(256, ge=1, le=100_000)
+    """Live WatchReadings subscribers at most; one more is RESOURCE_EXHAUSTED."""
+    shutdown_grace_s: float = Field(3.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
     data_dir: Path | None = None
     """Durable mode when set: every batch is fsync'd here before it is acknowledged, and the buffer

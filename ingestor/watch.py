@@ -1,85 +1,256 @@
 """Fan-out of newly stored readings to live subscribers, with bounded buffers. Knows nothing of gRPC.
 
-Publishing never waits: each subscriber has a buffer of at most ``capacity`` readings, and what does
-not fit is dropped for that subscriber alone and counted. The subscriber learns how many it missed
-with the next batch it takes, so a stuck client costs a bounded amount of memory and nothing else.
+Publishing never waits: each subscriber has a buffer of at most ``capacity`` readings and
+``capacity_bytes`` bytes, and what does not fit is dropped for that subscriber alone and counted.
+The subscriber learns how many it missed once it has taken the readings before them, so a stuck
+client costs a bounded amount of memory and nothing else.
+
+Each stored batch is turned once into pieces of at most PIECE_READINGS readings that carry the
+category names their codes index (:func:`name_columns`, the only place that reads the store's
+dictionary), and filtered once per distinct category filter. Subscribers share those pieces, and
+whatever is encoded from them (see :meth:`NamedColumns.cached`): a hundred subscribers of the same
+readings cost one copy and one encoding of them, not a hundred.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
-from ingestor.query import ReadingFilter
+import numpy as np
+
 from ingestor.store import Columns, ReadingStore
+
+PIECE_READINGS = 4096
+"""Readings per piece, and so at most per message sent to a subscriber."""
+DEFAULT_BUFFER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NamedColumns:
+    """Readings column by column whose codes index ``names``: readable without the store."""
+
+    timestamps_ns: np.ndarray
+    values: np.ndarray
+    codes: np.ndarray
+    """uint8 while ``names`` has at most 256 entries, uint16 beyond."""
+    names: tuple[str, ...]
+    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.timestamps_ns)
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(self.timestamps_ns, self.values, self.codes)
+
+    @property
+    def nbytes(self) -> int:
+        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes
+
+    def head(self, count: int) -> NamedColumns:
+        return NamedColumns(self.timestamps_ns[:count], self.values[:count], self.codes[:count], self.names)
+
+    def tail(self, start: int) -> NamedColumns:
+        return NamedColumns(self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names)
+
+    def cached(self, key: str, make: Callable[[NamedColumns], object]) -> object:
+        """``make(self)``, computed once per key: the pieces are immutable and shared by subscribers."""
+        if key not in self._cache:
+            self._cache[key] = make(self)
+        return self._cache[key]
+
+
+def name_columns(columns: Columns, dictionary: Sequence[str]) -> NamedColumns:
+    """``columns`` with their codes re-indexed into the names they use, looked up in ``dictionary``.
+
+    The codes are kept as they are when they already are 0, 1, ... in the right width (the
+    generator's usual case); otherwise renumbered in the order of the dictionary.
+    """
+    codes = np.asarray(columns.codes)
+    if not len(codes):
+        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), ())
+    used = np.flatnonzero(np.bincount(codes))
+    width = np.uint8 if len(used) <= 256 else np.uint16
+    names = tuple(dictionary[code] for code in used.tolist())
+    if len(used) == int(used[-1]) + 1 and codes.dtype == width:
+        return NamedColumns(columns.timestamps_ns, columns.values, codes, names)
+    renumber = np.zeros(int(used[-1]) + 1, dtype=width)
+    renumber[used] = np.arange(len(used), dtype=width)
+    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names)
+
+
+def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
+    """One NamedColumns of ``pieces`` in order, with one table of the names they use."""
+    if len(pieces) == 1:
+        return pieces[0]
+    index: dict[str, int] = {}
+    tables = [
+        np.array([index.setdefault(name, len(index)) for name in piece.names], dtype=np.int64) for piece in pieces
+    ]
+    codes = np.concatenate(
+        [table[piece.codes] if len(piece) else piece.codes for table, piece in zip(tables, pieces, strict=True)]
+    )
+    joined = Columns(
+        np.concatenate([piece.timestamps_ns for piece in pieces]),
+        np.concatenate([piece.values for piece in pieces]),
+        codes.astype(np.int64),
+    )
+    return name_columns(joined, tuple(index))
+
+
+def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]:
+    """``named`` in pieces of at most ``size`` readings, each owning its memory once there are several.
+
+    A piece that viewed a large batch would keep all of it alive for as long as any subscriber
+    holds the piece; copied, it costs what the subscriber's buffer counts.
+    """
+    if len(named) <= size:
+        return [named] if len(named) else []
+    return [
+        NamedColumns(
+            named.timestamps_ns[start : start + size].copy(),
+            named.values[start : start + size].copy(),
+            named.codes[start : start + size].copy(),
+            named.names,
+        )
+        for start in range(0, len(named), size)
+    ]
+
+
+def select(pieces: Sequence[NamedColumns], categories: frozenset[str]) -> list[NamedColumns]:
+    """The readings of ``pieces`` whose category is one of ``categories``, piece by piece."""
+    selected: list[NamedColumns] = []
+    for piece in pieces:
+        wanted = [code for code, name in enumerate(piece.names) if name in categories]
+        if len(wanted) == len(piece.names):
+            selected.append(piece)
+        elif wanted:
+            keep = np.isin(piece.codes, wanted)
+            kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep])
+            selected.append(name_columns(kept, piece.names))
+    return selected
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What a subscriber takes at once: readings in arrival order, then how many it lost after them."""
 
-    batches: list[Columns]
+    batches: list[NamedColumns]
     missed: int
+    waited_s: float = 0.0
+    """How long the oldest reading of this delivery (or the first one lost) waited for it."""
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self.batches)
 
 
 class Closed(Exception):
     """The hub closed (the server is shutting down)."""
 
 
+class TooManySubscribers(Exception):
+    """The hub has as many subscribers as it admits."""
+
+
 class Subscription:
-    def __init__(self, store: ReadingStore, categories: frozenset[str], capacity: int) -> None:
-        self._store = store
-        self._filter = ReadingFilter(categories)
+    def __init__(
+        self,
+        categories: frozenset[str],
+        capacity: int,
+        capacity_bytes: int = DEFAULT_BUFFER_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.categories = categories
         self._capacity = capacity
-        self._batches: deque[Columns] = deque()
+        self._capacity_bytes = capacity_bytes
+        self._clock = clock
+        self._pieces: deque[tuple[NamedColumns, float]] = deque()  # with the time each arrived
         self._queued = 0
+        self._queued_bytes = 0
         self._missed = 0
+        self._missed_since = 0.0
         self._ready = asyncio.Event()
         self._closed = False
-        self._mask_for: tuple[int, object] = (-1, None)
 
     @property
     def queued(self) -> int:
         return self._queued
 
-    def offer(self, columns: Columns) -> None:
-        """Queue the matching readings that fit, count the others as missed. Never blocks."""
-        if self._filter.categories:
-            dictionary_size = len(self._store.categories)
-            if self._mask_for[0] != dictionary_size:  # the dictionary only grows: recompute when it did
-                self._mask_for = (dictionary_size, self._filter.code_mask(self._store))
-            keep = self._filter.mask(columns, self._mask_for[1])  # type: ignore[arg-type]
-            columns = Columns(columns.timestamps_ns[keep], columns.values[keep], columns.codes[keep])
-        if not len(columns):
-            return
-        room = self._capacity - self._queued
-        if room <= 0 or self._missed:
-            # Once readings are lost, later ones wait until the subscriber has taken the gap:
-            # a delivery is always "these readings, then that many missing".
-            self._missed += len(columns)
-        else:
-            if len(columns) > room:
-                self._missed += len(columns) - room
-                columns = Columns(columns.timestamps_ns[:room], columns.values[:room], columns.codes[:room])
-            self._batches.append(columns)
-            self._queued += len(columns)
-        self._ready.set()
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
 
-    async def take(self) -> Delivery:
-        """Wait for readings (or a gap) and take all that is queued; Closed once the hub closed."""
-        while not (self._batches or self._missed):
+    def offer(self, pieces: Sequence[NamedColumns]) -> None:
+        """Queue the readings that fit, count the others as missed. Never blocks."""
+        now = self._clock()
+        for piece in pieces:
+            fit = 0
+            if not self._missed:
+                # Once readings are lost, later ones wait until the subscriber has taken the gap:
+                # a delivery is always "these readings, then that many missing".
+                per_reading = piece.nbytes // len(piece)
+                fit = max(
+                    0,
+                    min(
+                        len(piece),
+                        self._capacity - self._queued,
+                        (self._capacity_bytes - self._queued_bytes) // per_reading,
+                    ),
+                )
+            if fit > 0:
+                kept = piece if fit == len(piece) else piece.head(fit)
+                self._pieces.append((kept, now))
+                self._queued += fit
+                self._queued_bytes += kept.nbytes
+            if fit < len(piece):
+                if not self._missed:
+                    self._missed_since = now
+                self._missed += len(piece) - fit
+        if pieces:
+            self._ready.set()
+
+    async def take(self, max_readings: int | None = None) -> Delivery:
+        """Wait for readings (or a gap) and take what is queued, at most ``max_readings`` of it; the
+        gap comes with the delivery that empties the queue. Closed once the hub closed."""
+        while not (self._pieces or self._missed):
             if self._closed:
                 raise Closed
             self._ready.clear()
             await self._ready.wait()
-        delivery = Delivery(list(self._batches), self._missed)
-        self._batches.clear()
-        self._queued = 0
-        self._missed = 0
-        return delivery
+        now = self._clock()
+        oldest = self._pieces[0][1] if self._pieces else self._missed_since
+        batches: list[NamedColumns] = []
+        taken = 0
+        limit = max_readings if max_readings is not None else self._queued
+        while self._pieces and taken < limit:
+            piece, arrived = self._pieces[0]
+            if taken + len(piece) > limit:
+                if batches:
+                    break
+                self._pieces[0] = (piece.tail(limit), arrived)  # a piece larger than a whole delivery
+                piece = piece.head(limit)
+            else:
+                self._pieces.popleft()
+            batches.append(piece)
+            taken += len(piece)
+            self._queued -= len(piece)
+            self._queued_bytes -= piece.nbytes
+        missed = 0
+        if not self._pieces:
+            missed, self._missed = self._missed, 0
+        return Delivery(batches, missed, now - oldest)
+
+    def abandon(self) -> int:
+        """Drop everything queued; how many readings that was, missed ones included."""
+        lost = self._queued + self._missed
+        self._pieces.clear()
+        self._queued = self._queued_bytes = self._missed = 0
+        return lost
 
     def close(self) -> None:
         self._closed = True
@@ -89,9 +260,17 @@ class Subscription:
 class WatchHub:
     """Subscribes to a store's appends and offers each batch to every subscriber."""
 
-    def __init__(self, store: ReadingStore, buffer_readings: int) -> None:
+    def __init__(
+        self,
+        store: ReadingStore,
+        buffer_readings: int,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        max_subscribers: int | None = None,
+    ) -> None:
         self._store = store
         self._buffer = buffer_readings
+        self._buffer_bytes = buffer_bytes
+        self._max_subscribers = max_subscribers
         self._subscriptions: set[Subscription] = set()
         self._closed = False
         store.add_listener(self._publish)
@@ -101,13 +280,24 @@ class WatchHub:
         return len(self._subscriptions)
 
     def _publish(self, columns: Columns) -> None:
-        # Columns passed to the store belong to the caller and are not reused after append: no copy.
+        if not self._subscriptions:
+            return
+        pieces = split(name_columns(columns, self._store.categories))
+        by_filter: dict[frozenset[str], list[NamedColumns]] = {frozenset(): pieces}
         for subscription in self._subscriptions:
-            subscription.offer(columns)
+            wanted = subscription.categories
+            if wanted not in by_filter:
+                by_filter[wanted] = select(pieces, wanted)
+            subscription.offer(by_filter[wanted])
 
     @contextlib.contextmanager
     def subscribe(self, categories: frozenset[str] = frozenset()) -> Iterator[Subscription]:
-        subscription = Subscription(self._store, categories, self._buffer)
+        """A subscription for as long as the block runs; TooManySubscribers beyond the limit."""
+        if self._max_subscribers is not None and len(self._subscriptions) >= self._max_subscribers:
+            raise TooManySubscribers(
+                f"the ingestor serves at most {self._max_subscribers} live subscribers: try again later"
+            )
+        subscription = Subscription(categories, self._buffer, self._buffer_bytes)
         if self._closed:
             subscription.close()
         self._subscriptions.add(subscription)

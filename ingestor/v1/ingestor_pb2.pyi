@@ -168,15 +168,21 @@ class WriteReadingsResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsRequest(_message.Message):
-    __slots__ = ("categories",)
+    __slots__ = ("categories", "columnar")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    columnar: bool
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsResponse(_message.Message):
-    __slots__ = ("readings", "missed")
+    __slots__ = ("readings", "missed", "columns", "column_categories")
     READINGS_FIELD_NUMBER: _ClassVar[int]
     MISSED_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     readings: _containers.RepeatedCompositeFieldContainer[Reading]
     missed: int
-    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., missed: _Optional[int] = ...) -> None: ...
+    columns: ReadingColumns
+    column_categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., missed: _Optional[int] = ..., columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., column_categories: _Optional[_Iterable[str]] = ...) -> None: ...

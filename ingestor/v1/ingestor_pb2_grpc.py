@@ -121,7 +121,9 @@ class IngestorServiceServicer:
 
     def WatchReadings(self, request, context):
         """WatchReadings streams readings as they are stored, generated or written. A subscriber that falls
-        behind loses readings instead of slowing anyone down; each message says how many it lost.
+        behind loses readings instead of slowing anyone down; each message says how many it lost. One
+        that stays behind too long is told how many it lost, then ends with RESOURCE_EXHAUSTED; past
+        the ingestor's limit of subscribers a new one is RESOURCE_EXHAUSTED at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
