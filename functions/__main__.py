@@ -1,19 +1,22 @@
 """``python -m functions``: serve the API with uvicorn, exiting 0 after a graceful shutdown.
 
-``uvicorn functions.app:app`` works too; this entry point differs only in its exit status: uvicorn
+``uvicorn functions.app:app`` works too; this entry point differs in its exit status (uvicorn
 re-raises SIGTERM/SIGINT after shutting down, which makes a clean stop look like a crash to
-process supervisors.
+process supervisors) and in its shutdown: open event streams end at once, with a last event, and
+requests still running SHUTDOWN_GRACE_S later are answered 503, so that the process ends in time.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 from types import FrameType
 
 import uvicorn
 
+from functions import shutdown
 from functions.settings import get_settings
 
 # uvicorn's own lines (startup, errors) as JSON too; each request is logged by the app itself.
@@ -26,8 +29,21 @@ LOG_CONFIG = {
 }
 
 
+UVICORN_GRACE_MARGIN_S = 0.5
+"""uvicorn cancels what still runs this long after the app's own deadline has answered it."""
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which first tells the app that the shutdown begins (functions/shutdown.py):
+    its event streams would otherwise hold the shutdown for as long as their clients stay."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        shutdown.begin()
+        await super().shutdown(sockets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,15 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn restores these after its graceful shutdown and re-raises the signal into them.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
+    settings = get_settings()
     config = uvicorn.Config(
         "functions.app:app",
         host=args.host,
         port=args.port,
         log_config=LOG_CONFIG,
-        log_level=get_settings().log_level.lower(),
+        log_level=settings.log_level.lower(),
         access_log=False,
+        # Event streams end at once; requests still running SHUTDOWN_GRACE_S after SIGTERM are
+        # answered 503 by the app (functions/shutdown.py), and cancelled by uvicorn a little later.
+        timeout_graceful_shutdown=settings.shutdown_grace_s + UVICORN_GRACE_MARGIN_S,  # type: ignore[arg-type]
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     server.run()
     return 0
 

@@ -30,6 +30,7 @@ from functions.request_context import RequestContextMiddleware
 from functions.routes import current_settings, router
 from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
+from functions.shutdown import ShutdownDeadlineMiddleware
 from functions.validation import validation_error
 
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
@@ -99,8 +100,9 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             return settings
 
         app.dependency_overrides[current_settings] = given_settings
-    # Added innermost first: request id (outermost), CORS, token, body limit, routes. The checks
-    # run before any route, so an endpoint added later is covered without code of its own.
+    # Added innermost first: request id (outermost), shutdown deadline, CORS, token, body limit,
+    # routes. The checks run before any route, so an endpoint added later is covered without code
+    # of its own.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=configured.max_body_bytes)
     if configured.api_token is not None:
         app.add_middleware(
@@ -116,6 +118,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(ShutdownDeadlineMiddleware, grace_s=configured.shutdown_grace_s)
     app.add_middleware(RequestContextMiddleware)
     app.openapi = documented_with_middleware(app, configured)  # type: ignore[method-assign]
     return app

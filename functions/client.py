@@ -18,7 +18,7 @@ import numpy as np
 
 from functions import logs
 from functions.filters import ReadingQuery
-from functions.processing import Readings, raw_records
+from functions.processing import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch, StreamFailed
 from functions.wire import ExportChunk, MalformedMessage, decode_export_response
@@ -156,16 +156,26 @@ class _UnaryStreamMetadata(_CallMetadata, grpc.aio.UnaryStreamClientInterceptor)
         return await continuation(self._with_metadata(client_call_details), request)
 
 
-def _new_channel(settings: FunctionSettings) -> grpc.aio.Channel:
+_LIVE_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS, ("grpc.http2.bdp_probe", 0)]
+"""Live streams (WatchReadings) get a channel of their own whose receive windows do not grow.
+
+gRPC grows a stream's window with the bandwidth it measures, up to megabytes, and a stream the
+function stops reading (because its HTTP client does not read) fills all of it: with 100 such
+streams the function grew by the ingestor's whole rate, 17 MB/s. At the fixed 64 KiB a stream
+holds at most that; exports keep the growing windows that make them fast."""
+
+
+def _new_channel(settings: FunctionSettings, live: bool = False) -> grpc.aio.Channel:
     token = settings.ingestor_token.get_secret_value() if settings.ingestor_token else None
     interceptors = [_UnaryUnaryMetadata(token), _UnaryStreamMetadata(token)]
+    options = _LIVE_CHANNEL_OPTIONS if live else _CHANNEL_OPTIONS
     if settings.ingestor_tls or settings.ingestor_ca_file is not None:
         roots = settings.ingestor_ca_file.read_bytes() if settings.ingestor_ca_file is not None else None
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
         return grpc.aio.secure_channel(
-            settings.ingestor_address, credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors
+            settings.ingestor_address, credentials, options=options, interceptors=interceptors
         )
-    return grpc.aio.insecure_channel(settings.ingestor_address, options=_CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(settings.ingestor_address, options=options, interceptors=interceptors)
 
 
 @dataclass
@@ -175,25 +185,27 @@ class _SharedChannel:
     channel: grpc.aio.Channel
 
 
-_shared: _SharedChannel | None = None
-"""The process's one channel to the ingestor, made on first use (module state on purpose)."""
+_shared: dict[bool, _SharedChannel] = {}
+"""The process's channels to the ingestor, made on first use (module state on purpose): one for
+calls and exports, one for live streams (key True)."""
 
 
-def _channel_for(settings: FunctionSettings, *, fresh: bool = False) -> grpc.aio.Channel:
+def _channel_for(settings: FunctionSettings, *, fresh: bool = False, live: bool = False) -> grpc.aio.Channel:
     """The shared channel for the running loop, made anew when the loop or the settings changed."""
-    global _shared
     loop = asyncio.get_running_loop()
-    if fresh or _shared is None or _shared.loop is not loop or _shared.settings != settings:
-        _shared = _SharedChannel(settings, loop, _new_channel(settings))
-    return _shared.channel
+    shared = _shared.get(live)
+    if fresh or shared is None or shared.loop is not loop or shared.settings != settings:
+        shared = _shared[live] = _SharedChannel(settings, loop, _new_channel(settings, live))
+    return shared.channel
 
 
 async def close_shared_channel() -> None:
-    """Close the shared channel, if this loop made it. For a server's shutdown, never per request."""
-    global _shared
-    shared, _shared = _shared, None
-    if shared is not None and shared.loop is asyncio.get_running_loop():
-        await shared.channel.close()
+    """Close the shared channels, if this loop made them. For a server's shutdown, never per request."""
+    channels = list(_shared.values())
+    _shared.clear()
+    for shared in channels:
+        if shared.loop is asyncio.get_running_loop():
+            await shared.channel.close()
 
 
 async def _settle(channel: grpc.aio.Channel) -> grpc.ChannelConnectivity:
@@ -205,21 +217,21 @@ async def _settle(channel: grpc.aio.Channel) -> grpc.ChannelConnectivity:
     return state
 
 
-async def _connected_channel(settings: FunctionSettings) -> grpc.aio.Channel:
+async def _connected_channel(settings: FunctionSettings, live: bool = False) -> grpc.aio.Channel:
     """A channel that is READY, or IngestorUnavailable within the connect timeout.
 
     A channel that failed to connect waits out a reconnect backoff before it tries again, so a
     request right after the ingestor comes back would fail. Instead, a failed channel is replaced
     once per request by a fresh one, which tries at once.
     """
-    channel = _channel_for(settings)
+    channel = _channel_for(settings, live=live)
     if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
         return channel
     try:
         async with asyncio.timeout(settings.ingestor_connect_timeout_s):
             if await _settle(channel) is grpc.ChannelConnectivity.READY:
                 return channel
-            channel = _channel_for(settings, fresh=True)
+            channel = _channel_for(settings, fresh=True, live=live)
             if await _settle(channel) is grpc.ChannelConnectivity.READY:
                 return channel
     except TimeoutError:
@@ -310,8 +322,8 @@ class IngestorClient:
     def __init__(self, settings: FunctionSettings) -> None:
         self._settings = settings
 
-    async def _stub(self) -> pb_grpc.IngestorServiceStub:
-        return pb_grpc.IngestorServiceStub(await _connected_channel(self._settings))
+    async def _stub(self, live: bool = False) -> pb_grpc.IngestorServiceStub:
+        return pb_grpc.IngestorServiceStub(await _connected_channel(self._settings, live))
 
     @property
     def _timeout(self) -> float:
@@ -432,13 +444,15 @@ class IngestorClient:
         return WriteResult(response.accepted, response.duplicate, response.durable)
 
     async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
-        """Subscribe to new readings; returns once subscribed, then yields them as they arrive.
+        """Subscribe to new readings; returns once subscribed, then yields them as they arrive, as
+        columns (the columnar form of WatchReadings).
 
         The stream has no deadline: it lasts until the caller stops iterating (which cancels it) or
         the ingestor ends it. Failing to subscribe raises IngestorError; a failure later ends the
         iteration with StreamFailed.
         """
-        call = (await self._stub()).WatchReadings(pb.WatchReadingsRequest(categories=categories))
+        request = pb.WatchReadingsRequest(categories=categories, columnar=True)
+        call = (await self._stub(live=True)).WatchReadings(request)
         try:
             await asyncio.wait_for(call.initial_metadata(), self._timeout)
         except TimeoutError:
@@ -460,6 +474,25 @@ def _translate_status(code: grpc.StatusCode, details: str | None) -> IngestorErr
 
 
 def decode_watch(message: pb.WatchReadingsResponse) -> Batch:
+    """The readings of a WatchReadingsResponse as columns, in either form; MalformedMessage when the
+    columns do not fit together."""
+    if message.HasField("columns"):
+        columns = message.columns
+        narrow = columns.WhichOneof("codes") == "category_codes_u8"
+        try:
+            timestamps_ns = np.frombuffer(columns.timestamps_ns, dtype="<i8")
+            values = np.frombuffer(columns.values, dtype="<f8")
+            codes = np.frombuffer(
+                columns.category_codes_u8 if narrow else columns.category_codes, "u1" if narrow else "<u2"
+            )
+        except ValueError as error:
+            raise MalformedMessage(str(error)) from None
+        names = list(message.column_categories)
+        if not len(timestamps_ns) == len(values) == len(codes):
+            raise MalformedMessage("the columns have different lengths")
+        if len(codes) and int(codes.max()) >= len(names):
+            raise MalformedMessage("a category code is outside column_categories")
+        return Batch(Readings(timestamps_ns, values, codes.astype(np.uint16), names), message.missed)
     readings = message.readings
     names = list(dict.fromkeys(reading.category for reading in readings))
     index = {name: code for code, name in enumerate(names)}
@@ -472,7 +505,7 @@ def decode_watch(message: pb.WatchReadingsResponse) -> Batch:
         np.fromiter((index[r.category] for r in readings), dtype=np.uint16, count=count),
         names,
     )
-    return Batch(raw_records(columns), message.missed)
+    return Batch(columns, message.missed)
 
 
 async def _watch_batches(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Batch]:
@@ -481,5 +514,7 @@ async def _watch_batches(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Batch]
             yield decode_watch(message)
     except grpc.aio.AioRpcError as error:
         raise StreamFailed(str(_translate(error))) from None
+    except MalformedMessage as error:
+        raise StreamFailed(f"the ingestor sent a malformed WatchReadings message: {error}") from None
     finally:
         call.cancel()

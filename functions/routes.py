@@ -27,6 +27,7 @@ from functions.processing import (
 )
 from functions.settings import FunctionSettings, get_settings
 from functions.sse import sse_events
+from functions.streams import OPEN_STREAMS, EventStreamResponse
 from functions.writes import TooLarge, parse_readings, readings_request_body_schema
 
 router = APIRouter(prefix="/api/v1")
@@ -402,10 +403,15 @@ SSE_EVENT_SCHEMA = {
     "type": "object",
     "required": ["data"],
     "properties": {
-        "event": {"type": "string", "enum": ["message", "gap"], "description": "message (the default) or gap"},
+        "event": {
+            "type": "string",
+            "enum": ["message", "gap", "error"],
+            "description": "message (the default), gap, or error (the last event of a stream that ends)",
+        },
         "data": {
             "type": "string",
-            "description": 'JSON: an array of readings, or {"missed": n} in a gap event',
+            "description": 'JSON: an array of readings, {"missed": n} in a gap event, '
+            '{"detail": "..."} in an error event',
         },
     },
 }
@@ -416,26 +422,52 @@ STREAM_EXAMPLE = (
     'event: gap\ndata: {"missed":1200}\n\n'
 )
 
+STREAM_RETRY_AFTER_S = 5
+"""What a client turned away for lack of stream slots is told to wait (Retry-After)."""
+
+
+def too_many_streams(detail: str) -> HTTPException:
+    return HTTPException(503, detail, headers={"Retry-After": str(STREAM_RETRY_AFTER_S)})
+
 
 @router.get(
     "/stream",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "Server-Sent Events: each `data:` a JSON array of readings (at most one write every "
-            '100 ms); `event: gap` with `data: {"missed": n}` when this client fell behind and lost n readings',
+            "description": "Server-Sent Events: each `data:` a JSON array of readings (at most one burst of writes "
+            'every 100 ms); `event: gap` with `data: {"missed": n}` when this client fell behind and lost n '
+            'readings; `event: error` with `data: {"detail": "..."}` when the stream ends (shutdown, or a '
+            "client that stayed behind too long)",
             "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA, "example": STREAM_EXAMPLE}},
         },
-        **INGESTOR_ERRORS,
+        503: {
+            "model": ErrorResponse,
+            "description": "The ingestor cannot be reached, or too many streams are open (with Retry-After)",
+        },
+        504: INGESTOR_ERRORS[504],
     },
 )
-async def stream(client: Client, category: CategoryParam = None) -> StreamingResponse:
+async def stream(client: Client, settings: Settings, category: CategoryParam = None) -> StreamingResponse:
     """New readings as they arrive, live, under uvicorn. Behind API Gateway + Lambda the response is
-    buffered, so it is not a live stream there."""
+    buffered, so it is not a live stream there. At most STREAM_MAX_CLIENTS streams at once per
+    process: beyond, 503 with Retry-After."""
     query = reading_query(category, None, None)
-    batches = await client.watch_readings(query.categories)
-    return StreamingResponse(
+    if not OPEN_STREAMS.acquire(settings.stream_max_clients):
+        raise too_many_streams(f"{settings.stream_max_clients} streams are open, the most this server serves")
+    try:
+        batches = await client.watch_readings(query.categories)
+    except IngestorRejected as error:
+        OPEN_STREAMS.release()
+        if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise too_many_streams(str(error)) from None
+        raise
+    except BaseException:
+        OPEN_STREAMS.release()
+        raise
+    return EventStreamResponse(
         sse_events(batches),
-        media_type="text/event-stream",
+        slots=OPEN_STREAMS,
+        write_timeout_s=settings.stream_stall_s,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

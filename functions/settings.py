@@ -34,6 +34,12 @@ class FunctionSettings(BaseSettings):
     """Request bodies beyond this are refused with 413 (MAX_BODY_BYTES)."""
     log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
     """INFO logs one JSON line a request (LOG_LEVEL)."""
+    stream_max_clients: int = Field(100, ge=1, le=100_000)
+    """Event streams (/stream) open at once per process at most; one more is a 503 (STREAM_MAX_CLIENTS)."""
+    stream_stall_s: float = Field(10.0, gt=0, le=3600)
+    """An event stream whose client has taken nothing for this long is closed (STREAM_STALL_S)."""
+    shutdown_grace_s: float = Field(3.0, ge=0, le=300)
+    """``python -m functions``: how long requests in flight may take after SIGTERM (SHUTDOWN_GRACE_S)."""
     page_token_secret: SecretStr | None = None
     """Key that signs /raw-data page tokens (PAGE_TOKEN_SECRET); derived from the deployment when unset."""
 

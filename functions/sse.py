@@ -1,29 +1,42 @@
-"""Server-Sent Events from a stream of reading batches: batched, with gap events. No gRPC here."""
+"""Server-Sent Events from a stream of reading batches: batched, bounded, with gap events. No gRPC here."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from functions import shutdown
+from functions.processing import Readings, raw_records
+
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
-"""At most one write every 100 ms: at high rates readings are sent in batches."""
+"""At most one burst of writes every 100 ms: at high rates readings are sent in batches."""
 KEEPALIVE_S = 15.0
 """A comment line when nothing happened for this long, so idle connections stay open."""
+BACKLOG_READINGS = 8192
+"""Readings waiting to be written to one client, at most (about 150 KB, kept as columns). Beyond
+it the source is not read any more, and the backlog builds up, and is counted, at the ingestor."""
+EVENT_READINGS = 1024
+"""Readings per ``data:`` event at most: one write is then at most about 85 KB of JSON."""
+SHUTTING_DOWN = "the server is shutting down"
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Readings in arrival order (JSON-ready), then how many the subscriber lost after them."""
+    """Readings in arrival order, then how many the subscriber lost after them.
 
-    readings: list[dict[str, Any]]
+    The readings stay columns until they are written; JSON-ready dicts are taken as they are.
+    """
+
+    readings: Readings | Sequence[Mapping[str, Any]]
     missed: int = 0
 
 
@@ -31,20 +44,93 @@ class StreamFailed(Exception):
     """The source of readings ended with an error; the message is safe to show."""
 
 
-def encode_events(batches: list[Batch]) -> bytes:
-    """``data:`` events of JSON arrays and ``event: gap`` events, in order; adjacent readings merged."""
-    out: list[bytes] = []
-    pending: list[dict[str, Any]] = []
+def _records(readings: Readings | Sequence[Mapping[str, Any]], start: int, stop: int) -> list[Any]:
+    if isinstance(readings, Readings):
+        part = Readings(
+            readings.timestamps_ns[start:stop],
+            readings.values[start:stop],
+            readings.codes[start:stop],
+            readings.categories,
+        )
+        return raw_records(part)
+    return list(readings[start:stop])
+
+
+def event_chunks(batches: Sequence[Batch], max_readings: int = EVENT_READINGS) -> Iterator[bytes]:
+    """``data:`` events of JSON arrays of at most ``max_readings`` readings, and ``event: gap``
+    events, in order; adjacent readings merged. Each event is encoded only when it is due."""
+    pending: list[Any] = []
     for batch in batches:
-        pending.extend(batch.readings)
+        start, count = 0, len(batch.readings)
+        while start < count:
+            stop = min(count, start + max_readings - len(pending))
+            pending += _records(batch.readings, start, stop)
+            start = stop
+            if len(pending) >= max_readings:
+                yield b"data: " + orjson.dumps(pending) + b"\n\n"
+                pending = []
         if batch.missed:
             if pending:
-                out.append(b"data: " + orjson.dumps(pending) + b"\n\n")
+                yield b"data: " + orjson.dumps(pending) + b"\n\n"
                 pending = []
-            out.append(b"event: gap\ndata: " + orjson.dumps({"missed": batch.missed}) + b"\n\n")
+            yield b"event: gap\ndata: " + orjson.dumps({"missed": batch.missed}) + b"\n\n"
     if pending:
-        out.append(b"data: " + orjson.dumps(pending) + b"\n\n")
-    return b"".join(out)
+        yield b"data: " + orjson.dumps(pending) + b"\n\n"
+
+
+def encode_events(batches: Sequence[Batch], max_readings: int = EVENT_READINGS) -> bytes:
+    """All of :func:`event_chunks` at once."""
+    return b"".join(event_chunks(batches, max_readings))
+
+
+def error_event(detail: str) -> bytes:
+    return b"event: error\ndata: " + orjson.dumps({"detail": detail}) + b"\n\n"
+
+
+_OPEN = object()
+"""The backlog's end while the source still runs."""
+
+
+class _Backlog:
+    """Batches between the source and the writer, bounded by readings, then how the source ended."""
+
+    def __init__(self, max_readings: int) -> None:
+        self._max_readings = max_readings
+        self._batches: deque[Batch] = deque()
+        self._readings = 0
+        self._end: object = _OPEN
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+
+    async def put(self, batch: Batch) -> None:
+        """Queue ``batch`` once the backlog holds fewer than its bound (an empty one takes any batch)."""
+        while self._batches and self._readings >= self._max_readings:
+            self._room.clear()
+            await self._room.wait()
+        self._batches.append(batch)
+        self._readings += len(batch.readings)
+        self._arrived.set()
+
+    def finish(self, end: BaseException | None) -> None:
+        """The source ended, well (None) or not; the first end counts."""
+        if self._end is _OPEN:
+            self._end = end
+            self._arrived.set()
+
+    def take(self) -> tuple[list[Batch], object]:
+        """Everything queued, and the end (``_OPEN`` while the source runs)."""
+        batches = list(self._batches)
+        self._batches.clear()
+        self._readings = 0
+        self._room.set()
+        self._arrived.clear()
+        return batches, self._end
+
+    async def wait(self) -> None:
+        """Until something is queued or the source ended."""
+        while not self._batches and self._end is _OPEN:
+            self._arrived.clear()
+            await self._arrived.wait()
 
 
 async def sse_events(
@@ -52,53 +138,65 @@ async def sse_events(
     *,
     flush_interval_s: float = FLUSH_INTERVAL_S,
     keepalive_s: float = KEEPALIVE_S,
+    backlog_readings: int = BACKLOG_READINGS,
+    event_readings: int = EVENT_READINGS,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[bytes]:
-    """The event stream of ``source``, written at most every ``flush_interval_s``.
+    """The event stream of ``source``, written in bursts at most every ``flush_interval_s``.
 
-    A bounded queue sits between the source and the writer: when the client stops reading, the
-    source is not read either, and the backlog builds up (and is counted) at the ingestor.
+    A backlog of at most ``backlog_readings`` readings sits between the source and the writer: when
+    the client stops reading, the source is not read either. When ``stop`` is set (by default: when
+    the server begins to shut down) the source is dropped, and the stream ends with what is queued
+    and a last ``event: error``.
     """
-    queue: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=8)
+    backlog = _Backlog(backlog_readings)
 
     async def pump() -> None:
         try:
             async for batch in source:
-                await queue.put(batch)
+                await backlog.put(batch)
         except StreamFailed as error:
-            await queue.put(error)
+            backlog.finish(error)
         except Exception:
             log.exception("the stream of readings failed")
-            await queue.put(StreamFailed("the stream of readings failed"))
+            backlog.finish(StreamFailed("the stream of readings failed"))
         else:
-            await queue.put(None)
+            backlog.finish(None)
+
+    async def end_on(event: asyncio.Event) -> None:
+        await event.wait()
+        pumping.cancel()
+        backlog.finish(StreamFailed(SHUTTING_DOWN))
 
     loop = asyncio.get_running_loop()
-    task = loop.create_task(pump())
-    last_write = -flush_interval_s
-    try:
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), keepalive_s)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            wait = last_write + flush_interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            items = [item]
-            while not queue.empty() and isinstance(items[-1], Batch):
-                items.append(queue.get_nowait())
-            batches = [entry for entry in items if isinstance(entry, Batch)]
-            if batches:
-                yield encode_events(batches)
-                last_write = loop.time()
-            end = items[-1]
-            if isinstance(end, BaseException):
-                yield b"event: error\ndata: " + orjson.dumps({"detail": str(end)}) + b"\n\n"
-                return
-            if end is None:
-                return
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    with contextlib.ExitStack() as stack:
+        event = stop if stop is not None else stack.enter_context(shutdown.watch())
+        pumping = loop.create_task(pump())
+        stopping = loop.create_task(end_on(event))
+        last_write = -flush_interval_s
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(keepalive_s):
+                        await backlog.wait()
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                wait = last_write + flush_interval_s - loop.time()
+                if wait > 0 and not event.is_set():
+                    await asyncio.sleep(wait)
+                batches, end = backlog.take()
+                for chunk in event_chunks(batches, event_readings):
+                    yield chunk
+                if batches:
+                    last_write = loop.time()
+                if isinstance(end, BaseException):
+                    yield error_event(str(end))
+                    return
+                if end is None:
+                    return
+        finally:
+            for task in (pumping, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
