@@ -117,14 +117,25 @@ class _Backlog:
             self._end = end
             self._arrived.set()
 
-    def take(self) -> tuple[list[Batch], object]:
-        """Everything queued, and the end (``_OPEN`` while the source runs)."""
-        batches = list(self._batches)
-        self._batches.clear()
-        self._readings = 0
+    @property
+    def readings(self) -> int:
+        return self._readings
+
+    def take(self, max_readings: int) -> tuple[list[Batch], object]:
+        """The oldest batches, whole, up to ``max_readings`` readings (at least one batch), and the
+        end once nothing is left (``_OPEN`` until then, or while the source runs)."""
+        batches: list[Batch] = []
+        taken = 0
+        while self._batches and (not batches or taken + len(self._batches[0].readings) <= max_readings):
+            batch = self._batches.popleft()
+            batches.append(batch)
+            taken += len(batch.readings)
+        self._readings -= taken
         self._room.set()
-        self._arrived.clear()
-        return batches, self._end
+        if not self._batches:
+            self._arrived.clear()
+            return batches, self._end
+        return batches, _OPEN
 
     async def wait(self) -> None:
         """Until something is queued or the source ended."""
@@ -185,11 +196,17 @@ async def sse_events(
                 wait = last_write + flush_interval_s - loop.time()
                 if wait > 0 and not event.is_set():
                     await asyncio.sleep(wait)
-                batches, end = backlog.take()
-                for chunk in event_chunks(batches, event_readings):
-                    yield chunk
-                if batches:
-                    last_write = loop.time()
+                # A burst: what is queued now, taken an event at a time, so that a client that
+                # does not read holds up the backlog and one event, no more.
+                due = backlog.readings
+                while True:
+                    batches, end = backlog.take(event_readings)
+                    due -= sum(len(batch.readings) for batch in batches)
+                    for chunk in event_chunks(batches, event_readings):
+                        yield chunk
+                        last_write = loop.time()
+                    if end is not _OPEN or due <= 0:
+                        break
                 if isinstance(end, BaseException):
                     yield error_event(str(end))
                     return

@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import functools
 import logging
+import random
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -59,7 +60,8 @@ DEFAULT_WATCH_BUFFER = 65_536
 DEFAULT_WATCH_STALL_S = 10.0
 WATCH_INTERVAL_S = 0.1
 """A subscriber gets a message at most every 100 ms unless readings fill one: 200 subscribers of a
-generator that ticks 100 times a second would otherwise cost 20,000 messages a second."""
+generator that ticks 100 times a second would otherwise cost 20,000 messages a second, and wake
+all at once at each tick."""
 FINAL_MESSAGE_TIMEOUT_S = 1.0
 """How long a subscriber dropped for falling behind has to take the message that says what it lost."""
 _PAGE_TOKEN = struct.Struct("<Q")
@@ -411,8 +413,16 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self, subscription: Subscription, context: grpc.aio.ServicerContext, columnar: bool
     ) -> tuple[grpc.StatusCode, str]:
         """Send what the subscription takes until it ends; the status to end the call with."""
+        loop = asyncio.get_running_loop()
+        phase = random.uniform(0, WATCH_INTERVAL_S)
         while True:
             try:
+                await subscription.wait()
+                if subscription.queued < MAX_WATCH_MESSAGE:
+                    # Let readings gather until this subscriber's next turn: at most one message an
+                    # interval unless they fill one. The turns of subscribers are spread over the
+                    # interval, so that a batch stored does not wake them all at once.
+                    await asyncio.sleep(WATCH_INTERVAL_S - (loop.time() - phase) % WATCH_INTERVAL_S)
                 delivery = await subscription.take(MAX_WATCH_MESSAGE)
             except Closed:
                 return grpc.StatusCode.UNAVAILABLE, "the ingestor is shutting down"
@@ -431,14 +441,14 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
                 async with asyncio.timeout(self._watch_stall_s):
                     await context.write(watch_message(delivery, columnar))
             except TimeoutError:
+                # The message stays queued for the client; another one cannot be sent behind it.
+                lost = subscription.abandon()
                 log.warning("dropped a subscriber that took nothing for %g s", self._watch_stall_s)
                 return (
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"this stream took no readings for {self._watch_stall_s:g} s and ends",
+                    f"this stream took no readings for {self._watch_stall_s:g} s and ends: it lost "
+                    f"{lost} readings after its last message",
                 )
-            if len(delivery) < MAX_WATCH_MESSAGE:
-                # Let readings gather: at most one message per interval unless they fill one.
-                await asyncio.sleep(WATCH_INTERVAL_S)
 
 
 def watch_message(delivery: Delivery, columnar: bool) -> bytes:

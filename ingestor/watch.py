@@ -214,14 +214,18 @@ class Subscription:
         if pieces:
             self._ready.set()
 
-    async def take(self, max_readings: int | None = None) -> Delivery:
-        """Wait for readings (or a gap) and take what is queued, at most ``max_readings`` of it; the
-        gap comes with the delivery that empties the queue. Closed once the hub closed."""
+    async def wait(self) -> None:
+        """Until readings (or a gap) are queued; Closed once the hub closed and nothing is left."""
         while not (self._pieces or self._missed):
             if self._closed:
                 raise Closed
             self._ready.clear()
             await self._ready.wait()
+
+    async def take(self, max_readings: int | None = None) -> Delivery:
+        """Wait for readings (or a gap) and take what is queued, at most ``max_readings`` of it; the
+        gap comes with the delivery that empties the queue. Closed once the hub closed."""
+        await self.wait()
         now = self._clock()
         oldest = self._pieces[0][1] if self._pieces else self._missed_since
         batches: list[NamedColumns] = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -270,3 +272,134 @@ def test_sigterm_stops_both_processes_within_5_s_while_busy() -> None:
         started = time.monotonic()
         assert process.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 5
+
+
+def _read_events(url: str, into: list[str]) -> None:
+    try:
+        with httpx.Client(timeout=30) as http, http.stream("GET", url) as response:
+            for text in response.iter_text():
+                into.append(text)
+    except httpx.HTTPError as error:
+        into.append(f"<{type(error).__name__}>")
+
+
+def _stuck_stream(api: ServerProcess) -> socket.socket:
+    """A /stream client that reads nothing: a small receive buffer, never read."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", api.port))
+    client.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: test\r\n\r\n")
+    return client
+
+
+def _request(method: str, url: str, into: list[object]) -> None:
+    try:
+        response = httpx.request(method, url, timeout=30)
+        into.append((response.status_code, response.json()))
+    except httpx.HTTPError as error:
+        into.append(f"<{type(error).__name__}>")
+
+
+def test_sigterm_ends_open_streams_and_answers_a_request_that_outlasts_the_grace() -> None:
+    ingestor = start_ingestor_process(capacity=100_000, rate_hz=100_000)
+    # A deadline far beyond the grace: the request is still waiting on the ingestor at shutdown.
+    api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
+    base = f"http://{api.address}/api/v1"
+    events: list[str] = []
+    answers: list[object] = []
+    try:
+        reader = threading.Thread(target=_read_events, args=(f"{base}/stream", events), daemon=True)
+        reader.start()
+        stuck = _stuck_stream(api)
+        assert httpx.post(f"{base}/start-ingestion", timeout=10).status_code == 200
+        time.sleep(1.0)  # the reading stream gets readings, the stuck one fills its buffers
+        os.kill(ingestor.process.pid, signal.SIGSTOP)  # the ingestor answers nothing from now on
+        slow = threading.Thread(target=_request, args=("GET", f"{base}/processed-data", answers), daemon=True)
+        slow.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert api.stop(signal.SIGTERM) == 0
+        elapsed = time.monotonic() - started
+        reader.join(timeout=5)
+        slow.join(timeout=5)
+        stuck.close()
+    finally:
+        os.kill(ingestor.process.pid, signal.SIGCONT)
+        ingestor.stop()
+    assert elapsed < 5
+    text = "".join(events)
+    assert text.count("data: [") > 1  # it was streaming
+    assert text.endswith('event: error\ndata: {"detail":"the server is shutting down"}\n\n')
+    # The request still running at the end of the grace (3 s) gets an answer, not a dropped connection.
+    assert answers == [(503, {"detail": "the server is shutting down: try again"})]
+    assert elapsed >= 3.0
+
+
+def test_sigterm_lets_a_request_finish_within_the_grace() -> None:
+    ingestor = start_ingestor_process(capacity=1000, rate_hz=10)
+    api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
+    answers: list[object] = []
+    try:
+        assert httpx.get(f"http://{api.address}/api/v1/status", timeout=10).status_code == 200  # connected
+        os.kill(ingestor.process.pid, signal.SIGSTOP)
+        slow = threading.Thread(target=_request, args=("GET", f"http://{api.address}/api/v1/status", answers))
+        slow.start()
+        time.sleep(0.5)
+        api.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        os.kill(ingestor.process.pid, signal.SIGCONT)  # the ingestor answers 1 s into the grace
+        slow.join(timeout=10)
+        assert api.stop() == 0
+    finally:
+        os.kill(ingestor.process.pid, signal.SIGCONT)
+        ingestor.stop()
+    assert len(answers) == 1
+    status, body = answers[0]  # type: ignore[misc]
+    assert status == 200
+    assert body["total_ingested"] >= 0
+
+
+def _watch(address: str, request: pb.WatchReadingsRequest, outcome: list[object], read: bool, window: list) -> None:
+    """Subscribe; read every message (or none) and note how the stream ended."""
+    with grpc.insecure_channel(address, options=window) as channel:
+        call = pb_grpc.IngestorServiceStub(channel).WatchReadings(request, timeout=30)
+        call.initial_metadata()
+        outcome.append("subscribed")
+        try:
+            if read:
+                for _ in call:
+                    pass
+            else:
+                time.sleep(10)
+        except grpc.RpcError as error:
+            outcome.append((error.code(), error.details()))
+
+
+def test_sigterm_stops_the_ingestor_within_5_s_with_watch_streams_open() -> None:
+    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=100_000)
+    small_window = [("grpc.http2.bdp_probe", 0)]
+    streams = {
+        "reads messages": (pb.WatchReadingsRequest(), True, []),
+        "reads columns": (pb.WatchReadingsRequest(columnar=True, categories=["A"]), True, []),
+        "reads nothing": (pb.WatchReadingsRequest(), False, small_window),
+        "reads nothing, buffers much": (pb.WatchReadingsRequest(), False, []),
+    }
+    outcomes: dict[str, list[object]] = {name: [] for name in streams}
+    threads = [
+        threading.Thread(target=_watch, args=(ingestor.address, request, outcomes[name], read, window), daemon=True)
+        for name, (request, read, window) in streams.items()
+    ]
+    for thread in threads:
+        thread.start()
+    with grpc.insecure_channel(ingestor.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        deadline = time.monotonic() + 10
+        while not all(outcomes.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stub.StartIngestion(pb.StartIngestionRequest())
+        time.sleep(1.0)
+    started = time.monotonic()
+    assert ingestor.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5
+    for name in ("reads messages", "reads columns"):
+        assert outcomes[name] == ["subscribed", (grpc.StatusCode.UNAVAILABLE, "the ingestor is shutting down")]

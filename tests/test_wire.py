@@ -1,4 +1,4 @@
-"""The hand-written ExportReadingsResponse codec agrees with protobuf's own, byte for byte."""
+"""The hand-written ExportReadingsResponse and WatchReadingsResponse codecs agree with protobuf's own, byte for byte."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.client import ExportDecoder
+from functions.client import ExportDecoder, decode_watch
+from functions.processing import Readings
 from functions.wire import MalformedMessage, decode_export_response
 from ingestor.store import Columns
 from ingestor.v1 import ingestor_pb2 as pb
-from ingestor.wire import encode_export_response, varint
+from ingestor.wire import encode_export_response, encode_watch_response, varint
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 sequences = st.none() | st.integers(0, 2**64 - 1)
@@ -211,3 +212,82 @@ def test_more_readings_than_planned_is_malformed() -> None:
     decoder.add(rest[0])
     with pytest.raises(MalformedMessage, match="more readings than it planned"):
         decoder.add(rest[0])
+
+
+def watch_reference(columns: Columns, names: list[str], missed: int, columnar: bool) -> pb.WatchReadingsResponse:
+    """The message built with protobuf itself, as the ingestor built it before it encoded by hand."""
+    if not columnar:
+        seconds, nanos = np.divmod(columns.timestamps_ns, 1_000_000_000)
+        readings = [
+            pb.Reading(timestamp={"seconds": s, "nanos": n}, value=v, category=names[c])
+            for s, n, v, c in zip(
+                seconds.tolist(), nanos.tolist(), columns.values.tolist(), columns.codes.tolist(), strict=True
+            )
+        ]
+        return pb.WatchReadingsResponse(readings=readings, missed=missed)
+    message = pb.WatchReadingsResponse(missed=missed)
+    if len(columns):
+        message.columns.CopyFrom(reference(columns, [], None, 0).columns)
+        message.column_categories.extend(names)
+    return message
+
+
+@st.composite
+def named_columns(draw: st.DrawFn) -> tuple[Columns, list[str]]:
+    columns = draw(column_sets())
+    # Valid category names are ASCII; longer and non-ASCII ones take multi-byte lengths and text.
+    dictionary = draw(st.lists(st.text(min_size=1, max_size=200), min_size=1, max_size=5))
+    return Columns(columns.timestamps_ns, columns.values, columns.codes % len(dictionary)), dictionary
+
+
+@settings(max_examples=300, deadline=None)
+@given(named_columns(), st.integers(0, 2**64 - 1), st.booleans())
+def test_watch_encoding_is_what_protobuf_serialises(
+    batch: tuple[Columns, list[str]], missed: int, columnar: bool
+) -> None:
+    columns, names = batch
+    expected = watch_reference(columns, names, missed, columnar).SerializeToString(deterministic=True)
+    assert encode_watch_response(columns, names, missed, columnar=columnar) == expected
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 5e-324, -1.5, 1e308])
+@pytest.mark.parametrize("timestamp_ns", [0, -1, 999_999_999, 10**9, -(2**63), 2**63 - 1, 1_700_000_000_123_456_789])
+def test_watch_encoding_edges(timestamp_ns: int, value: float) -> None:
+    # Zero seconds, nanos and values are left out (but -0.0 is not), negative seconds take ten bytes.
+    columns = Columns(np.array([timestamp_ns], np.int64), np.array([value]), np.array([0], np.uint8))
+    for columnar in (False, True):
+        expected = watch_reference(columns, ["A"], 0, columnar).SerializeToString(deterministic=True)
+        assert encode_watch_response(columns, ["A"], columnar=columnar) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(named_columns(), st.integers(0, 2**64 - 1), st.booleans())
+def test_the_function_reads_both_forms_of_watch_messages(
+    batch: tuple[Columns, list[str]], missed: int, columnar: bool
+) -> None:
+    columns, names = batch
+    message = pb.WatchReadingsResponse.FromString(encode_watch_response(columns, names, missed, columnar=columnar))
+    decoded = decode_watch(message)
+    readings = decoded.readings
+    assert isinstance(readings, Readings)
+    assert decoded.missed == missed
+    assert readings.timestamps_ns.tolist() == columns.timestamps_ns.tolist()
+    assert readings.values.tolist() == columns.values.tolist()
+    assert [readings.categories[code] for code in readings.codes.tolist()] == [
+        names[code] for code in columns.codes.tolist()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("columns", "names", "problem"),
+    [
+        (pb.ReadingColumns(timestamps_ns=bytes(7)), [], "multiple"),
+        (pb.ReadingColumns(timestamps_ns=bytes(16), values=bytes(8), category_codes_u8=bytes(2)), ["A"], "lengths"),
+        (pb.ReadingColumns(timestamps_ns=bytes(8), values=bytes(8), category_codes_u8=b"\x01"), ["A"], "outside"),
+    ],
+)
+def test_watch_columns_that_do_not_fit_are_malformed(
+    columns: pb.ReadingColumns, names: list[str], problem: str
+) -> None:
+    with pytest.raises(MalformedMessage, match=problem):
+        decode_watch(pb.WatchReadingsResponse(columns=columns, column_categories=names))
