@@ -187,12 +187,18 @@ class Subscription:
 
     def offer(self, pieces: Sequence[NamedColumns]) -> None:
         """Queue the readings that fit, count the others as missed. Never blocks."""
+        if not pieces:
+            return
+        self._ready.set()
         now = self._clock()
+        if self._missed:
+            # Once readings are lost, later ones wait until the subscriber has taken the gap:
+            # a delivery is always "these readings, then that many missing".
+            self._missed += sum(len(piece) for piece in pieces)
+            return
         for piece in pieces:
             fit = 0
             if not self._missed:
-                # Once readings are lost, later ones wait until the subscriber has taken the gap:
-                # a delivery is always "these readings, then that many missing".
                 per_reading = piece.nbytes // len(piece)
                 fit = max(
                     0,
@@ -211,8 +217,6 @@ class Subscription:
                 if not self._missed:
                     self._missed_since = now
                 self._missed += len(piece) - fit
-        if pieces:
-            self._ready.set()
 
     async def wait(self) -> None:
         """Until readings (or a gap) are queued; Closed once the hub closed and nothing is left."""

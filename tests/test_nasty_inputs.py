@@ -444,6 +444,10 @@ RPC_CASES: dict[str, Rpc] = {
     ),
     "watch-long-category": Rpc("WatchReadings", pb.WatchReadingsRequest(categories=["x" * 65]), _BAD, "categories[0]"),
     "watch-garbage-bytes": Rpc("WatchReadings", b"\x0a\x05ab", _BAD, "not a valid message"),
+    "watch-columnar-space-category": Rpc(
+        "WatchReadings", pb.WatchReadingsRequest(categories=["A", "B C"], columnar=True), _BAD, "categories[1]"
+    ),
+    "watch-columnar-truncated": Rpc("WatchReadings", b"\x10", _BAD, "not a valid message"),
     **{
         f"{rpc.lower()}-{name}": Rpc(rpc, request, _BAD, detail)
         for rpc, make in (("ListReadings", pb.ListReadingsRequest), ("ExportReadings", pb.ExportReadingsRequest))
