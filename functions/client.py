@@ -160,9 +160,9 @@ _LIVE_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS, ("grpc.
 """Live streams (WatchReadings) get a channel of their own whose receive windows do not grow.
 
 gRPC grows a stream's window with the bandwidth it measures, up to megabytes, and a stream the
-function stops reading (because its HTTP client does not read) fills all of it: with 100 such
-streams the function grew by the ingestor's whole rate, 17 MB/s. At the fixed 64 KiB a stream
-holds at most that; exports keep the growing windows that make them fast."""
+function stops reading (because its HTTP client does not read) fills all of it: the function
+would hold what the ingestor sends to every such stream. At the fixed 64 KiB a stream holds at
+most that; exports keep the growing windows that make them fast."""
 
 
 def _new_channel(settings: FunctionSettings, live: bool = False) -> grpc.aio.Channel:

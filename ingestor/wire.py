@@ -2,10 +2,11 @@
 
 Building the protobuf message copies each column into the message and serialising it copies them
 again; at a million readings those copies were most of what an export cost the ingestor. Here each
-column is copied once, into the encoded message itself. The bytes are exactly what
-``pb.ExportReadingsResponse(...).SerializeToString()`` gives (fields in number order), so any
-protobuf client reads them as usual; the server sends them without serialising again (see
-``server.py``).
+column is copied once, into the encoded message itself; a watch message in the default form, one
+``Reading`` message a reading, is encoded for all its readings at once with numpy. The bytes are
+exactly what protobuf's ``SerializeToString()`` gives for the same message (fields in number
+order), so any protobuf client reads them as usual; the server sends them without serialising
+again (see ``server.py``).
 """
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ def encode_watch_response(columns: Columns, names: Sequence[str], missed: int = 
 def encode_watch_readings(columns: Columns, names: Sequence[str]) -> bytes:
     """The ``readings`` field of a WatchReadingsResponse (the default form): one Reading each.
 
-    Encoded for all readings at once with numpy instead of one protobuf object a reading, about
-    five times faster. A repeated field is the concatenation of its items, so the fields of
-    consecutive batches join into the field of them all.
+    Encoded for all readings at once with numpy instead of one protobuf object a reading. A
+    repeated field is the concatenation of its items, so the fields of consecutive batches join
+    into the field of them all.
     """
     return _reading_messages(columns, names).tobytes()
 
