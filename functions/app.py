@@ -28,7 +28,7 @@ from functions.logs import configure_logging
 from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
 from functions.routes import current_settings, router
-from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
+from functions.security import ALWAYS_OPEN, SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
 from functions.validation import validation_error
 
@@ -52,6 +52,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await close_shared_channel()
 
 
+def open_paths(app: FastAPI) -> frozenset[str]:
+    """Route paths no token is asked for: /api/v1/health, and the documentation's pages, which a
+    browser opens without a token and which describe the API, not its data."""
+    docs = (app.docs_url, app.redoc_url, app.openapi_url)
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url if app.docs_url else None
+    return ALWAYS_OPEN | {path for path in (*docs, oauth2_redirect) if path}
+
+
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 
 
@@ -69,7 +77,7 @@ def documented_with_middleware(app: FastAPI, settings: FunctionSettings) -> Call
                 responses = operation.setdefault("responses", {})
                 if method.upper() not in SAFE_METHODS:
                     responses["413"] = {"description": "The request body is too large", "content": _ERROR_BODY}
-                if guarded and needs_token(method, path, settings.api_token_for_reads):
+                if guarded and needs_token(method, path, settings.api_token_for_reads, open_paths(app)):
                     responses["401"] = {"description": "The bearer token is missing or wrong", "content": _ERROR_BODY}
                     operation["security"] = [{"bearerToken": []}]
         if guarded:
@@ -107,6 +115,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             BearerTokenMiddleware,
             token=configured.api_token.get_secret_value(),
             protect_reads=configured.api_token_for_reads,
+            open_paths=open_paths(app),
         )
     if configured.cors_origins:
         app.add_middleware(

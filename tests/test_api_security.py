@@ -196,3 +196,23 @@ async def test_the_function_reaches_a_tls_ingestor_through_a_configured_ca(tmp_p
             assert (await http.get("/status")).status_code == 503
     finally:
         server.close()
+
+
+def test_the_schema_documents_the_token_on_reads_when_they_need_it() -> None:
+    schema = create_app(FunctionSettings(api_token=API_TOKEN, api_token_for_reads=True)).openapi()
+    documented = {
+        (path, method): "401" in operation["responses"] and operation.get("security") == [{"bearerToken": []}]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert documented == {
+        ("/api/v1/health", "get"): False,
+        ("/api/v1/start-ingestion", "post"): True,
+        ("/api/v1/stop-ingestion", "post"): True,
+        ("/api/v1/raw-data", "get"): True,
+        ("/api/v1/processed-data", "get"): True,
+        ("/api/v1/status", "get"): True,
+        ("/api/v1/readings", "post"): True,
+        ("/api/v1/stream", "get"): True,
+    }
+    assert "401" not in schema["paths"]["/api/v1/health"]["get"]["responses"]
