@@ -233,7 +233,9 @@ async def raw_data(
 
 
 MAX_PROCESSED_OBJECTS = 10_000
-WINDOW_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
+# At most 100 digits: Python refuses to convert a string of more than 4,300 digits to an int (a
+# ValueError, a 500 with a traceback), and anything past 5 digits is longer than a day anyway.
+WINDOW_PATTERN = r"^[1-9][0-9]{0,99}(s|m|h|d)$"
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 

@@ -102,6 +102,12 @@ async def test_bodies_over_the_limit_are_413_and_change_nothing(ingestor: Thread
         )
         bad_length = await http.post("/start-ingestion", headers={"Content-Length": "12ab"}, content=b"")
         assert bad_length.status_code == 400
+        # More digits than Python converts to an int (4,300): too large all the same, not a 500.
+        huge_length = await http.post("/start-ingestion", headers={"Content-Length": "9" * 5000}, content=b"")
+        assert (huge_length.status_code, huge_length.json()) == (
+            413,
+            {"detail": "the request body must be at most 1024 bytes"},
+        )
         assert ingestor.running.ingestion.running is False
         response = await http.post("/start-ingestion", content=at_the_limit, headers=JSON)
         assert (response.status_code, response.json()) == (200, {"message": "Data ingestion started"})
