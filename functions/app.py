@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from mangum import Mangum
+from starlette.types import ASGIApp
 
 from functions.client import (
     IngestorError,
@@ -23,6 +24,7 @@ from functions.client import (
     close_shared_channel,
 )
 from functions.gateway import GatewayPrefix
+from functions.headers import ResponseHeadersMiddleware
 from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging
 from functions.memory import retain_freed_memory
@@ -50,6 +52,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # channel must outlive each invocation.
     yield
     await close_shared_channel()
+
+
+class PipelineApp(FastAPI):
+    """FastAPI with the response headers' middleware around its whole stack: ``add_middleware`` stops
+    inside ServerErrorMiddleware, whose 500s would go out without them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ResponseHeadersMiddleware(super().build_middleware_stack())
 
 
 def open_paths(app: FastAPI) -> frozenset[str]:
@@ -92,7 +102,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     """The app; ``settings`` replace the environment's for every route (tests use this)."""
     configured = settings or get_settings()
     configure_logging(configured.log_level)
-    app = FastAPI(
+    app = PipelineApp(
         title="Real-time data pipeline",
         version="1.0.0",
         description="Start and stop ingestion, read raw readings and per-category aggregates.",
@@ -107,8 +117,9 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             return settings
 
         app.dependency_overrides[current_settings] = given_settings
-    # Added innermost first: request id (outermost), CORS, token, body limit, routes. The checks
-    # run before any route, so an endpoint added later is covered without code of its own.
+    # Added innermost first: request id (outermost of these; PipelineApp puts the response
+    # headers around all), CORS, token, body limit, routes. The checks run before any route, so
+    # an endpoint added later is covered without code of its own.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=configured.max_body_bytes)
     if configured.api_token is not None:
         app.add_middleware(
