@@ -26,7 +26,7 @@ from functions.client import (
 from functions.gateway import GatewayPrefix
 from functions.headers import ResponseHeadersMiddleware
 from functions.limits import BodySizeLimitMiddleware
-from functions.logs import configure_logging
+from functions.logs import configure_logging, configure_server_logging
 from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
 from functions.routes import current_settings, router
@@ -141,8 +141,10 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     return app
 
 
-# A process-wide allocator setting, made where the process starts serving (uvicorn or Lambda),
-# not in create_app: the factory stays free of side effects.
+# Process-wide settings, made where the process starts serving (uvicorn or Lambda), not in
+# create_app: the factory stays free of side effects. Plain `uvicorn functions.app:app` logs JSON
+# only, and no access line of its own (it would carry query strings).
 retain_freed_memory()
+configure_server_logging()
 app = create_app()
 handler = Mangum(GatewayPrefix(app), lifespan="off")
