@@ -24,9 +24,11 @@ freed pages). Batch ids are remembered for the newest ``batch_id_window`` batche
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -47,6 +49,9 @@ COMPACT_BELOW = 4096
 COMPACT_RUN = 256
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """After a checkpoint, SQLite truncates the write-ahead log back to at most this many bytes."""
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+"""Modes of the data directory and of the log when the ingestor creates them: its own user's only."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -101,7 +106,7 @@ class Journal:
         self.capacity = capacity
         self.batch_id_window = batch_id_window
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            _make_private(data_dir)
             self._db = _connect(data_dir / FILE_NAME)
         except (OSError, sqlite3.Error) as error:
             raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
@@ -295,6 +300,27 @@ class Journal:
             self._queue = []
         for _, future in group:
             future.set_exception(self._failure)
+
+
+def _make_private(data_dir: Path) -> None:
+    """Create the directory 0700 and the log in it 0600; SQLite gives its -wal and -shm files the
+    log's mode. A directory that exists keeps its mode (it may be a mount point, or a path chosen
+    for reasons of its own), with a warning when others may enter it: the directory's mode is what
+    keeps them from every file inside."""
+    try:
+        data_dir.mkdir(mode=DIR_MODE, parents=True)
+    except FileExistsError:
+        mode = stat.S_IMODE(data_dir.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "data directory %s has mode %04o: others than its owner may read the readings; "
+                "chmod %04o makes it private",
+                data_dir,
+                mode,
+                DIR_MODE,
+            )
+    with contextlib.suppress(FileExistsError):  # a log that exists is opened as it is
+        os.close(os.open(data_dir / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
 
 
 def _connect(path: Path) -> sqlite3.Connection:
