@@ -310,8 +310,9 @@ def _make_private(data_dir: Path) -> None:
     try:
         data_dir.mkdir(mode=DIR_MODE, parents=True)
     except FileExistsError:
-        mode = stat.S_IMODE(data_dir.stat().st_mode)
-        if mode & 0o077:
+        status = data_dir.stat()
+        mode = stat.S_IMODE(status.st_mode)
+        if stat.S_ISDIR(status.st_mode) and mode & 0o077:  # not a directory: opening the log says so
             log.warning(
                 "data directory %s has mode %04o: others than its owner may read the readings; "
                 "chmod %04o makes it private",
