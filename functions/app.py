@@ -17,6 +17,7 @@ from mangum import Mangum
 
 from functions.client import (
     IngestorError,
+    IngestorFull,
     IngestorRejected,
     IngestorTimeout,
     IngestorUnavailable,
@@ -35,6 +36,7 @@ from functions.validation import validation_error
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
     (IngestorUnavailable, 503),
     (IngestorTimeout, 504),
+    (IngestorFull, 507),
     (IngestorRejected, 422),
 )
 
