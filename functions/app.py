@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from functions.client import (
     IngestorError,
+    IngestorFull,
     IngestorRejected,
     IngestorTimeout,
     IngestorUnavailable,
@@ -37,6 +38,7 @@ from functions.validation import validation_error
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
     (IngestorUnavailable, 503),
     (IngestorTimeout, 504),
+    (IngestorFull, 507),
     (IngestorRejected, 422),
 )
 

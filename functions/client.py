@@ -99,6 +99,10 @@ class IngestorRejected(IngestorError):
         self.code = code
 
 
+class IngestorFull(IngestorRejected):
+    """The ingestor has no room for what the request adds (its category dictionary is full)."""
+
+
 class IngestorFailed(IngestorError):
     """The ingestor failed in a way the caller cannot fix."""
 
@@ -118,6 +122,8 @@ class IngestorStatus:
     durable: bool = False
     """True when the ingestor keeps a data directory (see its INGESTOR_DATA_DIR)."""
     data_dir_bytes: int = 0
+    generator_error: str = ""
+    """Why the generator's last run ended by itself; empty when it did not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +241,10 @@ def _translate(error: grpc.aio.AioRpcError) -> IngestorError:
         return IngestorUnavailable("the ingestor is unavailable")
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return IngestorTimeout("the ingestor did not answer in time")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return IngestorFull(code, error.details() or code.name)
     if code in (
         grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.OUT_OF_RANGE,
         grpc.StatusCode.ALREADY_EXISTS,
@@ -357,6 +364,7 @@ class IngestorClient:
             configured=response.configured,
             durable=response.durable,
             data_dir_bytes=response.data_dir_bytes,
+            generator_error=response.generator_error,
         )
 
     async def export_readings(self, max_readings: int = 0) -> Readings:

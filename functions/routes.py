@@ -72,6 +72,11 @@ class StatusResponse(BaseModel):
     data_dir_bytes: int | None = Field(
         None, description="Only in durable mode: bytes the data directory takes on disk", examples=[18874368]
     )
+    generator_error: str | None = Field(
+        None,
+        description="Only when the generator's last run ended by itself: why (it is logged too)",
+        examples=["the generator stopped: the data directory cannot be written: disk I/O error"],
+    )
 
 
 class StartConfig(BaseModel):
@@ -107,6 +112,10 @@ class StartConfig(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str = Field(examples=["the ingestor is unavailable"])
 
+
+NO_ROOM: dict[int | str, dict[str, object]] = {
+    507: {"model": ErrorResponse, "description": "The ingestor has no room for more categories in use"}
+}
 
 INGESTOR_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorResponse, "description": "The ingestor cannot be reached"},
@@ -149,6 +158,7 @@ async def health() -> HealthResponse:
     responses={
         400: {"model": ErrorResponse, "description": "The body could not be read as JSON"},
         409: {"model": ErrorResponse, "description": "Running with another configuration"},
+        **NO_ROOM,
         **INGESTOR_ERRORS,
     },
 )
@@ -335,10 +345,13 @@ async def status(client: Client) -> StatusResponse:
     configured = current.pop("configured")
     categories, seed = current.pop("categories"), current.pop("seed")
     durable, data_dir_bytes = current.pop("durable"), current.pop("data_dir_bytes")
+    generator_error = current.pop("generator_error")
     if configured:
         current.update(categories=list(categories), seed=seed)
     if durable:
         current.update(durable=True, data_dir_bytes=data_dir_bytes)
+    if generator_error:
+        current.update(generator_error=generator_error)
     return StatusResponse(**current)
 
 
@@ -365,6 +378,7 @@ class ValidationErrorResponse(BaseModel):
         400: {"model": ErrorResponse, "description": "The body could not be read as JSON"},
         413: {"model": ErrorResponse, "description": "Over 2 MiB or over 10,000 readings"},
         422: {"model": ValidationErrorResponse, "description": "Bad items; each one's index is in loc"},
+        **NO_ROOM,
         **INGESTOR_ERRORS,
     },
 )

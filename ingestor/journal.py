@@ -2,8 +2,9 @@
 
 Each batch is one row holding its columns as the raw little-endian buffers of the wire format
 (int64 timestamps, float64 values, uint16 category codes), so a batch of 10,000 readings is one
-insert of 180 kB, not 10,000 inserts. The category dictionary is a table of its own, extended in
-the same transaction as the first batch that uses a new name.
+insert of 180 kB, not 10,000 inserts. The category dictionary is a table of its own, changed in
+the same transaction as the first batch that uses a new name (or a freed code given to another
+name: every reading that carried its old name was evicted before, so no row still held needs it).
 
 SQLite runs in WAL mode with ``synchronous=FULL``: COMMIT returns only after the write-ahead log is
 fsync'd, and the log's frame checksums make SQLite ignore a torn last transaction when it opens the
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ingestor.categories import FREE
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,8 @@ class LoggedBatch:
 
     start_seq: int
     columns: Columns
-    first_new_code: int
-    new_categories: tuple[str, ...] = ()
+    assigned_categories: tuple[tuple[int, str], ...] = ()
+    """(code, name) the dictionary gave out since the previous batch, new names or freed codes reused."""
     batch_id: str = ""
 
 
@@ -92,6 +94,7 @@ class Recovered:
 
     total_ingested: int
     categories: list[str]
+    """Names by code; ``ingestor.categories.FREE`` where a code named nothing."""
     columns: Columns
     batch_ids: list[tuple[str, int]]
     """(batch id, readings accepted), oldest first."""
@@ -129,9 +132,9 @@ class Journal:
         db = self._db
         row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
         total = row[0] if row else 0
-        names = db.execute("SELECT code, name FROM categories ORDER BY code").fetchall()
-        if [code for code, _ in names] != list(range(len(names))):
-            raise JournalError("the category dictionary in the data directory has holes")
+        named = dict(db.execute("SELECT code, name FROM categories").fetchall())
+        # Codes freed by the earlier run are holes; the store refuses a held reading that carries one.
+        categories = [named.get(code, FREE) for code in range(max(named, default=-1) + 1)]
         rows = db.execute(
             "SELECT start_seq, end_seq, timestamps_ns, vals, codes FROM batches WHERE end_seq > ? ORDER BY end_seq",
             (total - self.capacity,),
@@ -157,7 +160,7 @@ class Journal:
             np.frombuffer(b"".join(row[4] for row in rows), dtype=CODE_DTYPE),
         )
         batch_ids = db.execute("SELECT batch_id, accepted FROM batch_ids ORDER BY position").fetchall()
-        return Recovered(total, [name for _, name in names], columns, batch_ids)
+        return Recovered(total, categories, columns, batch_ids)
 
     def start(self) -> None:
         """Start the writer thread; batches can be submitted from then on."""
@@ -240,11 +243,11 @@ class Journal:
         db.execute("BEGIN")
         try:
             for batch in batches:
-                if batch.new_categories:
-                    db.executemany(
-                        "INSERT INTO categories (code, name) VALUES (?, ?)",
-                        enumerate(batch.new_categories, start=batch.first_new_code),
-                    )
+                for code, name in batch.assigned_categories:
+                    # A reused code names something else now, and a name that came back may have
+                    # had another code before: no held reading carries either of the old entries.
+                    db.execute("DELETE FROM categories WHERE code = ? OR name = ?", (code, name))
+                    db.execute("INSERT INTO categories (code, name) VALUES (?, ?)", (code, name))
                 end_seq = batch.start_seq + len(batch.columns)
                 if end_seq > evicted_below and len(batch.columns):
                     columns = batch.columns

@@ -48,9 +48,9 @@ class Subscription:
     def offer(self, columns: Columns) -> None:
         """Queue the matching readings that fit, count the others as missed. Never blocks."""
         if self._filter.categories:
-            dictionary_size = len(self._store.categories)
-            if self._mask_for[0] != dictionary_size:  # the dictionary only grows: recompute when it did
-                self._mask_for = (dictionary_size, self._filter.code_mask(self._store))
+            version = self._store.dictionary.version
+            if self._mask_for[0] != version:  # recompute when the dictionary changed
+                self._mask_for = (version, self._filter.code_mask(self._store))
             keep = self._filter.mask(columns, self._mask_for[1])  # type: ignore[arg-type]
             columns = Columns(columns.timestamps_ns[keep], columns.values[keep], columns.codes[keep])
         if not len(columns):
