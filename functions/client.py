@@ -59,8 +59,8 @@ _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.service_config", _SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
     # Reconnect quickly once the ingestor is back instead of backing off for up to two minutes.
+    # (grpc.min_reconnect_backoff_ms is set per channel: it is the connect timeout, see below.)
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     # Channels share subchannels (and their backoff) by default: a fresh channel must not.
     ("grpc.use_local_subchannel_pool", 1),
@@ -162,16 +162,24 @@ class _UnaryStreamMetadata(_CallMetadata, grpc.aio.UnaryStreamClientInterceptor)
         return await continuation(self._with_metadata(client_call_details), request)
 
 
+def _channel_options(settings: FunctionSettings) -> list[tuple[str, int | str]]:
+    # grpc gives each connection attempt (TCP, TLS and the HTTP/2 handshake) the larger of the
+    # current backoff and min_reconnect_backoff_ms to complete: at 100 ms a handshake slower than
+    # that never completes, however long the connect timeout. Each attempt may take all of it.
+    return [*_CHANNEL_OPTIONS, ("grpc.min_reconnect_backoff_ms", round(settings.ingestor_connect_timeout_s * 1000))]
+
+
 def _new_channel(settings: FunctionSettings) -> grpc.aio.Channel:
     token = settings.ingestor_token.get_secret_value() if settings.ingestor_token else None
     interceptors = [_UnaryUnaryMetadata(token), _UnaryStreamMetadata(token)]
+    options = _channel_options(settings)
     if settings.ingestor_tls or settings.ingestor_ca_file is not None:
         roots = settings.ingestor_ca_file.read_bytes() if settings.ingestor_ca_file is not None else None
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
         return grpc.aio.secure_channel(
-            settings.ingestor_address, credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors
+            settings.ingestor_address, credentials, options=options, interceptors=interceptors
         )
-    return grpc.aio.insecure_channel(settings.ingestor_address, options=_CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(settings.ingestor_address, options=options, interceptors=interceptors)
 
 
 @dataclass
