@@ -59,7 +59,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The fsync-ordering test reads the ingestor's system calls with strace.
+# The fsync-ordering test reads the ingestor's system calls with strace; the crash tests kill it at chosen ones.
 system-tools:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 
