@@ -78,7 +78,7 @@ bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python bench/durable.py --batches 100
 
-# Not part of `make test`: it takes minutes and its figures need a quiet machine.
+# Not part of `make test`: it takes a minute, and its figures need a quiet machine.
 bench-check: bench-quick
 	$(BIN)/python -m bench.check
 
