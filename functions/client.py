@@ -59,8 +59,8 @@ _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.service_config", _SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
     # Reconnect quickly once the ingestor is back instead of backing off for up to two minutes.
+    # (grpc.min_reconnect_backoff_ms is set per channel: it is the connect timeout, see below.)
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     # Channels share subchannels (and their backoff) by default: a fresh channel must not.
     ("grpc.use_local_subchannel_pool", 1),
@@ -99,6 +99,10 @@ class IngestorRejected(IngestorError):
         self.code = code
 
 
+class IngestorFull(IngestorRejected):
+    """The ingestor has no room for what the request adds (its category dictionary is full)."""
+
+
 class IngestorFailed(IngestorError):
     """The ingestor failed in a way the caller cannot fix."""
 
@@ -118,6 +122,8 @@ class IngestorStatus:
     durable: bool = False
     """True when the ingestor keeps a data directory (see its INGESTOR_DATA_DIR)."""
     data_dir_bytes: int = 0
+    generator_error: str = ""
+    """Why the generator's last run ended by itself; empty when it did not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +162,7 @@ class _UnaryStreamMetadata(_CallMetadata, grpc.aio.UnaryStreamClientInterceptor)
         return await continuation(self._with_metadata(client_call_details), request)
 
 
-_LIVE_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS, ("grpc.http2.bdp_probe", 0)]
+_LIVE_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [("grpc.http2.bdp_probe", 0)]
 """Live streams (WatchReadings) get a channel of their own whose receive windows do not grow.
 
 gRPC grows a stream's window with the bandwidth it measures, up to megabytes, and a stream the
@@ -165,10 +171,18 @@ would hold what the ingestor sends to every such stream. At the fixed 64 KiB a s
 most that; exports keep the growing windows that make them fast."""
 
 
+def _channel_options(settings: FunctionSettings, live: bool = False) -> list[tuple[str, int | str]]:
+    # grpc gives each connection attempt (TCP, TLS and the HTTP/2 handshake) the larger of the
+    # current backoff and min_reconnect_backoff_ms to complete: at 100 ms a handshake slower than
+    # that never completes, however long the connect timeout. Each attempt may take all of it.
+    connect = ("grpc.min_reconnect_backoff_ms", round(settings.ingestor_connect_timeout_s * 1000))
+    return [*_CHANNEL_OPTIONS, connect, *(_LIVE_CHANNEL_OPTIONS if live else ())]
+
+
 def _new_channel(settings: FunctionSettings, live: bool = False) -> grpc.aio.Channel:
     token = settings.ingestor_token.get_secret_value() if settings.ingestor_token else None
     interceptors = [_UnaryUnaryMetadata(token), _UnaryStreamMetadata(token)]
-    options = _LIVE_CHANNEL_OPTIONS if live else _CHANNEL_OPTIONS
+    options = _channel_options(settings, live)
     if settings.ingestor_tls or settings.ingestor_ca_file is not None:
         roots = settings.ingestor_ca_file.read_bytes() if settings.ingestor_ca_file is not None else None
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
@@ -247,9 +261,10 @@ def _translate(error: grpc.aio.AioRpcError) -> IngestorError:
         return IngestorUnavailable("the ingestor is unavailable")
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return IngestorTimeout("the ingestor did not answer in time")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return IngestorFull(code, error.details() or code.name)
     if code in (
         grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.OUT_OF_RANGE,
         grpc.StatusCode.ALREADY_EXISTS,
@@ -369,6 +384,7 @@ class IngestorClient:
             configured=response.configured,
             durable=response.durable,
             data_dir_bytes=response.data_dir_bytes,
+            generator_error=response.generator_error,
         )
 
     async def export_readings(self, max_readings: int = 0) -> Readings:

@@ -29,7 +29,8 @@ class BodySizeLimitMiddleware:
             if not declared.isdigit():
                 await send_error(send, 400, "the Content-Length header is not a number")
                 return
-            if int(declared) > self._max:
+            digits = declared.lstrip(b"0")  # Python converts at most 4,300 digits to an int
+            if len(digits) > len(str(self._max)) or int(digits or b"0") > self._max:
                 await send_error(send, 413, self._too_large())
                 return
 

@@ -44,3 +44,23 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.propagate = False
+
+
+def configure_server_logging() -> None:
+    """uvicorn's own lines as JSON, and no access line from uvicorn.
+
+    uvicorn sets up its loggers before it imports the app. Its access line repeats what the app
+    logs for each request, in another format and with the full query string, which may carry a
+    token: that logger loses its handlers, as uvicorn's own ``--no-access-log`` does (uvicorn then
+    skips access logging altogether). Handlers that format with uvicorn's own (plain text)
+    formatters get the JSON one, writing where they wrote; a configuration of the operator's own
+    (``--log-config``) keeps its formatters. Without uvicorn (on Lambda) only the access logger is
+    touched, and it has nothing to lose.
+    """
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    for name in ("uvicorn", "uvicorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler.formatter).__module__.startswith("uvicorn."):
+                handler.setFormatter(JsonFormatter())

@@ -73,6 +73,11 @@ class StatusResponse(BaseModel):
     data_dir_bytes: int | None = Field(
         None, description="Only in durable mode: bytes the data directory takes on disk", examples=[18874368]
     )
+    generator_error: str | None = Field(
+        None,
+        description="Only when the generator's last run ended by itself: why (it is logged too)",
+        examples=["the generator stopped: the data directory cannot be written: disk I/O error"],
+    )
 
 
 class StartConfig(BaseModel):
@@ -108,6 +113,10 @@ class StartConfig(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str = Field(examples=["the ingestor is unavailable"])
 
+
+NO_ROOM: dict[int | str, dict[str, object]] = {
+    507: {"model": ErrorResponse, "description": "The ingestor has no room for more categories in use"}
+}
 
 INGESTOR_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorResponse, "description": "The ingestor cannot be reached"},
@@ -150,6 +159,7 @@ async def health() -> HealthResponse:
     responses={
         400: {"model": ErrorResponse, "description": "The body could not be read as JSON"},
         409: {"model": ErrorResponse, "description": "Running with another configuration"},
+        **NO_ROOM,
         **INGESTOR_ERRORS,
     },
 )
@@ -234,7 +244,9 @@ async def raw_data(
 
 
 MAX_PROCESSED_OBJECTS = 10_000
-WINDOW_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
+# At most 100 digits: Python refuses to convert a string of more than 4,300 digits to an int (a
+# ValueError, a 500 with a traceback), and anything past 5 digits is longer than a day anyway.
+WINDOW_PATTERN = r"^[1-9][0-9]{0,99}(s|m|h|d)$"
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -334,10 +346,13 @@ async def status(client: Client) -> StatusResponse:
     configured = current.pop("configured")
     categories, seed = current.pop("categories"), current.pop("seed")
     durable, data_dir_bytes = current.pop("durable"), current.pop("data_dir_bytes")
+    generator_error = current.pop("generator_error")
     if configured:
         current.update(categories=list(categories), seed=seed)
     if durable:
         current.update(durable=True, data_dir_bytes=data_dir_bytes)
+    if generator_error:
+        current.update(generator_error=generator_error)
     return StatusResponse(**current)
 
 
@@ -364,6 +379,7 @@ class ValidationErrorResponse(BaseModel):
         400: {"model": ErrorResponse, "description": "The body could not be read as JSON"},
         413: {"model": ErrorResponse, "description": "Over 2 MiB or over 10,000 readings"},
         422: {"model": ValidationErrorResponse, "description": "Bad items; each one's index is in loc"},
+        **NO_ROOM,
         **INGESTOR_ERRORS,
     },
 )

@@ -1,37 +1,50 @@
 """The optional API token: one check in front of every route, so new endpoints are covered too.
 
 With API_TOKEN set, every request whose method can change state (anything but GET, HEAD and
-OPTIONS) needs ``Authorization: Bearer <token>``; with API_TOKEN_FOR_READS, reads under /api/v1
-too, except /health. Anything else is 401 with ``WWW-Authenticate: Bearer``. Tokens are compared
-in constant time. Deployments behind a gateway authorizer leave API_TOKEN unset.
+OPTIONS) needs ``Authorization: Bearer <token>``; with API_TOKEN_FOR_READS, reads too, on every
+path but an allow-list (/api/v1/health and the API's documentation pages). Anything else is 401
+with ``WWW-Authenticate: Bearer``. Tokens are compared in constant time. Deployments behind a
+gateway authorizer leave API_TOKEN unset.
+
+The decision is made on the path the app routes on, with the root path removed: behind
+``uvicorn --root-path /prod`` or an API Gateway stage the request's path is ``/prod/api/v1/...``.
+An allow-list rather than a list of what to protect: a path it does not name exactly (an endpoint
+added later, a prefix this module did not foresee) needs the token.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
+
+from starlette._utils import get_route_path
 
 from functions.asgi import ASGIApp, Receive, Scope, Send, header, send_error
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-API_PREFIX = "/api/v1/"
 ALWAYS_OPEN = frozenset({"/api/v1/health"})
+"""Route paths that never need the token; the app adds the pages of its documentation."""
 
 
-def needs_token(method: str, path: str, protect_reads: bool) -> bool:
-    """Whether a request needs the token once API_TOKEN is set."""
+def needs_token(method: str, route_path: str, protect_reads: bool, open_paths: Collection[str] = ALWAYS_OPEN) -> bool:
+    """Whether a request needs the token once API_TOKEN is set; ``route_path`` is without the root path."""
     if method.upper() not in SAFE_METHODS:
         return True
-    return protect_reads and path.startswith(API_PREFIX) and path not in ALWAYS_OPEN
+    return protect_reads and route_path not in open_paths
 
 
 class BearerTokenMiddleware:
-    def __init__(self, app: ASGIApp, token: str, protect_reads: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str, protect_reads: bool = False, open_paths: Collection[str] = ALWAYS_OPEN
+    ) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
         self._protect_reads = protect_reads
+        self._open_paths = frozenset(open_paths)
 
     def _needs_token(self, scope: Scope) -> bool:
-        return needs_token(scope["method"], scope["path"], self._protect_reads)
+        # Starlette's own function, so the path checked is the path the router matches.
+        return needs_token(scope["method"], get_route_path(scope), self._protect_reads, self._open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._needs_token(scope):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingestor.store import Columns, ReadingStore
+
+log = logging.getLogger(__name__)
 
 MIN_TICK_S = 0.01
 """At high rates, wake up at most 100 times a second and generate a batch each time."""
@@ -110,6 +113,8 @@ class Ingestion:
         """The configuration of the current run, or of the last one when stopped."""
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self.failure: str | None = None
+        """Why the last run ended by itself, when it did (None while running or after a stop)."""
 
     @property
     def rate_hz(self) -> float:
@@ -126,8 +131,8 @@ class Ingestion:
     def start(self, config: RunConfig | None = None) -> bool:
         """Start generating; False when it was already running with this configuration (or None).
 
-        ConfigConflict when it runs with another one. Without a configuration, a run uses the
-        defaults.
+        ConfigConflict when it runs with another one, CategoryLimitError when the store has no
+        room for its categories. Without a configuration, a run uses the defaults.
         """
         if self.running:
             if config is not None and config != self.config:
@@ -136,12 +141,20 @@ class Ingestion:
                     "with the new one"
                 )
             return False
-        self.config = config or self.default_config
-        generator = ReadingGenerator(
-            self.config.rate_hz, self.config.categories, start_ns=self._clock(), seed=self.config.seed
-        )
+        config = config or self.default_config
+        # Its categories keep their codes for the whole run, so the run cannot fail for want of room.
+        self._store.pin_categories(config.categories)
+        self.config, self.failure = config, None
+        generator = ReadingGenerator(config.rate_hz, config.categories, start_ns=self._clock(), seed=config.seed)
         self._task = asyncio.get_running_loop().create_task(self._run(generator), name="generator")
+        self._task.add_done_callback(lambda task: self._ended(task, config))
         return True
+
+    def _ended(self, task: asyncio.Task[None], config: RunConfig) -> None:
+        self._store.unpin_categories(config.categories)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.failure = f"the generator stopped: {error}"
+            log.error("the generator stopped by itself: %s", error, exc_info=error)
 
     async def stop(self) -> bool:
         """Stop generating, keeping what is stored; False when it was not running."""

@@ -61,11 +61,12 @@ class Intake:
     ) -> None:
         self._store = store
         self._journal = journal
+        if journal is not None:
+            store.log_category_assignments()
         self._window = batch_id_window
         self._known: OrderedDict[str, _KnownBatch] = OrderedDict(
             (batch_id, _KnownBatch(accepted, None)) for batch_id, accepted in known_batch_ids
         )
-        self._logged_categories = len(store.categories)
         self.recovered = recovered
         """Readings restored from the data directory at start."""
 
@@ -93,11 +94,8 @@ class Intake:
             raise self._journal.failure
         start_seq = self._store.total_ingested
         self._store.append(columns)
-        names = self._store.categories
-        new_names = tuple(names[self._logged_categories :])
-        batch = LoggedBatch(start_seq, columns, self._logged_categories, new_names, batch_id)
-        self._logged_categories = len(names)
-        return self._journal.submit(batch)
+        assigned = tuple(self._store.take_category_assignments())
+        return self._journal.submit(LoggedBatch(start_seq, columns, assigned, batch_id))
 
     def append_generated(self, columns: Columns) -> None:
         """Store generated readings; nobody waits for their commit, but a failed one is logged."""
@@ -105,15 +103,21 @@ class Intake:
         if committed is not None:
             committed.add_done_callback(_log_failure)
 
+    async def replay(self, batch_id: str) -> Acknowledgement | None:
+        """The acknowledgement of the batch named ``batch_id`` when it is known (once it is safe to
+        send), None when it is not: then its readings have to be stored."""
+        validate_batch_id(batch_id)
+        known = self._known.get(batch_id)
+        if known is None:
+            return None
+        if known.committed is not None:
+            await asyncio.shield(asyncio.wrap_future(known.committed))
+        return Acknowledgement(known.accepted, duplicate=True, durable=self.durable)
+
     async def write(self, columns: Columns, batch_id: str = "") -> Acknowledgement:
         """Store a producer's batch and return its acknowledgement once it is safe to send."""
-        if batch_id:
-            validate_batch_id(batch_id)
-            known = self._known.get(batch_id)
-            if known is not None:
-                if known.committed is not None:
-                    await asyncio.shield(asyncio.wrap_future(known.committed))
-                return Acknowledgement(known.accepted, duplicate=True, durable=self.durable)
+        if batch_id and (replayed := await self.replay(batch_id)) is not None:
+            return replayed
         committed = self.append(columns, batch_id)
         if batch_id:
             self._remember(batch_id, _KnownBatch(len(columns), committed))

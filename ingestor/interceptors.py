@@ -1,7 +1,8 @@
 """Server interceptors: who may call, which request a call belongs to, and malformed messages.
 
 - :class:`TokenAuthInterceptor` requires ``authorization: Bearer <token>`` on IngestorService calls
-  (constant-time comparison); health and reflection stay open. Missing or wrong is UNAUTHENTICATED.
+  (constant-time comparison); health and reflection stay open. Missing or wrong is UNAUTHENTICATED,
+  answered from the metadata alone, before any of the request is received or decoded.
 - :class:`CallContextInterceptor` runs each call with its ``x-request-id`` in the log context, logs
   its outcome as JSON, and turns a request that is not valid protobuf into INVALID_ARGUMENT instead
   of the UNKNOWN grpcio answers by default.
@@ -39,21 +40,25 @@ def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str | None:
     return None
 
 
-def _denying(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that only aborts."""
+def _refusal(code: grpc.StatusCode, message: str, response_streaming: bool) -> grpc.RpcMethodHandler:
+    """A handler that answers ``code`` at once and never reads the request.
 
-    async def deny_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    It declares a request stream, whatever the method's shape: grpc then hands it the stream
+    unread instead of first receiving and deserialising the whole message, so a refused caller
+    costs no more than HTTP/2 flow control lets it send. On the wire a unary request is a stream
+    of one message, so the caller sees the same answer either way.
+    """
+
+    async def refuse(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
         await context.abort(code, message)
 
-    async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def refuse_streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
-    if handler.request_streaming:
-        raise TypeError("the ingestor has no client-streaming methods")
-    if handler.response_streaming:
-        return handler._replace(unary_stream=deny_stream)  # type: ignore[attr-defined]
-    return handler._replace(unary_unary=deny_unary)  # type: ignore[attr-defined]
+    if response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse_streaming)
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
@@ -63,14 +68,14 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)  # a lookup by name: nothing is read yet
         if handler is None or not handler_call_details.method.startswith(PROTECTED_PREFIX):
             return handler
         given = _metadata_value(handler_call_details, "authorization") or ""
         if hmac.compare_digest(given.encode(), self._expected):
             return handler
         problem = "a bearer token is required" if not given else "the bearer token is not valid"
-        return _denying(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
+        return _refusal(grpc.StatusCode.UNAUTHENTICATED, problem, handler.response_streaming)
 
 
 class _Malformed:
@@ -94,11 +99,17 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
+        if handler is None:
             return handler
         method = handler_call_details.method
         given = _metadata_value(handler_call_details, "x-request-id")
         request_id = given if given and _REQUEST_ID.fullmatch(given) else None
+        if handler.request_streaming:
+            # Reflection, and calls refused before their request is read: their messages are
+            # left to the handler, only the call is logged.
+            if handler.response_streaming:
+                return handler._replace(stream_stream=_streaming(handler.stream_stream, method, request_id))  # type: ignore[attr-defined]
+            return handler._replace(stream_unary=_unary(handler.stream_unary, method, request_id))  # type: ignore[attr-defined]
         deserializer = _tolerant(handler.request_deserializer)
         if handler.response_streaming:
             return handler._replace(  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 Each batch is one row holding its columns as the raw little-endian buffers of the wire format
 (int64 timestamps, float64 values, uint16 category codes), so a batch of 10,000 readings is one
-insert of 180 kB, not 10,000 inserts. The category dictionary is a table of its own, extended in
-the same transaction as the first batch that uses a new name.
+insert of 180 kB, not 10,000 inserts. The category dictionary is a table of its own, changed in
+the same transaction as the first batch that uses a new name (or a freed code given to another
+name: every reading that carried its old name was evicted before, so no row still held needs it).
 
 SQLite runs in WAL mode with ``synchronous=FULL``: COMMIT returns only after the write-ahead log is
 fsync'd, and the log's frame checksums make SQLite ignore a torn last transaction when it opens the
@@ -24,9 +25,11 @@ freed pages). Batch ids are remembered for the newest ``batch_id_window`` batche
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ingestor.categories import FREE
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,9 @@ COMPACT_BELOW = 4096
 COMPACT_RUN = 256
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """After a checkpoint, SQLite truncates the write-ahead log back to at most this many bytes."""
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+"""Modes of the data directory and of the log when the ingestor creates them: its own user's only."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -76,8 +83,8 @@ class LoggedBatch:
 
     start_seq: int
     columns: Columns
-    first_new_code: int
-    new_categories: tuple[str, ...] = ()
+    assigned_categories: tuple[tuple[int, str], ...] = ()
+    """(code, name) the dictionary gave out since the previous batch, new names or freed codes reused."""
     batch_id: str = ""
 
 
@@ -87,6 +94,7 @@ class Recovered:
 
     total_ingested: int
     categories: list[str]
+    """Names by code; ``ingestor.categories.FREE`` where a code named nothing."""
     columns: Columns
     batch_ids: list[tuple[str, int]]
     """(batch id, readings accepted), oldest first."""
@@ -101,7 +109,7 @@ class Journal:
         self.capacity = capacity
         self.batch_id_window = batch_id_window
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            _make_private(data_dir)
             self._db = _connect(data_dir / FILE_NAME)
         except (OSError, sqlite3.Error) as error:
             raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
@@ -124,9 +132,9 @@ class Journal:
         db = self._db
         row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
         total = row[0] if row else 0
-        names = db.execute("SELECT code, name FROM categories ORDER BY code").fetchall()
-        if [code for code, _ in names] != list(range(len(names))):
-            raise JournalError("the category dictionary in the data directory has holes")
+        named = dict(db.execute("SELECT code, name FROM categories").fetchall())
+        # Codes freed by the earlier run are holes; the store refuses a held reading that carries one.
+        categories = [named.get(code, FREE) for code in range(max(named, default=-1) + 1)]
         rows = db.execute(
             "SELECT start_seq, end_seq, timestamps_ns, vals, codes FROM batches WHERE end_seq > ? ORDER BY end_seq",
             (total - self.capacity,),
@@ -152,7 +160,7 @@ class Journal:
             np.frombuffer(b"".join(row[4] for row in rows), dtype=CODE_DTYPE),
         )
         batch_ids = db.execute("SELECT batch_id, accepted FROM batch_ids ORDER BY position").fetchall()
-        return Recovered(total, [name for _, name in names], columns, batch_ids)
+        return Recovered(total, categories, columns, batch_ids)
 
     def start(self) -> None:
         """Start the writer thread; batches can be submitted from then on."""
@@ -235,11 +243,11 @@ class Journal:
         db.execute("BEGIN")
         try:
             for batch in batches:
-                if batch.new_categories:
-                    db.executemany(
-                        "INSERT INTO categories (code, name) VALUES (?, ?)",
-                        enumerate(batch.new_categories, start=batch.first_new_code),
-                    )
+                for code, name in batch.assigned_categories:
+                    # A reused code names something else now, and a name that came back may have
+                    # had another code before: no held reading carries either of the old entries.
+                    db.execute("DELETE FROM categories WHERE code = ? OR name = ?", (code, name))
+                    db.execute("INSERT INTO categories (code, name) VALUES (?, ?)", (code, name))
                 end_seq = batch.start_seq + len(batch.columns)
                 if end_seq > evicted_below and len(batch.columns):
                     columns = batch.columns
@@ -295,6 +303,28 @@ class Journal:
             self._queue = []
         for _, future in group:
             future.set_exception(self._failure)
+
+
+def _make_private(data_dir: Path) -> None:
+    """Create the directory 0700 and the log in it 0600; SQLite gives its -wal and -shm files the
+    log's mode. A directory that exists keeps its mode (it may be a mount point, or a path chosen
+    for reasons of its own), with a warning when others may enter it: the directory's mode is what
+    keeps them from every file inside."""
+    try:
+        data_dir.mkdir(mode=DIR_MODE, parents=True)
+    except FileExistsError:
+        status = data_dir.stat()
+        mode = stat.S_IMODE(status.st_mode)
+        if stat.S_ISDIR(status.st_mode) and mode & 0o077:  # not a directory: opening the log says so
+            log.warning(
+                "data directory %s has mode %04o: others than its owner may read the readings; "
+                "chmod %04o makes it private",
+                data_dir,
+                mode,
+                DIR_MODE,
+            )
+    with contextlib.suppress(FileExistsError):  # a log that exists is opened as it is
+        os.close(os.open(data_dir / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
 
 
 def _connect(path: Path) -> sqlite3.Connection:

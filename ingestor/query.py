@@ -37,10 +37,11 @@ class ReadingFilter:
         """A lookup table code -> wanted, or None when every category is wanted."""
         if not self.categories:
             return None
-        names = store.categories
-        wanted = np.zeros(len(names) + 1, dtype=bool)  # +1: never empty, even with no dictionary yet
-        for code, name in enumerate(names):
-            if name in self.categories:
+        dictionary = store.dictionary
+        wanted = np.zeros(dictionary.slots + 1, dtype=bool)  # +1: never empty, even with no dictionary yet
+        for name in self.categories:
+            code = dictionary.code(name)
+            if code is not None:
                 wanted[code] = True
         return wanted
 
@@ -108,7 +109,7 @@ def select_page(
 
 def gather(store: ReadingStore, sequences: np.ndarray) -> Columns:
     """A copy of the readings with these sequence numbers that are still held, in the given order."""
-    held = sequences[(sequences >= store.evicted) & (sequences < store.total_ingested)]
+    held = sequences[(sequences >= store.oldest_sequence) & (sequences < store.total_ingested)]
     slots = held % store.capacity
     timestamps, values, codes = store.arrays
     return Columns(timestamps[slots], values[slots], codes[slots])

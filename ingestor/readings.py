@@ -32,11 +32,15 @@ def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) 
     """
     timestamps, values, names = _decode_messages(request.readings)
     column_timestamps, column_values, column_codes = _decode_columns(request)
-    dictionary = list(request.column_categories) if len(column_codes) else []
-    codes = store.encode_categories([*names, *dictionary])
-    message_codes, column_lookup = codes[: len(names)], codes[len(names) :]
-    if not dictionary:
+    # Only the names some reading carries enter the store's dictionary.
+    used = np.flatnonzero(np.bincount(column_codes)) if len(column_codes) else np.empty(0, np.intp)
+    dictionary = request.column_categories
+    codes = store.encode_categories([*names, *(dictionary[code] for code in used.tolist())])
+    message_codes = codes[: len(names)]
+    if not len(used):
         return Columns(timestamps, values, message_codes)
+    column_lookup = np.zeros(int(used[-1]) + 1, dtype=codes.dtype)
+    column_lookup[used] = codes[len(names) :]
     if not names:
         # The bulk form alone: the request's own buffers, no joined copies.
         return Columns(column_timestamps, column_values, column_lookup[column_codes])

@@ -115,6 +115,11 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
             # A second ingestor on a taken port must fail to start, not share the port and split
             # the callers between two different buffers.
             ("grpc.so_reuseport", 0),
+            # The receive window stays at HTTP/2's 64 KiB until a handler reads a message (grpc
+            # then opens it to that message's size). With bandwidth probing it would grow by
+            # itself, letting callers whose request is refused unread (no token) still park
+            # megabytes each in the transport.
+            ("grpc.http2.bdp_probe", 0),
         ],
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)

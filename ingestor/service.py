@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from ingestor.categories import StreamDictionary
 from ingestor.generator import ConfigConflict, Ingestion, RunConfig
-from ingestor.intake import Intake, validate_batch_id
+from ingestor.intake import Intake
 from ingestor.journal import JournalError
 from ingestor.memory import release_freed_memory
 from ingestor.query import ReadingFilter, gather, select_page
@@ -254,6 +255,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             categories=self._ingestion.categories,
             seed=self._ingestion.config.seed,
             configured=self._ingestion.config != self._ingestion.default_config,
+            generator_error=self._ingestion.failure or "",
             durable=self._intake.durable,
             data_dir_bytes=self._intake.data_dir_bytes(),
             recovered=self._intake.recovered,
@@ -276,7 +278,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             if stop > self._store.total_ingested:
                 raise InvalidArgument("page_token is not a token this service issued")
         start, stop = self._store.clamp(stop - page_size, stop)
-        more = start > self._store.evicted
+        more = start > self._store.oldest_sequence
         return pb.ListReadingsResponse(
             readings=_reading_messages(self._store, start, stop),
             next_page_token=encode_page_token(start) if more else "",
@@ -334,7 +336,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         store = self._store
         stop = store.total_ingested
         start = stop - max_readings if max_readings else 0
-        sent_categories = 0
+        dictionary = StreamDictionary(store.dictionary)
         start, stop = store.clamp(start, stop)
         planned = stop - start
         while True:
@@ -342,9 +344,11 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             if start >= stop:
                 return
             run = store.views(start, min(stop, start + chunk_size))[0]
-            categories = store.categories
-            yield encode_export_response(run, categories[sent_categories:], planned_readings=planned)
-            sent_categories, planned = len(categories), 0
+            codes, new_categories = dictionary.translate(run.codes)
+            yield encode_export_response(
+                Columns(run.timestamps_ns, run.values, codes), new_categories, planned_readings=planned
+            )
+            planned = 0
             start += len(run)
 
     def _selected_messages(
@@ -364,24 +368,28 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             limit=request.max_readings,
             oldest_first=request.oldest_first,
         )
-        sent_categories, planned = 0, len(page.sequences)
+        dictionary, planned = StreamDictionary(store.dictionary), len(page.sequences)
         chunks = [page.sequences[i : i + chunk_size] for i in range(0, len(page.sequences), chunk_size)]
         for number, chunk in enumerate(chunks or [page.sequences]):
             columns = gather(store, chunk)
             if not len(columns) and number < len(chunks) - 1:
                 continue
-            categories = store.categories
+            codes, new_categories = dictionary.translate(columns.codes)
             last = number >= len(chunks) - 1
             next_sequence = page.next_sequence if last else None
-            yield encode_export_response(columns, categories[sent_categories:], next_sequence, planned)
-            sent_categories, planned = len(categories), 0
+            yield encode_export_response(
+                Columns(columns.timestamps_ns, columns.values, codes), new_categories, next_sequence, planned
+            )
+            planned = 0
 
     @_unary_errors
     async def WriteReadings(
         self, request: pb.WriteReadingsRequest, context: grpc.aio.ServicerContext
     ) -> pb.WriteReadingsResponse:
-        if request.batch_id:
-            validate_batch_id(request.batch_id)
+        # A retry is answered before its readings are decoded: they would add names for nothing.
+        replayed = await self._intake.replay(request.batch_id) if request.batch_id else None
+        if replayed is not None:
+            return pb.WriteReadingsResponse(accepted=replayed.accepted, duplicate=True, durable=replayed.durable)
         columns = decode_write_request(request, self._store)
         acknowledgement = await self._intake.write(columns, request.batch_id)
         if len(columns) >= RELEASE_AFTER_READINGS:

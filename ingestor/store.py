@@ -2,47 +2,54 @@
 
 Every stored reading gets a sequence number in arrival order: the first reading ever stored is 0,
 the next 1, and so on. The buffer holds the newest ``capacity`` of them, so the sequence numbers
-held are ``[evicted, total_ingested)``. Sequence numbers never repeat, which is what lets pages and
-exports skip readings evicted while they run instead of repeating others.
+held are ``[oldest_sequence, total_ingested)``. Sequence numbers never repeat, which is what lets
+pages and exports skip readings evicted while they run instead of repeating others. ``buffered``
+and ``evicted`` are counted where readings enter and leave the ring, so ``total_ingested =
+buffered + evicted`` is a fact the tests check, not a definition.
 
 Memory: 17 bytes a reading (int64 timestamp, float64 value, uint8 category code) while the
-dictionary holds at most 256 categories, 18 once it holds more (the codes are widened to uint16 in
-place of the uint8 ones), allocated lazily by the operating system as the buffer fills. Exports
-carry the codes in the store's width; the journal keeps them as uint16.
+dictionary has given out at most 256 codes, 18 beyond (the codes are widened to uint16 in place of
+the uint8 ones), allocated lazily by the operating system as the buffer fills. Exports carry the
+codes in the store's width; the journal keeps them as uint16. The dictionary
+(``ingestor/categories.py``) drops a name once none of its readings is held.
 
 The store is not thread-safe: the ingestor uses it from its event loop only.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-MAX_CATEGORIES = 65_536
-"""Category codes are at most uint16."""
+from ingestor.categories import (
+    CATEGORY_PATTERN,
+    MAX_CATEGORIES,
+    CategoryDictionary,
+    CategoryLimitError,
+    validate_category,
+)
 
-CATEGORY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+__all__ = [
+    "CATEGORY_PATTERN",
+    "CODE_DTYPE",
+    "MAX_CATEGORIES",
+    "NARROW_CODE_DTYPE",
+    "TIMESTAMP_DTYPE",
+    "VALUE_DTYPE",
+    "CategoryLimitError",
+    "Columns",
+    "ReadingStore",
+    "validate_category",
+]
 
 TIMESTAMP_DTYPE = np.dtype("<i8")
 VALUE_DTYPE = np.dtype("<f8")
 CODE_DTYPE = np.dtype("<u2")
-"""Category codes in the ring beyond 256 categories, in the journal, and on the wire when wide."""
+"""Category codes in the ring beyond 256 codes, in the journal, and on the wire when wide."""
 NARROW_CODE_DTYPE = np.dtype("u1")
-"""Category codes in the ring while the dictionary fits in them."""
-
-
-def validate_category(name: str) -> str | None:
-    """Return why ``name`` is not a valid category, or None when it is."""
-    if CATEGORY_PATTERN.fullmatch(name) is None:
-        return f"category {name[:80]!r} must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
-    return None
-
-
-class CategoryLimitError(Exception):
-    """Storing a batch would take the store past MAX_CATEGORIES distinct categories."""
+"""Category codes in the ring while the dictionary's codes fit in them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +74,9 @@ class ReadingStore:
         self._values = np.empty(capacity, dtype=VALUE_DTYPE)
         self._codes = np.empty(capacity, dtype=NARROW_CODE_DTYPE)
         self._total = 0
-        # The oldest sequence number that may be held: above 0 only after restore() was given fewer
-        # readings than the buffer holds (e.g. the capacity grew between two runs).
-        self._oldest = 0
-        self._categories: list[str] = []
-        self._codes_by_name: dict[str, int] = {}
+        self._buffered = 0
+        self._evicted = 0
+        self.dictionary = CategoryDictionary()
         self._listeners: list[Callable[[Columns], None]] = []
 
     @property
@@ -85,12 +90,19 @@ class ReadingStore:
 
     @property
     def buffered(self) -> int:
-        return min(self._total - self._oldest, self._capacity)
+        """Readings held now."""
+        return self._buffered
 
     @property
     def evicted(self) -> int:
-        """Readings dropped to make room; also the sequence number of the oldest one held."""
-        return self._total - self.buffered
+        """Readings dropped to make room, counted as they were overwritten (and, after a restore,
+        the earlier run's readings that were not restored)."""
+        return self._evicted
+
+    @property
+    def oldest_sequence(self) -> int:
+        """The sequence number of the oldest reading held (``total_ingested`` when none is)."""
+        return self._total - self._buffered
 
     @property
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,28 +111,38 @@ class ReadingStore:
 
     @property
     def categories(self) -> Sequence[str]:
-        """The category dictionary: code i names ``categories[i]``. It only ever grows."""
-        return self._categories
+        """The category dictionary: code i names ``categories[i]`` (see ``ingestor/categories.py``)."""
+        return self.dictionary.names
 
     def encode_categories(self, names: Iterable[str]) -> np.ndarray:
-        """Map names to codes, in the width the store holds them, adding new names to the dictionary.
+        """Map names to codes, in the width the store holds them, giving codes to new names.
 
         All or nothing: when the new names would not fit, nothing is added and CategoryLimitError
         is raised. Names are not validated here.
         """
-        names = list(names)
-        new = list(dict.fromkeys(name for name in names if name not in self._codes_by_name))
-        if len(self._categories) + len(new) > MAX_CATEGORIES:
-            raise CategoryLimitError(
-                f"the store holds {len(self._categories)} distinct categories and this batch adds "
-                f"{len(new)}: at most {MAX_CATEGORIES} are allowed"
-            )
-        for name in new:
-            self._codes_by_name[name] = len(self._categories)
-            self._categories.append(name)
-        if len(self._categories) > np.iinfo(self._codes.dtype).max + 1:
+        codes = self.dictionary.encode(names)
+        self._fit_codes()
+        return codes.astype(self._codes.dtype)
+
+    def pin_categories(self, names: Iterable[str]) -> None:
+        """Keep ``names`` in the dictionary until unpinned (a generator's, before its first reading)."""
+        self.dictionary.pin(names)
+        self._fit_codes()
+
+    def unpin_categories(self, names: Iterable[str]) -> None:
+        self.dictionary.unpin(names)
+
+    def log_category_assignments(self) -> None:
+        """From now on, keep what the dictionary gives out for :meth:`take_category_assignments`."""
+        self.dictionary.log_assignments = True
+
+    def take_category_assignments(self) -> list[tuple[int, str]]:
+        """(code, name) given out since the last call, once :meth:`log_category_assignments` was called."""
+        return self.dictionary.take_assignments()
+
+    def _fit_codes(self) -> None:
+        if self.dictionary.slots > np.iinfo(self._codes.dtype).max + 1:
             self._widen_codes()
-        return np.fromiter((self._codes_by_name[name] for name in names), dtype=self._codes.dtype, count=len(names))
 
     def append(self, columns: Columns) -> None:
         """Store readings whose codes come from :meth:`encode_categories`, evicting the oldest."""
@@ -129,10 +151,13 @@ class ReadingStore:
             raise ValueError("columns must have the same length")
         if n == 0:
             return
-        if int(columns.codes.max()) >= len(self._categories):
+        if int(columns.codes.max()) >= self.dictionary.slots:
             raise ValueError("category code outside the dictionary")
         # Only the newest `capacity` of a batch can survive it.
-        skip = max(0, n - self._capacity)
+        kept = min(n, self._capacity)
+        skip = n - kept
+        overwritten = max(0, self._buffered + kept - self._capacity)
+        evicted_codes = self._codes_of(self.oldest_sequence, self.oldest_sequence + overwritten)
         first_seq = self._total + skip
         for target, source in (
             (self._timestamps, columns.timestamps_ns),
@@ -141,8 +166,20 @@ class ReadingStore:
         ):
             self._write_ring(target, first_seq, source[skip:])
         self._total += n
+        self._buffered += kept - overwritten
+        self._evicted += skip + overwritten
+        # Held first, released second, so that a name both evicted and stored again is never
+        # dropped; the readings a batch skips count as stored and evicted at once.
+        self.dictionary.hold(columns.codes)
+        self.dictionary.release(np.concatenate([evicted_codes, columns.codes[:skip]]))
         for listener in self._listeners:
             listener(columns)
+
+    def _codes_of(self, start_seq: int, stop_seq: int) -> np.ndarray:
+        runs = [self._codes[index:end] for index, end in self._slots(start_seq, stop_seq)]
+        if len(runs) == 1:
+            return runs[0].copy()  # the ring is about to be overwritten
+        return np.concatenate(runs) if runs else np.empty(0, self._codes.dtype)
 
     def add_listener(self, listener: Callable[[Columns], None]) -> None:
         """Call ``listener`` with every batch once it is stored. It must not block or append."""
@@ -151,33 +188,35 @@ class ReadingStore:
     def restore(self, categories: Sequence[str], columns: Columns, total_ingested: int) -> None:
         """Refill an empty store with what an earlier run held: its dictionary, readings and counters.
 
-        ``columns`` are that run's newest readings, the last one numbered ``total_ingested - 1``; only
-        the newest ``capacity`` of them are kept. Older readings that were not given count as evicted,
-        so ``total_ingested = buffered + evicted`` holds as before.
+        ``categories`` name the codes (``""`` at a free code). ``columns`` are that run's newest
+        readings, the last one numbered ``total_ingested - 1``; only the newest ``capacity`` of them
+        are kept. Older readings that were not given count as evicted, so ``total_ingested =
+        buffered + evicted`` holds as before.
         """
-        if self._total or self._categories:
+        if self._total or self.dictionary.slots:
             raise ValueError("only an empty store can be restored")
         if len(columns) > total_ingested:
             raise ValueError(f"{len(columns)} readings cannot be the newest of {total_ingested}")
-        if len(columns) and int(columns.codes.max()) >= len(categories):
-            raise ValueError("category code outside the dictionary")
-        self.encode_categories(categories)
         kept = min(len(columns), self._capacity)
+        held = Columns(
+            columns.timestamps_ns[len(columns) - kept :],
+            columns.values[len(columns) - kept :],
+            columns.codes[len(columns) - kept :],
+        )
+        self.dictionary.restore(categories, held.codes)
+        self._fit_codes()
         first_seq = total_ingested - kept
-        for target, source in (
-            (self._timestamps, columns.timestamps_ns),
-            (self._values, columns.values),
-            (self._codes, columns.codes),
-        ):
-            self._write_ring(target, first_seq, source[len(source) - kept :])
+        for target, source in zip(self.arrays, (held.timestamps_ns, held.values, held.codes), strict=True):
+            self._write_ring(target, first_seq, source)
         self._total = total_ingested
-        self._oldest = first_seq
+        self._buffered = kept
+        self._evicted = total_ingested - kept
 
     def _widen_codes(self) -> None:
         """Hold codes as uint16 from now on: the dictionary has outgrown uint8."""
         wide = np.empty(self._capacity, dtype=CODE_DTYPE)
         # Only the slots in use are copied, so the rest of the ring stays untouched (not resident).
-        for index, end in self._slots(self.evicted, self._total):
+        for index, end in self._slots(self.oldest_sequence, self._total):
             wide[index:end] = self._codes[index:end]
         self._codes = wide
 
@@ -189,7 +228,7 @@ class ReadingStore:
 
     def clamp(self, start_seq: int, stop_seq: int) -> tuple[int, int]:
         """Narrow ``[start_seq, stop_seq)`` to the sequence numbers held now."""
-        start = max(start_seq, self.evicted)
+        start = max(start_seq, self.oldest_sequence)
         stop = min(stop_seq, self._total)
         return start, max(start, stop)
 

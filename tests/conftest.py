@@ -9,6 +9,9 @@ import pytest
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
 
+# The crash tests' checks live in a helper module: give their asserts pytest's detailed messages.
+pytest.register_assert_rewrite("tests.crashing")
+
 
 @pytest.fixture
 def lambda_main_thread_loop() -> Iterator[None]:

@@ -97,15 +97,19 @@ def start_ingestor_process(
     return _start([*prefix, sys.executable, "-m", "ingestor"], _INGESTOR_LISTENING, env, timeout)
 
 
-def start_api_process(ingestor_address: str, timeout: float = 20, **env: str) -> ServerProcess:
-    """``python -m functions`` (uvicorn serving functions.app:app) on 127.0.0.1, pointed at an ingestor."""
-    command = [sys.executable, "-m", "functions", "--host", "127.0.0.1", "--port", "0"]
+def start_api_process(
+    ingestor_address: str, timeout: float = 20, args: Sequence[str] = (), **env: str
+) -> ServerProcess:
+    """``python -m functions`` (uvicorn serving functions.app:app) on 127.0.0.1, pointed at an ingestor;
+    ``args`` are more of its options (``--root-path``)."""
+    command = [sys.executable, "-m", "functions", "--host", "127.0.0.1", "--port", "0", *args]
     return _start(command, _UVICORN_LISTENING, {"INGESTOR_ADDRESS": ingestor_address, **env}, timeout)
 
 
-def start_uvicorn_process(app: str, timeout: float = 20, **env: str) -> ServerProcess:
-    """``uvicorn APP`` on 127.0.0.1 on a free port, for other ASGI apps (the benchmark's baseline)."""
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0"]
+def start_uvicorn_process(app: str, timeout: float = 20, args: Sequence[str] = (), **env: str) -> ServerProcess:
+    """``uvicorn APP`` on 127.0.0.1 on a free port (the benchmark's baseline, the README's command);
+    ``args`` are more of uvicorn's options."""
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0", *args]
     return _start(command, _UVICORN_LISTENING, env, timeout)
 
 

@@ -102,6 +102,12 @@ async def test_bodies_over_the_limit_are_413_and_change_nothing(ingestor: Thread
         )
         bad_length = await http.post("/start-ingestion", headers={"Content-Length": "12ab"}, content=b"")
         assert bad_length.status_code == 400
+        # More digits than Python converts to an int (4,300): too large all the same, not a 500.
+        huge_length = await http.post("/start-ingestion", headers={"Content-Length": "9" * 5000}, content=b"")
+        assert (huge_length.status_code, huge_length.json()) == (
+            413,
+            {"detail": "the request body must be at most 1024 bytes"},
+        )
         assert ingestor.running.ingestion.running is False
         response = await http.post("/start-ingestion", content=at_the_limit, headers=JSON)
         assert (response.status_code, response.json()) == (200, {"message": "Data ingestion started"})
@@ -196,3 +202,23 @@ async def test_the_function_reaches_a_tls_ingestor_through_a_configured_ca(tmp_p
             assert (await http.get("/status")).status_code == 503
     finally:
         server.close()
+
+
+def test_the_schema_documents_the_token_on_reads_when_they_need_it() -> None:
+    schema = create_app(FunctionSettings(api_token=API_TOKEN, api_token_for_reads=True)).openapi()
+    documented = {
+        (path, method): "401" in operation["responses"] and operation.get("security") == [{"bearerToken": []}]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert documented == {
+        ("/api/v1/health", "get"): False,
+        ("/api/v1/start-ingestion", "post"): True,
+        ("/api/v1/stop-ingestion", "post"): True,
+        ("/api/v1/raw-data", "get"): True,
+        ("/api/v1/processed-data", "get"): True,
+        ("/api/v1/status", "get"): True,
+        ("/api/v1/readings", "post"): True,
+        ("/api/v1/stream", "get"): True,
+    }
+    assert "401" not in schema["paths"]["/api/v1/health"]["get"]["responses"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.run import bench_size, table
+from bench.run import WRITE_CHUNK, bench_size, column_requests, make_readings, message_requests, table
+from ingestor.settings import IngestorSettings
 
 
 def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
@@ -21,3 +22,12 @@ def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
     }
     printed = table({"sizes": [row], "single": single})
     assert printed.splitlines()[2].startswith("| 10,000 |")
+
+
+def test_the_benchmarks_writes_fit_the_ingestors_default_message_limit() -> None:
+    readings = make_readings(2 * WRITE_CHUNK)
+    limit = IngestorSettings().max_message_bytes
+    columns = column_requests(readings)
+    assert [len(request.columns.values) // 8 for request in columns] == [WRITE_CHUNK, WRITE_CHUNK]
+    assert max(request.ByteSize() for request in columns) < limit
+    assert max(request.ByteSize() for request in message_requests(readings)) < limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -140,6 +141,113 @@ def test_ingestor_down_is_503_fast_on_every_data_endpoint_and_back_without_a_res
             }
         finally:
             assert back.stop() == 0
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that never speaks HTTP/2: it holds each connection silently,
+    or closes it as soon as it is accepted. ``delay_s`` > 0 instead relays each connection to
+    ``target`` after that long, like a slow network before the HTTP/2 handshake."""
+
+    def __init__(self, behaviour: str, target: str = "", delay_s: float = 0.0) -> None:
+        self._behaviour = behaviour
+        self._target = target
+        self._delay_s = delay_s
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self._behaviour == "silent":
+                self._held.append(connection)
+            elif self._behaviour == "close":
+                connection.close()
+            else:
+                threading.Thread(target=self._relay, args=(connection,), daemon=True).start()
+
+    def _relay(self, connection: socket.socket) -> None:
+        time.sleep(self._delay_s)
+        host, port = self._target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        self._held += [connection, upstream]
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pump, args=(upstream, connection), daemon=True).start()
+        pump(connection, upstream)
+
+    def close(self) -> None:
+        self._socket.close()
+        for connection in self._held:
+            connection.close()
+
+
+CONNECT_TIMEOUT_S = 0.5
+MARGIN_S = 0.4
+
+
+@pytest.mark.parametrize("behaviour", ["silent", "close"])
+def test_an_ingestor_that_never_speaks_http2_is_503_within_the_connect_timeout(behaviour: str) -> None:
+    listener = Listener(behaviour)
+    # The call deadline is far beyond the connect timeout: only the connect timeout may answer.
+    api = start_api_process(
+        listener.address, INGESTOR_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S), INGESTOR_TIMEOUT_S="30"
+    )
+    try:
+        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+            for method, path, body in [*DATA_ENDPOINTS, STREAM]:
+                started = time.monotonic()
+                response = http.request(method, path, json=body)
+                elapsed = time.monotonic() - started
+                assert response.status_code == 503, (method, path, response.text)
+                assert response.json()["detail"] == (
+                    f"the ingestor did not accept a connection within {CONNECT_TIMEOUT_S:g} s"
+                    if behaviour == "silent"
+                    else "the ingestor is unavailable: it refused the connection"
+                ), (method, path)
+                assert elapsed < CONNECT_TIMEOUT_S + MARGIN_S, (method, path, elapsed)
+                if behaviour == "silent":
+                    assert elapsed >= CONNECT_TIMEOUT_S, (method, path, elapsed)  # it waited that long
+                health = http.get("/health")
+                assert (health.status_code, health.json()) == (200, {"status": "healthy"})
+        assert listener.accepted >= 1  # the connections were made: it is the handshake that never came
+    finally:
+        assert api.stop() == 0
+        listener.close()
+
+
+def test_a_handshake_slower_than_grpcs_backoff_but_within_the_connect_timeout_connects() -> None:
+    """A connection whose HTTP/2 handshake takes 0.3 s is waited for: the connect timeout is 0.5 s."""
+    ingestor = start_ingestor_process(capacity=100)
+    slow = Listener("relay", target=ingestor.address, delay_s=0.3)
+    api = start_api_process(slow.address, INGESTOR_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S))
+    try:
+        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+            started = time.monotonic()
+            status = http.get("/status")
+            assert (status.status_code, status.json()["capacity"]) == (200, 100), status.text
+            assert 0.3 <= time.monotonic() - started < CONNECT_TIMEOUT_S + MARGIN_S
+            assert http.post("/readings", json=_PUSH).status_code == 202
+            assert http.get("/status").json()["total_ingested"] == 1
+    finally:
+        assert api.stop() == 0
+        slow.close()
+        assert ingestor.stop() == 0
 
 
 @pytest.mark.anyio

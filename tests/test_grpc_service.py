@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -159,28 +160,38 @@ def test_bad_columnar_writes_are_invalid_argument(
 def test_readings_keep_their_categories_when_the_dictionary_outgrows_a_byte(
     stub: pb_grpc.IngestorServiceStub,
 ) -> None:
-    # The store holds codes in a byte up to 256 categories and widens them for the 257th.
+    # The store holds codes in a byte up to 256 categories in use and widens them for the 257th.
     names = [f"c{i}" for i in range(256)]
     columns = pb.ReadingColumns(
-        timestamps_ns=(np.arange(250, 256, dtype="<i8") * 10**9).tobytes(),
-        values=np.arange(250, 256, dtype="<f8").tobytes(),
-        category_codes_u8=np.arange(250, 256, dtype="u1").tobytes(),
+        timestamps_ns=(np.arange(256, dtype="<i8") * 10**9).tobytes(),
+        values=np.arange(256, dtype="<f8").tobytes(),
+        category_codes_u8=np.arange(256, dtype="u1").tobytes(),
     )
-    assert stub.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=names)).accepted == 6
+    assert stub.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=names)).accepted == 256
     widening = [reading(T0 + 256, 256, "c256"), reading(T0 + 3, 3, "c3")]
     assert stub.WriteReadings(pb.WriteReadingsRequest(readings=widening)).accepted == 2
-    expected = [f"c{i}" for i in range(250, 257)] + ["c3"]
+    expected = [f"c{i}" for i in range(257)] + ["c3"]
     messages = list(stub.ExportReadings(pb.ExportReadingsRequest(chunk_size=3)))
     # The store widened its codes for the 257th name: every chunk now carries two bytes a code.
     assert {message.columns.WhichOneof("codes") for message in messages} == {"category_codes"}
     exported = decode_export(messages)
     assert [exported.categories[code] for code in exported.codes] == expected
-    assert exported.values.tolist() == [*range(250, 257), 3]
-    listed = stub.ListReadings(pb.ListReadingsRequest(page_size=100)).readings
+    assert exported.values.tolist() == [*range(257), 3]
+    listed = stub.ListReadings(pb.ListReadingsRequest(page_size=1000)).readings
     assert [r.category for r in listed] == expected
 
 
-def test_too_many_categories_is_resource_exhausted(stub: pb_grpc.IngestorServiceStub) -> None:
+@pytest.fixture
+def roomy_stub() -> Iterator[pb_grpc.IngestorServiceStub]:
+    """An ingestor that holds a reading of each of 65,536 categories."""
+    server = ThreadedIngestor(capacity=70_000)
+    with grpc.insecure_channel(server.address) as channel:
+        yield pb_grpc.IngestorServiceStub(channel)
+    server.close()
+
+
+def test_too_many_categories_is_resource_exhausted(roomy_stub: pb_grpc.IngestorServiceStub) -> None:
+    stub = roomy_stub
     names = [f"c{i}" for i in range(65_536)]
     columns = pb.ReadingColumns(
         timestamps_ns=np.zeros(len(names), "<i8").tobytes(),

@@ -58,6 +58,7 @@ HTTP_CASES: dict[str, Http] = {
     "limit-negative": _limit("-1"),
     "limit-zero": _limit("0"),
     "limit-over-max": _limit("10001"),
+    "limit-4301-digits": _limit("9" * 4301),
     "limit-empty": _limit(""),
     "limit-nul": _limit("\x00"),
     "limit-control-chars": _limit("\x1b[31m5"),
@@ -165,6 +166,16 @@ HTTP_CASES |= {
         "/api/v1/processed-data", {"window": "1.5s"}, "string_pattern_mismatch", "window"
     ),
     "processed-window-huge": _query("/api/v1/processed-data", {"window": "9" * 40 + "s"}, "value_error", "window"),
+    "processed-window-100-digits": _query(
+        "/api/v1/processed-data", {"window": "9" * 100 + "m"}, "value_error", "window"
+    ),
+    "processed-window-101-digits": _query(
+        "/api/v1/processed-data", {"window": "9" * 101 + "m"}, "string_pattern_mismatch", "window"
+    ),
+    # More digits than Python converts to an int.
+    "processed-window-4301-digits": _query(
+        "/api/v1/processed-data", {"window": "9" * 4301 + "s"}, "string_pattern_mismatch", "window"
+    ),
     "processed-stats-unknown": _query("/api/v1/processed-data", {"stats": "median"}, "value_error", "stats"),
     "processed-stats-one-unknown": _query("/api/v1/processed-data", {"stats": "min,p42"}, "value_error", "stats"),
     "readings-truncated-json": _readings(_TRUNCATED, 422, "json_invalid", ("body", len(_TRUNCATED))),

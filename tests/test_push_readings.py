@@ -106,3 +106,19 @@ def test_size_limits_are_413(http: httpx.Client) -> None:
     response = http.post("/readings", content=chunked(), headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert total(http) == 10_000
+
+
+def test_the_largest_push_fits_the_ingestors_default_message_limit(http: httpx.Client) -> None:
+    """10,000 readings, each with a 64-character category of its own, and the longest key: the
+    columnar request to the ingestor is at its largest (840 KB), within INGESTOR_MAX_MESSAGE_BYTES."""
+    body = [
+        {"timestamp": f"2024-01-20T10:00:00.{i:06d}Z", "value": -1.2345678901234567e300, "category": f"{i:064d}"}
+        for i in range(10_000)
+    ]
+    assert len(json.dumps(body)) < 2 * 1024 * 1024
+    response = http.post("/readings", json=body, headers={"Idempotency-Key": "k" * 128})
+    assert (response.status_code, response.json()) == (202, {"accepted": 10_000})
+    assert total(http) == 10_000
+    assert http.get("/raw-data", params={"category": f"{9_999:064d}"}).json() == [
+        {"timestamp": "2024-01-20T10:00:00.009999Z", "value": -1.2345678901234567e300, "category": f"{9_999:064d}"}
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
@@ -144,17 +145,117 @@ def test_filter_validation(api_process: ServerProcess) -> None:
         )
 
 
-def test_walking_back_while_ingesting_and_evicting_never_repeats(small_api: ServerProcess) -> None:
+def total_ingested(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        return pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
+
+
+def microseconds(timestamp: object) -> int:
+    moment = datetime.fromisoformat(str(timestamp))
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def test_walking_back_while_ingesting_and_evicting_never_repeats(
+    small_ingestor: ServerProcess, small_api: ServerProcess
+) -> None:
     with httpx.Client(base_url=f"http://{small_api.address}", timeout=10) as http:
         http.post("/api/v1/start-ingestion")
         time.sleep(1.0)  # 4000 readings a second into a buffer of 3000: it evicts all the time
+        before = total_ingested(small_ingestor.address)
         pages, _ = walk(http, {"limit": 400})
+        after = total_ingested(small_ingestor.address)
         http.post("/api/v1/stop-ingestion")
+        newest = http.get("/api/v1/raw-data", params={"limit": 1}).json()[0]
+        last = total_ingested(small_ingestor.address)
     stamps = [r["timestamp"] for page in reversed(pages) for r in page]
     assert len(pages) >= 2
     assert len(stamps) == len(set(stamps)), "a reading was repeated"
     assert stamps == sorted(stamps)  # pages newest first, each oldest first: readings never out of place
     assert all(len(page) <= 400 for page in pages)
+    # Reading i of the run carries start + i/rate exactly: 250 µs apart at 4000 Hz, and the newest
+    # is number last - 1. Every reading already there at the first page and not yet evicted at the
+    # last one (the buffer keeps the newest 3000) must be in the walk.
+    returned = {last - 1 - (microseconds(newest["timestamp"]) - microseconds(stamp)) // 250 for stamp in stamps}
+    held_throughout = set(range(after - 3000, before))
+    assert after > before, "nothing was evicted during the walk"
+    assert len(held_throughout) > 400
+    assert held_throughout <= returned, f"missing: {sorted(held_throughout - returned)[:10]}"
+    assert min(returned) >= before - 3000  # nothing from outside the buffer
+    assert max(returned) < after
+
+
+def pushed(sequence: int) -> dict[str, object]:
+    """The reading pushed as number ``sequence``, as the API shows it: 1 ms apart, value = sequence."""
+    moment = datetime(2024, 1, 20, 10, tzinfo=UTC) + timedelta(milliseconds=sequence)
+    return {
+        "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "value": float(sequence),
+        "category": "ABC"[sequence % 3],
+    }
+
+
+class Pusher:
+    """Pushes readings 0, 1, 2, ... through WriteReadings, one batch at a time, so that reading s is
+    the s-th the ingestor stores: its sequence number."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self.count = 0
+
+    def push(self, count: int) -> None:
+        start, self.count = self.count, self.count + count
+        readings = [
+            pb.Reading(
+                timestamp={"seconds": T0 + s // 1000, "nanos": s % 1000 * 1_000_000}, value=s, category="ABC"[s % 3]
+            )
+            for s in range(start, self.count)
+        ]
+        with grpc.insecure_channel(self._address) as channel:
+            written = pb_grpc.IngestorServiceStub(channel).WriteReadings(
+                pb.WriteReadingsRequest(readings=readings), timeout=10
+            )
+        assert written.accepted == count
+
+
+@pytest.mark.parametrize("direction", ["back from now", "forward from since"])
+def test_a_walk_under_eviction_returns_every_reading_held_throughout_once(
+    small_ingestor: ServerProcess, small_api: ServerProcess, direction: str
+) -> None:
+    """Readings in the buffer from the first page to the last that match the filter all come back,
+    exactly once; computed from what was pushed, not from what the ingestor says it holds."""
+    pusher = Pusher(small_ingestor.address)
+    pusher.push(4500)  # the buffer holds 3000: it has evicted already
+    # An odd page size, so that page edges fall on either category.
+    params: dict[str, object] = {"category": ["A", "C"], "limit": 299}
+    if direction == "forward from since":
+        params["since"] = pushed(0)["timestamp"]
+    pages = []
+    with httpx.Client(base_url=f"http://{small_api.address}", timeout=10) as http:
+        before = total_ingested(small_ingestor.address)
+        response = http.get("/api/v1/raw-data", params=params)
+        while True:
+            assert response.status_code == 200, response.text
+            pages.append(response.json())
+            link = response.headers.get("link")
+            if link is None:
+                break
+            if len(pages) <= 4:
+                pusher.push(250)  # between pages: 250 more readings, 250 of the oldest evicted
+            response = http.get(_LINK.fullmatch(link).group(1))  # type: ignore[union-attr]
+        after = total_ingested(small_ingestor.address)
+    assert after - before == 1000
+    returned = [r for page in pages for r in page]
+    sequences = [int(r["value"]) for r in returned]
+    assert returned == [pushed(s) for s in sequences]  # each one exactly as pushed
+    assert all(s % 3 != 1 for s in sequences)  # categories A and C only
+    assert len(sequences) == len(set(sequences)), "a reading was repeated"
+    held_throughout = {s for s in range(after - 3000, before) if s % 3 != 1}  # of 2500 to 4499
+    assert len(held_throughout) == 1333
+    missing = held_throughout - set(sequences)
+    assert not missing, f"{len(missing)} readings held throughout were not returned: {sorted(missing)[:10]}"
+    # Within each page oldest first, pages newest first (back) or oldest first (forward).
+    ordered = [s for page in (reversed(pages) if direction == "back from now" else pages) for s in page]
+    assert [int(r["value"]) for r in ordered] == sorted(sequences)
 
 
 @pytest.fixture

@@ -13,9 +13,21 @@ _REST = json.loads((_HERE / "apigateway-rest-v1.json").read_text())
 _HTTP = json.loads((_HERE / "apigateway-http-v2.json").read_text())
 
 
-def rest_v1_event(method: str, path: str, query: dict[str, str] | None = None, stage: str = "prod") -> dict[str, Any]:
-    """An API Gateway REST API (payload 1.0) proxy event, as a `{proxy+}` resource receives it."""
+def rest_v1_event(
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    stage: str = "prod",
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    """An API Gateway REST API (payload 1.0) proxy event, as a `{proxy+}` resource receives it;
+    ``headers`` are added to the payload's own."""
     event = copy.deepcopy(_REST)
+    for name, value in (headers or {}).items():
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
+    event["body"] = body
     event["httpMethod"] = method
     event["path"] = path
     event["pathParameters"] = {"proxy": path.lstrip("/")}
@@ -26,13 +38,22 @@ def rest_v1_event(method: str, path: str, query: dict[str, str] | None = None, s
 
 
 def http_v2_event(
-    method: str, path: str, query: dict[str, str] | None = None, stage: str = "$default"
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    stage: str = "$default",
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event on the `$default` route.
+    """An API Gateway HTTP API (payload 2.0) event on the `$default` route; ``headers`` are added
+    to the payload's own.
 
     On the `$default` stage the path is the app's own; a named stage keeps its name in the path.
     """
     event = copy.deepcopy(_HTTP)
+    event["headers"].update({name.lower(): value for name, value in (headers or {}).items()})
+    if body is not None:
+        event["body"] = body
     if stage != "$default":
         path = f"/{stage}{path}"
     event["rawPath"] = path
