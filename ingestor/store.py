@@ -169,11 +169,12 @@ class ReadingStore:
         self._buffered += kept - overwritten
         self._evicted += skip + overwritten
         # Held first, released second, so that a name both evicted and stored again is never
-        # dropped; the readings a batch skips count as stored and evicted at once.
+        # dropped; the readings a batch skips count as stored and evicted at once. Listeners come
+        # in between: every code of the batch still names its category.
         self.dictionary.hold(columns.codes)
-        self.dictionary.release(np.concatenate([evicted_codes, columns.codes[:skip]]))
         for listener in self._listeners:
             listener(columns)
+        self.dictionary.release(np.concatenate([evicted_codes, columns.codes[:skip]]))
 
     def _codes_of(self, start_seq: int, stop_seq: int) -> np.ndarray:
         runs = [self._codes[index:end] for index, end in self._slots(start_seq, stop_seq)]
@@ -182,7 +183,9 @@ class ReadingStore:
         return np.concatenate(runs) if runs else np.empty(0, self._codes.dtype)
 
     def add_listener(self, listener: Callable[[Columns], None]) -> None:
-        """Call ``listener`` with every batch once it is stored. It must not block or append."""
+        """Call ``listener`` with every batch once it is stored, while each of its codes still names
+        its category in :attr:`categories` (a batch's skipped readings may drop names right after).
+        It must not block or append."""
         self._listeners.append(listener)
 
     def restore(self, categories: Sequence[str], columns: Columns, total_ingested: int) -> None:

@@ -394,3 +394,20 @@ def test_a_subscriber_that_stays_behind_is_told_what_it_lost_and_dropped() -> No
             assert server.running.hub.subscribers == 0  # type: ignore[union-attr]
     finally:
         server.close()
+
+
+def test_subscribers_get_the_names_of_readings_a_batch_skips() -> None:
+    async def scenario() -> None:
+        store = ReadingStore(capacity=10)
+        hub = WatchHub(store, buffer_readings=100)
+        with hub.subscribe() as subscription:
+            # 20 readings into a buffer of 10: the first 10 are stored and evicted at once, and
+            # "only-skipped" is held by no reading afterwards.
+            names = ["only-skipped"] * 10 + ["A"] * 10
+            codes = store.encode_categories(names)
+            store.append(Columns(np.arange(20, dtype=np.int64), np.arange(20, dtype=np.float64), codes))
+            assert "only-skipped" not in store.categories  # dropped from the dictionary
+            delivery = await subscription.take()
+            assert [name for piece in delivery.batches for name in names_of(piece)] == names
+
+    asyncio.run(scenario())
