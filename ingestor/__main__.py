@@ -8,9 +8,9 @@ import sys
 
 from pydantic import ValidationError
 
-from ingestor.journal import JournalError
+from ingestor.errors import JournalError, PortUnavailable
 from ingestor.logs import configure_logging
-from ingestor.server import PortUnavailable, serve
+from ingestor.server import serve
 from ingestor.settings import IngestorSettings
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from ingestor.errors import CategoryLimitError, InvalidArgument
+
 MAX_CATEGORIES = 65_536
 """Category codes are at most uint16: this many names can be in use at once."""
 
@@ -31,15 +33,17 @@ FREE = ""
 """What :attr:`CategoryDictionary.names` holds at a free code (no valid name is empty)."""
 
 
-def validate_category(name: str) -> str | None:
-    """Return why ``name`` is not a valid category, or None when it is."""
+def check_category(name: str, where: str = "") -> None:
+    """InvalidArgument, naming ``where`` the name was found, unless ``name`` is a valid category."""
     if CATEGORY_PATTERN.fullmatch(name) is None:
-        return f"category {name[:80]!r} must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
-    return None
+        problem = f"category {name[:80]!r} must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
+        raise InvalidArgument(f"{where}: {problem}" if where else problem)
 
 
-class CategoryLimitError(Exception):
-    """Storing a batch (or starting a run) would need more than MAX_CATEGORIES names in use at once."""
+def check_categories(names: Iterable[str], field: str) -> None:
+    """:func:`check_category` for each name of a repeated field, naming the item: ``field[i]``."""
+    for i, name in enumerate(names):
+        check_category(name, f"{field}[{i}]")
 
 
 class CategoryDictionary:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingestor.errors import ConfigConflict
 from ingestor.store import Columns, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,6 @@ class RunConfig:
     categories: tuple[str, ...]
     seed: int | None = None
     """The same seed gives the same sequence of categories and values; None draws one at random."""
-
-
-class ConfigConflict(Exception):
-    """The generator already runs with another configuration."""
 
 
 class Ingestion:

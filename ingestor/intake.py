@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ingestor.errors import InvalidArgument
 from ingestor.journal import Journal, LoggedBatch
-from ingestor.readings import InvalidArgument
 from ingestor.store import Columns, ReadingStore
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ingestor.categories import FREE
+from ingestor.errors import JournalError
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,6 @@ CREATE TABLE IF NOT EXISTS batch_ids (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-
-
-class JournalError(Exception):
-    """The data directory cannot be used, or a commit failed: nothing more is acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)

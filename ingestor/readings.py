@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingestor.store import (
-    CODE_DTYPE,
-    NARROW_CODE_DTYPE,
-    TIMESTAMP_DTYPE,
-    VALUE_DTYPE,
-    Columns,
-    ReadingStore,
-    validate_category,
-)
+from ingestor.categories import check_categories, check_category
+from ingestor.errors import InvalidArgument
+from ingestor.store import CODE_DTYPE, NARROW_CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 
 # Timestamps are stored as int64 nanoseconds: 1677-09-21 to 2262-04-11.
 _MIN_SECONDS = -(2**63) // 1_000_000_000 + 1
 _MAX_SECONDS = (2**63 - 1) // 1_000_000_000 - 1
-
-
-class InvalidArgument(ValueError):
-    """The request is malformed; the message says which item and why."""
 
 
 def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) -> Columns:
@@ -73,9 +63,7 @@ def _decode_messages(readings: object) -> tuple[np.ndarray, np.ndarray, list[str
             f"[0, 999999999], got seconds={seconds[i]} nanos={nanos[i]}"
         )
     for name in dict.fromkeys(names):  # each distinct name once, in order of first use
-        problem = validate_category(name)
-        if problem:
-            raise InvalidArgument(f"readings[{names.index(name)}].category: {problem}")
+        check_category(name, f"readings[{names.index(name)}].category")
     return (seconds * 1_000_000_000 + nanos).astype(TIMESTAMP_DTYPE), values, names
 
 
@@ -100,10 +88,7 @@ def _decode_columns(request: pb.WriteReadingsRequest) -> tuple[np.ndarray, np.nd
     codes = np.frombuffer(code_bytes, dtype=code_dtype)
     _check_finite(values, "columns.values[{}]")
     if len(codes):
-        for i, name in enumerate(request.column_categories):
-            problem = validate_category(name)
-            if problem:
-                raise InvalidArgument(f"column_categories[{i}]: {problem}")
+        check_categories(request.column_categories, "column_categories")
         out_of_range = np.flatnonzero(codes >= len(request.column_categories))
         if len(out_of_range):
             i = int(out_of_range[0])

@@ -12,10 +12,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ingestor.errors import JournalError, PortUnavailable
 from ingestor.generator import Ingestion
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
-from ingestor.journal import Journal, JournalError
+from ingestor.journal import Journal
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.store import ReadingStore
@@ -140,10 +141,6 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health_servicer, ingestion, store, port, intake, journal, hub)
-
-
-class PortUnavailable(Exception):
-    """The configured address cannot be listened on."""
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

@@ -20,23 +20,28 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ingestor.categories import StreamDictionary
-from ingestor.generator import ConfigConflict, Ingestion, RunConfig
+from ingestor.categories import StreamDictionary, check_categories
+from ingestor.errors import (
+    CategoryLimitError,
+    ConfigConflict,
+    InvalidArgument,
+    JournalError,
+    ShuttingDown,
+    TooManySubscribers,
+)
+from ingestor.generator import Ingestion, RunConfig
 from ingestor.intake import Intake
-from ingestor.journal import JournalError
 from ingestor.memory import release_freed_memory
 from ingestor.query import ReadingFilter, gather, select_page
-from ingestor.readings import InvalidArgument, decode_write_request
-from ingestor.store import CategoryLimitError, Columns, ReadingStore, validate_category
+from ingestor.readings import decode_write_request
+from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from ingestor.watch import (
     PIECE_READINGS,
-    Closed,
     Delivery,
     NamedColumns,
     Subscription,
-    TooManySubscribers,
     WatchHub,
     join,
 )
@@ -144,10 +149,7 @@ def _timestamp_ns(timestamp: Any, field: str) -> int:
 
 def reading_filter(request: Any) -> ReadingFilter:
     """The categories/since/until filter of a request; InvalidArgument when it is malformed."""
-    for i, name in enumerate(request.categories):
-        problem = validate_category(name)
-        if problem:
-            raise InvalidArgument(f"categories[{i}]: {problem}")
+    check_categories(request.categories, "categories")
     since = _timestamp_ns(request.since, "since") if request.HasField("since") else None
     until = _timestamp_ns(request.until, "until") if request.HasField("until") else None
     if since is not None and until is not None and since > until:
@@ -171,10 +173,7 @@ def run_config(request: pb.StartIngestionRequest, default: RunConfig) -> RunConf
         raise InvalidArgument(f"at most {MAX_RUN_CATEGORIES} categories, got {len(categories)}")
     if len(set(categories)) != len(categories):
         raise InvalidArgument("categories must be distinct")
-    for i, name in enumerate(categories):
-        problem = validate_category(name)
-        if problem:
-            raise InvalidArgument(f"categories[{i}]: {problem}")
+    check_categories(categories, "categories")
     return RunConfig(rate_hz, categories, request.seed if request.HasField("seed") else None)
 
 
@@ -403,10 +402,10 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     async def WatchReadings(self, request: pb.WatchReadingsRequest, context: grpc.aio.ServicerContext) -> None:
         """Streams WatchReadingsResponse messages already encoded (ingestor/wire.py), each written
         with a deadline: a subscriber that takes nothing for ``watch_stall_s`` is dropped."""
-        for i, name in enumerate(request.categories):
-            problem = validate_category(name)
-            if problem:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"categories[{i}]: {problem}")
+        try:
+            check_categories(request.categories, "categories")
+        except InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         try:
             with self._hub.subscribe(frozenset(request.categories)) as subscription:
                 # Tell the caller at once that it is subscribed, before any reading arrives.
@@ -432,7 +431,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
                     # interval, so that a batch stored does not wake them all at once.
                     await asyncio.sleep(WATCH_INTERVAL_S - (loop.time() - phase) % WATCH_INTERVAL_S)
                 delivery = await subscription.take(MAX_WATCH_MESSAGE)
-            except Closed:
+            except ShuttingDown:
                 return grpc.StatusCode.UNAVAILABLE, "the ingestor is shutting down"
             if delivery.waited_s > self._watch_stall_s:
                 lost = len(delivery) + delivery.missed + subscription.abandon()

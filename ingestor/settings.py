@@ -6,7 +6,7 @@ from typing import Annotated, Self
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ingestor.store import validate_category
+from ingestor.categories import check_category
 
 
 class IngestorSettings(BaseSettings):
@@ -83,9 +83,7 @@ class IngestorSettings(BaseSettings):
         if not value:
             raise ValueError("at least one category is needed")
         for name in value:
-            problem = validate_category(name)
-            if problem:
-                raise ValueError(problem)
+            check_category(name)
         if len(set(value)) != len(value):
             raise ValueError("categories must be distinct")
         return value

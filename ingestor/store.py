@@ -23,26 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingestor.categories import (
-    CATEGORY_PATTERN,
-    MAX_CATEGORIES,
-    CategoryDictionary,
-    CategoryLimitError,
-    validate_category,
-)
-
-__all__ = [
-    "CATEGORY_PATTERN",
-    "CODE_DTYPE",
-    "MAX_CATEGORIES",
-    "NARROW_CODE_DTYPE",
-    "TIMESTAMP_DTYPE",
-    "VALUE_DTYPE",
-    "CategoryLimitError",
-    "Columns",
-    "ReadingStore",
-    "validate_category",
-]
+from ingestor.categories import CategoryDictionary
 
 TIMESTAMP_DTYPE = np.dtype("<i8")
 VALUE_DTYPE = np.dtype("<f8")

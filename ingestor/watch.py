@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ingestor.errors import ShuttingDown, TooManySubscribers
 from ingestor.store import Columns, ReadingStore
 
 PIECE_READINGS = 4096
@@ -149,14 +150,6 @@ class Delivery:
         return sum(len(batch) for batch in self.batches)
 
 
-class Closed(Exception):
-    """The hub closed (the server is shutting down)."""
-
-
-class TooManySubscribers(Exception):
-    """The hub has as many subscribers as it admits."""
-
-
 class Subscription:
     def __init__(
         self,
@@ -219,16 +212,16 @@ class Subscription:
                 self._missed += len(piece) - fit
 
     async def wait(self) -> None:
-        """Until readings (or a gap) are queued; Closed once the hub closed and nothing is left."""
+        """Until readings (or a gap) are queued; ShuttingDown once the hub closed and nothing is left."""
         while not (self._pieces or self._missed):
             if self._closed:
-                raise Closed
+                raise ShuttingDown("the ingestor is shutting down")
             self._ready.clear()
             await self._ready.wait()
 
     async def take(self, max_readings: int | None = None) -> Delivery:
         """Wait for readings (or a gap) and take what is queued, at most ``max_readings`` of it; the
-        gap comes with the delivery that empties the queue. Closed once the hub closed."""
+        gap comes with the delivery that empties the queue. ShuttingDown once the hub closed."""
         await self.wait()
         now = self._clock()
         oldest = self._pieces[0][1] if self._pieces else self._missed_since

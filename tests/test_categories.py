@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from functions.client import decode_export
-from ingestor.categories import FREE, MAX_CATEGORIES, CategoryDictionary, CategoryLimitError, StreamDictionary
+from ingestor.categories import FREE, MAX_CATEGORIES, CategoryDictionary, StreamDictionary
+from ingestor.errors import CategoryLimitError
 from ingestor.intake import Intake
 from ingestor.journal import Journal
 from ingestor.store import Columns, ReadingStore

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingestor.errors import JournalError
 from ingestor.intake import Intake
-from ingestor.journal import COMPACT_RUN, FILE_NAME, Journal, JournalError
+from ingestor.journal import COMPACT_RUN, FILE_NAME, Journal
 from ingestor.store import Columns, ReadingStore
 
 

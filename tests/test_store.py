@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingestor.store import MAX_CATEGORIES, CategoryLimitError, Columns, ReadingStore, validate_category
+from ingestor.categories import MAX_CATEGORIES, check_category
+from ingestor.errors import CategoryLimitError, InvalidArgument
+from ingestor.store import Columns, ReadingStore
 
 
 def batch(store: ReadingStore, start: int, count: int, category: str = "A") -> Columns:
@@ -95,7 +97,11 @@ def test_widening_the_codes_keeps_every_held_reading_and_its_category() -> None:
     [("A", True), ("sensor_1.temp-x", True), ("x" * 64, True), ("", False), ("x" * 65, False), ("a b", False)],
 )
 def test_category_names(name: str, valid: bool) -> None:
-    assert (validate_category(name) is None) is valid
+    if valid:
+        check_category(name)
+    else:
+        with pytest.raises(InvalidArgument, match=r"^readings\[3\]\.category: category .* must be 1 to 64 characters"):
+            check_category(name, "readings[3].category")
 
 
 def test_restore_refills_an_empty_store_with_its_counters() -> None:

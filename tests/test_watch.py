@@ -14,10 +14,11 @@ import grpc
 import numpy as np
 import pytest
 
+from ingestor.errors import ShuttingDown, TooManySubscribers
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from ingestor.watch import Closed, NamedColumns, Subscription, TooManySubscribers, WatchHub, name_columns
+from ingestor.watch import NamedColumns, Subscription, WatchHub, name_columns
 from tests.harness import ThreadedIngestor
 
 
@@ -61,7 +62,7 @@ def test_category_filter_and_close() -> None:
             waiting = asyncio.ensure_future(subscription.take())
             await asyncio.sleep(0)
             hub.close()
-            with pytest.raises(Closed):
+            with pytest.raises(ShuttingDown):
                 await waiting
 
     asyncio.run(scenario())
