@@ -38,7 +38,7 @@ from functions.client import IngestorClient
 from functions.memory import retain_freed_memory
 from functions.processing import Readings, aggregate_by_category, processed_records
 from functions.settings import FunctionSettings
-from ingestor.generator import Ingestion, ReadingGenerator
+from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
@@ -281,14 +281,14 @@ def bench_message_writes() -> float:
 def bench_generator_capacity(seconds_of_readings: int = 5, rate_hz: int = 1_000_000) -> float:
     """Readings the generator makes and stores per second of CPU when it falls 1 s behind each tick."""
     clock = [START_NS]
-    ingestion = Ingestion(ReadingStore(rate_hz), rate_hz, CATEGORIES, clock=lambda: clock[0])
+    control = GeneratorControl(ReadingStore(rate_hz), rate_hz, CATEGORIES, clock=lambda: clock[0])
     generator = ReadingGenerator(rate_hz, CATEGORIES, START_NS, seed=1)
-    ingestion.emit_due(generator)
+    control.emit_due(generator)
     samples = []
     for _ in range(seconds_of_readings):
         clock[0] += 1_000_000_000
         start = time.perf_counter()
-        emitted = ingestion.emit_due(generator)
+        emitted = control.emit_due(generator)
         samples.append(emitted / (time.perf_counter() - start))
     return statistics.median(samples)
 

@@ -87,7 +87,7 @@ class RunConfig:
     """The same seed gives the same sequence of categories and values; None draws one at random."""
 
 
-class Ingestion:
+class GeneratorControl:
     """Starts and stops the one generator task that feeds a store.
 
     Start and stop are idempotent. Both run on the event loop without awaiting before they decide,

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ingestor.errors import JournalError, PortUnavailable
-from ingestor.generator import Ingestion
+from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
@@ -32,7 +32,7 @@ SERVICE_NAME = ingestor_pb2.DESCRIPTOR.services_by_name["IngestorService"].full_
 class RunningServer:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
-    ingestion: Ingestion
+    generator: GeneratorControl
     store: ReadingStore
     port: int
     intake: Intake
@@ -42,7 +42,7 @@ class RunningServer:
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
         await self.health.enter_graceful_shutdown()
-        await self.ingestion.stop()
+        await self.generator.stop()
         if self.hub is not None:
             # Live streams end (UNAVAILABLE) once they have sent what is queued, instead of holding
             # the shutdown for the whole grace; one whose client reads nothing is cancelled at its end.
@@ -104,7 +104,7 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
     store, intake, journal = await asyncio.to_thread(open_store, settings)
-    ingestion = Ingestion(store, settings.rate_hz, settings.categories, append=intake.append_generated)
+    generator = GeneratorControl(store, settings.rate_hz, settings.categories, append=intake.append_generated)
     # The call context comes first so that refused calls are logged with their request id too.
     interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
     if settings.token is not None:
@@ -124,7 +124,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         ],
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
-    _add_ingestor_service(IngestorServicer(store, ingestion, intake, hub, settings.watch_stall_s), server)
+    _add_ingestor_service(IngestorServicer(store, generator, intake, hub, settings.watch_stall_s), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -140,7 +140,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         raise
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, ingestion, store, port, intake, journal, hub)
+    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub)
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

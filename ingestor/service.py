@@ -29,7 +29,7 @@ from ingestor.errors import (
     ShuttingDown,
     TooManySubscribers,
 )
-from ingestor.generator import Ingestion, RunConfig
+from ingestor.generator import GeneratorControl, RunConfig
 from ingestor.intake import Intake
 from ingestor.memory import release_freed_memory
 from ingestor.query import ReadingFilter, gather, select_page
@@ -199,13 +199,13 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     def __init__(
         self,
         store: ReadingStore,
-        ingestion: Ingestion,
+        generator: GeneratorControl,
         intake: Intake | None = None,
         hub: WatchHub | None = None,
         watch_stall_s: float = DEFAULT_WATCH_STALL_S,
     ) -> None:
         self._store = store
-        self._ingestion = ingestion
+        self._generator = generator
         self._intake = intake or Intake(store)
         self._hub = hub or WatchHub(store, DEFAULT_WATCH_BUFFER)
         self._watch_stall_s = watch_stall_s
@@ -231,30 +231,30 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     async def StartIngestion(
         self, request: pb.StartIngestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartIngestionResponse:
-        started = self._ingestion.start(run_config(request, self._ingestion.default_config))
+        started = self._generator.start(run_config(request, self._generator.default_config))
         return pb.StartIngestionResponse(already_running=not started)
 
     @_unary_errors
     async def StopIngestion(
         self, request: pb.StopIngestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.StopIngestionResponse:
-        stopped = await self._ingestion.stop()
+        stopped = await self._generator.stop()
         return pb.StopIngestionResponse(already_stopped=not stopped)
 
     @_unary_errors
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
         store = self._store
         return pb.GetStatusResponse(
-            running=self._ingestion.running,
+            running=self._generator.running,
             total_ingested=store.total_ingested,
             buffered=store.buffered,
             evicted=store.evicted,
             capacity=store.capacity,
-            rate_hz=self._ingestion.rate_hz,
-            categories=self._ingestion.categories,
-            seed=self._ingestion.config.seed,
-            configured=self._ingestion.config != self._ingestion.default_config,
-            generator_error=self._ingestion.failure or "",
+            rate_hz=self._generator.rate_hz,
+            categories=self._generator.categories,
+            seed=self._generator.config.seed,
+            configured=self._generator.config != self._generator.default_config,
+            generator_error=self._generator.failure or "",
             durable=self._intake.durable,
             data_dir_bytes=self._intake.data_dir_bytes(),
             recovered=self._intake.recovered,

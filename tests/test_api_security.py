@@ -35,7 +35,7 @@ async def test_writes_need_the_api_token_and_reads_stay_open(ingestor: ThreadedI
                 assert API_TOKEN not in refused.text
         # Nothing was started by the refused calls.
         assert (await http.get("/status")).json()["running"] is False
-        assert ingestor.running.ingestion.running is False
+        assert ingestor.running.generator.running is False
 
         started = await http.post("/start-ingestion", headers={"Authorization": f"Bearer {API_TOKEN}"})
         assert (started.status_code, started.json()) == (200, {"message": "Data ingestion started"})
@@ -108,7 +108,7 @@ async def test_bodies_over_the_limit_are_413_and_change_nothing(ingestor: Thread
             413,
             {"detail": "the request body must be at most 1024 bytes"},
         )
-        assert ingestor.running.ingestion.running is False
+        assert ingestor.running.generator.running is False
         response = await http.post("/start-ingestion", content=at_the_limit, headers=JSON)
         assert (response.status_code, response.json()) == (200, {"message": "Data ingestion started"})
 

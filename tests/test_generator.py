@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from ingestor.generator import Ingestion, ReadingGenerator
+from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore
 
 SECOND = 1_000_000_000
@@ -61,11 +61,11 @@ def test_values_are_plausible_sensor_readings() -> None:
 def test_a_million_readings_a_second_keep_up() -> None:
     clock = FakeClock()
     store = ReadingStore(capacity=2_000_000)
-    ingestion = Ingestion(store, rate_hz=1_000_000, categories=["A", "B", "C"], clock=clock)
-    generator = ReadingGenerator(1_000_000, ingestion.categories, start_ns=clock.now_ns)
+    control = GeneratorControl(store, rate_hz=1_000_000, categories=["A", "B", "C"], clock=clock)
+    generator = ReadingGenerator(1_000_000, control.categories, start_ns=clock.now_ns)
     for _ in range(100):  # one second in ticks of 10 ms
         clock.now_ns += 10_000_000
-        ingestion.emit_due(generator)
+        control.emit_due(generator)
     assert store.total_ingested == 1_000_001
     stamps = store.read(0, store.total_ingested).timestamps_ns
     assert np.all(np.diff(stamps) == 1000)
@@ -74,16 +74,16 @@ def test_a_million_readings_a_second_keep_up() -> None:
 @pytest.mark.anyio
 async def test_start_and_stop_are_idempotent_and_never_run_two_generators() -> None:
     store = ReadingStore(capacity=100)
-    ingestion = Ingestion(store, rate_hz=1000, categories=["A"])
-    results = [ingestion.start() for _ in range(5)]
+    control = GeneratorControl(store, rate_hz=1000, categories=["A"])
+    results = [control.start() for _ in range(5)]
     assert results == [True, False, False, False, False]
     generators = [task for task in asyncio.all_tasks() if task.get_name() == "generator"]
     assert len(generators) == 1
     await asyncio.sleep(0.05)
     assert store.total_ingested > 0
-    stops = await asyncio.gather(*(ingestion.stop() for _ in range(5)))
+    stops = await asyncio.gather(*(control.stop() for _ in range(5)))
     assert sorted(stops) == [False, False, False, False, True]
-    assert not ingestion.running
+    assert not control.running
     kept = store.total_ingested
     await asyncio.sleep(0.05)
     assert store.total_ingested == kept  # stopped for real, and the buffer is kept

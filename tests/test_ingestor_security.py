@@ -72,7 +72,7 @@ def test_a_missing_or_wrong_token_is_unauthenticated_on_every_rpc(
             assert TOKEN not in (error.details() or "")
     # Nothing was started or written.
     assert guarded.running.store.total_ingested == 0
-    assert guarded.running.ingestion.running is False
+    assert guarded.running.generator.running is False
 
 
 def test_the_right_token_passes_and_health_and_reflection_stay_open(guarded: ThreadedIngestor) -> None:

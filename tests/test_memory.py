@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ingestor import service
-from ingestor.generator import Ingestion
+from ingestor.generator import GeneratorControl
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from tests.harness import ROOT
@@ -89,7 +89,7 @@ async def test_large_writes_release_memory_once_per_pause(monkeypatch: pytest.Mo
     monkeypatch.setattr(service, "release_freed_memory", lambda: released.append(time.monotonic()))
     monkeypatch.setattr(service, "RELEASE_DELAY_S", 0.05)
     store = ReadingStore(100_000)
-    servicer = service.IngestorServicer(store, Ingestion(store, 1.0, ("A",)))
+    servicer = service.IngestorServicer(store, GeneratorControl(store, 1.0, ("A",)))
     big = service.RELEASE_AFTER_READINGS
     columns = pb.ReadingColumns(
         timestamps_ns=np.arange(big, dtype="<i8").tobytes(),

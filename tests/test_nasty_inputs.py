@@ -249,7 +249,7 @@ HTTP_CASES |= {
 def stack() -> Iterator[tuple[ThreadedIngestor, ServerProcess]]:
     ingestor = ThreadedIngestor(capacity=1000, max_message_bytes=MAX_MESSAGE_BYTES)
     # Something to keep: the state must still be exactly this after every nasty request.
-    ingestor.call(ingestor.running.ingestion.stop())
+    ingestor.call(ingestor.running.generator.stop())
     with grpc.insecure_channel(ingestor.address) as channel:
         readings = [pb.Reading(timestamp={"seconds": T0 + i}, value=float(i), category="A") for i in range(10)]
         pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=5)
@@ -262,7 +262,7 @@ def stack() -> Iterator[tuple[ThreadedIngestor, ServerProcess]]:
 def snapshot(ingestor: ThreadedIngestor) -> tuple[object, ...]:
     store = ingestor.running.store
     return (
-        ingestor.running.ingestion.running,
+        ingestor.running.generator.running,
         store.total_ingested,
         store.buffered,
         tuple(store.categories),
