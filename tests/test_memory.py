@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from ingestor import service
+from ingestor import memory, service
 from ingestor.generator import GeneratorControl
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
@@ -86,11 +86,11 @@ def test_freed_write_buffers_are_handed_back_to_the_system() -> None:
 @pytest.mark.anyio
 async def test_large_writes_release_memory_once_per_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     released: list[float] = []
-    monkeypatch.setattr(service, "release_freed_memory", lambda: released.append(time.monotonic()))
-    monkeypatch.setattr(service, "RELEASE_DELAY_S", 0.05)
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: released.append(time.monotonic()))
+    monkeypatch.setattr(memory, "RELEASE_DELAY_S", 0.05)
     store = ReadingStore(100_000)
     servicer = service.IngestorServicer(store, GeneratorControl(store, 1.0, ("A",)))
-    big = service.RELEASE_AFTER_READINGS
+    big = memory.RELEASE_AFTER_READINGS
     columns = pb.ReadingColumns(
         timestamps_ns=np.arange(big, dtype="<i8").tobytes(),
         values=np.ones(big, "<f8").tobytes(),

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ingestor.service import encode_page_token
+from ingestor.pages import encode_page_token
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess, ThreadedIngestor, start_api_process

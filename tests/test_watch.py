@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from ingestor.errors import ShuttingDown, TooManySubscribers
+from ingestor.named_columns import NamedColumns, name_columns
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from ingestor.watch import NamedColumns, Subscription, WatchHub, name_columns
+from ingestor.watch import Subscription, WatchHub
 from tests.harness import ThreadedIngestor
 
 

@@ -1,0 +1,91 @@
+"""ExportReadings' messages: the readings an export selects, in chunks encoded as they are sent.
+
+The selection is made when the export starts; each chunk is copied out of the ring only when its
+message is about to be sent, so readings the generator evicts in between are skipped, never
+repeated. Knows nothing of gRPC: the messages are bytes (``ingestor/wire.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ingestor.categories import StreamDictionary
+from ingestor.query import ReadingFilter, gather, select_page
+from ingestor.store import Columns, ReadingStore
+from ingestor.wire import encode_export_response
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    """What an export asks for: the readings that match, within sequence bounds, newest or oldest."""
+
+    chunk_size: int
+    """Readings per message at most."""
+    flt: ReadingFilter = field(default_factory=ReadingFilter)
+    max_readings: int = 0
+    """The newest (or, with ``oldest_first``, the oldest) this many matches; 0 for all of them."""
+    after_seq: int | None = None
+    before_seq: int | None = None
+    oldest_first: bool = False
+
+    @property
+    def selective(self) -> bool:
+        """Whether it selects by more than how many of the newest readings it wants."""
+        return (
+            not self.flt.selects_all or self.before_seq is not None or self.after_seq is not None or self.oldest_first
+        )
+
+
+def export_messages(store: ReadingStore, query: ExportQuery) -> Iterator[bytes]:
+    """The encoded ExportReadingsResponse messages of ``query``, built lazily one at a time."""
+    if query.selective:
+        return _selected_messages(store, query)
+    return _newest_messages(store, query.max_readings, query.chunk_size)
+
+
+def _newest_messages(store: ReadingStore, max_readings: int, chunk_size: int) -> Iterator[bytes]:
+    """Chunks of the readings held when the export starts, each a fresh copy of a run of the ring."""
+    stop = store.total_ingested
+    start = stop - max_readings if max_readings else 0
+    dictionary = StreamDictionary(store.dictionary)
+    start, stop = store.clamp(start, stop)
+    planned = stop - start
+    while True:
+        start, stop = store.clamp(start, stop)
+        if start >= stop:
+            return
+        run = store.views(start, min(stop, start + chunk_size))[0]
+        codes, new_categories = dictionary.translate(run.codes)
+        yield encode_export_response(
+            Columns(run.timestamps_ns, run.values, codes), new_categories, planned_readings=planned
+        )
+        planned = 0
+        start += len(run)
+
+
+def _selected_messages(store: ReadingStore, query: ExportQuery) -> Iterator[bytes]:
+    """Chunks of the matching readings, gathered lazily; the last message carries next_sequence
+    when ``max_readings`` left matches out."""
+    page = select_page(
+        store,
+        query.flt,
+        after_seq=query.after_seq or 0,
+        before_seq=query.before_seq,
+        limit=query.max_readings,
+        oldest_first=query.oldest_first,
+    )
+    dictionary, planned = StreamDictionary(store.dictionary), len(page.sequences)
+    chunk_size = query.chunk_size
+    chunks = [page.sequences[i : i + chunk_size] for i in range(0, len(page.sequences), chunk_size)]
+    for number, chunk in enumerate(chunks or [page.sequences]):
+        columns = gather(store, chunk)
+        if not len(columns) and number < len(chunks) - 1:
+            continue
+        codes, new_categories = dictionary.translate(columns.codes)
+        last = number >= len(chunks) - 1
+        next_sequence = page.next_sequence if last else None
+        yield encode_export_response(
+            Columns(columns.timestamps_ns, columns.values, codes), new_categories, next_sequence, planned
+        )
+        planned = 0

@@ -1,0 +1,125 @@
+"""Readings that carry their own category names, and the pieces live subscribers share.
+
+A stored batch's codes index the store's dictionary, which changes as names come and go; a
+:class:`NamedColumns` carries the names its codes index, so it stays readable without the store.
+:func:`name_columns` is the only place that reads the store's dictionary for live subscribers.
+Knows nothing of gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingestor.store import Columns
+
+PIECE_READINGS = 4096
+"""Readings per piece, and so at most per message sent to a subscriber."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NamedColumns:
+    """Readings column by column whose codes index ``names``: readable without the store."""
+
+    timestamps_ns: np.ndarray
+    values: np.ndarray
+    codes: np.ndarray
+    """uint8 while ``names`` has at most 256 entries, uint16 beyond."""
+    names: tuple[str, ...]
+    _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.timestamps_ns)
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(self.timestamps_ns, self.values, self.codes)
+
+    @property
+    def nbytes(self) -> int:
+        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes
+
+    def head(self, count: int) -> NamedColumns:
+        return NamedColumns(self.timestamps_ns[:count], self.values[:count], self.codes[:count], self.names)
+
+    def tail(self, start: int) -> NamedColumns:
+        return NamedColumns(self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names)
+
+    def cached(self, key: str, make: Callable[[NamedColumns], bytes]) -> bytes:
+        """``make(self)``, computed once per key: the pieces are immutable and shared by subscribers."""
+        if key not in self._cache:
+            self._cache[key] = make(self)
+        return self._cache[key]
+
+
+def name_columns(columns: Columns, dictionary: Sequence[str]) -> NamedColumns:
+    """``columns`` with their codes re-indexed into the names they use, looked up in ``dictionary``.
+
+    The codes are kept as they are when they already are 0, 1, ... in the right width (the
+    generator's usual case); otherwise renumbered in the order of the dictionary.
+    """
+    codes = np.asarray(columns.codes)
+    if not len(codes):
+        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), ())
+    used = np.flatnonzero(np.bincount(codes))
+    width = np.uint8 if len(used) <= 256 else np.uint16
+    names = tuple(dictionary[code] for code in used.tolist())
+    if len(used) == int(used[-1]) + 1 and codes.dtype == width:
+        return NamedColumns(columns.timestamps_ns, columns.values, codes, names)
+    renumber = np.zeros(int(used[-1]) + 1, dtype=width)
+    renumber[used] = np.arange(len(used), dtype=width)
+    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names)
+
+
+def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
+    """One NamedColumns of ``pieces`` in order, with one table of the names they use."""
+    if len(pieces) == 1:
+        return pieces[0]
+    index: dict[str, int] = {}
+    tables = [
+        np.array([index.setdefault(name, len(index)) for name in piece.names], dtype=np.int64) for piece in pieces
+    ]
+    codes = np.concatenate(
+        [table[piece.codes] if len(piece) else piece.codes for table, piece in zip(tables, pieces, strict=True)]
+    )
+    joined = Columns(
+        np.concatenate([piece.timestamps_ns for piece in pieces]),
+        np.concatenate([piece.values for piece in pieces]),
+        codes.astype(np.int64),
+    )
+    return name_columns(joined, tuple(index))
+
+
+def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]:
+    """``named`` in pieces of at most ``size`` readings, each owning its memory once there are several.
+
+    A piece that viewed a large batch would keep all of it alive for as long as any subscriber
+    holds the piece; copied, it costs what the subscriber's buffer counts.
+    """
+    if len(named) <= size:
+        return [named] if len(named) else []
+    return [
+        NamedColumns(
+            named.timestamps_ns[start : start + size].copy(),
+            named.values[start : start + size].copy(),
+            named.codes[start : start + size].copy(),
+            named.names,
+        )
+        for start in range(0, len(named), size)
+    ]
+
+
+def select(pieces: Sequence[NamedColumns], categories: frozenset[str]) -> list[NamedColumns]:
+    """The readings of ``pieces`` whose category is one of ``categories``, piece by piece."""
+    selected: list[NamedColumns] = []
+    for piece in pieces:
+        wanted = [code for code, name in enumerate(piece.names) if name in categories]
+        if len(wanted) == len(piece.names):
+            selected.append(piece)
+        elif wanted:
+            keep = np.isin(piece.codes, wanted)
+            kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep])
+            selected.append(name_columns(kept, piece.names))
+    return selected
