@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestor.journal import FILE_NAME
+from ingestor.journal_file import FILE_NAME
 
 DATABASE = FILE_NAME
 WAL = f"{FILE_NAME}-wal"

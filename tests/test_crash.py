@@ -36,7 +36,8 @@ import grpc
 import numpy as np
 import pytest
 
-from ingestor.journal import COMPACT_RUN, FILE_NAME
+from ingestor.journal import COMPACT_RUN
+from ingestor.journal_file import FILE_NAME
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.crashing import SPAN, Batch, Ledger, Producer, Snapshot, check_snapshot, take_snapshot

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from ingestor.journal import FILE_NAME
+from ingestor.journal_file import FILE_NAME
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import start_ingestor_process

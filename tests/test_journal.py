@@ -13,7 +13,8 @@ import pytest
 
 from ingestor.errors import JournalError
 from ingestor.intake import Intake
-from ingestor.journal import COMPACT_RUN, FILE_NAME, Journal
+from ingestor.journal import COMPACT_RUN, Journal
+from ingestor.journal_file import FILE_NAME
 from ingestor.store import Columns, ReadingStore
 
 

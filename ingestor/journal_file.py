@@ -1,0 +1,188 @@
+"""The journal's SQLite file: created private, opened alone, its schema, and what it holds read back.
+
+Each batch is one row holding its columns as the raw little-endian buffers of the wire format
+(int64 timestamps, float64 values, uint16 category codes), so a batch of 10,000 readings is one
+insert of 180 kB, not 10,000 inserts. The category dictionary is a table of its own.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: COMMIT returns only after the write-ahead log is
+fsync'd, and the log's frame checksums make SQLite ignore a torn last transaction when it opens the
+file again (a power cut mid-append loses that transaction, never the ones before, never garbage).
+Knows nothing of gRPC; ``ingestor/journal.py`` writes to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ingestor.categories import FREE
+from ingestor.errors import JournalError
+from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "readings.sqlite3"
+FORMAT_VERSION = 1
+"""PRAGMA user_version of the file; a file written by a newer format is refused, not misread."""
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""After a checkpoint, SQLite truncates the write-ahead log back to at most this many bytes."""
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+"""Modes of the data directory and of the log when the ingestor creates them: its own user's only."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    end_seq INTEGER PRIMARY KEY,  -- sequence number after the batch's last reading
+    start_seq INTEGER NOT NULL,
+    timestamps_ns BLOB NOT NULL,
+    vals BLOB NOT NULL,
+    codes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS categories (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS batch_ids (
+    position INTEGER PRIMARY KEY,
+    batch_id TEXT NOT NULL UNIQUE,
+    accepted INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What the log holds: the counters, the dictionary, the newest readings and the batch ids."""
+
+    total_ingested: int
+    categories: list[str]
+    """Names by code; ``ingestor.categories.FREE`` where a code named nothing."""
+    columns: Columns
+    batch_ids: list[tuple[str, int]]
+    """(batch id, readings accepted), oldest first."""
+
+
+def open_database(data_dir: Path) -> sqlite3.Connection:
+    """Open (or create) the log in ``data_dir``; only one process can have it open at a time."""
+    try:
+        _make_private(data_dir)
+        return _connect(data_dir / FILE_NAME)
+    except (OSError, sqlite3.Error) as error:
+        raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
+
+
+def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
+    """The newest ``capacity`` readings the log holds, with its counters, dictionary and batch ids."""
+    row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
+    total: int = row[0] if row else 0
+    named = dict(db.execute("SELECT code, name FROM categories").fetchall())
+    # Codes freed by the earlier run are holes; the store refuses a held reading that carries one.
+    categories = [named.get(code, FREE) for code in range(max(named, default=-1) + 1)]
+    rows = db.execute(
+        "SELECT start_seq, end_seq, timestamps_ns, vals, codes FROM batches WHERE end_seq > ? ORDER BY end_seq",
+        (total - capacity,),
+    ).fetchall()
+    # Rows follow each other without a gap: commits happen in order and a failed one stops the log.
+    # Should one be missing anyway, keep the newest contiguous run rather than misnumber readings.
+    first = len(rows)
+    expected_end = total
+    while first > 0 and rows[first - 1][1] == expected_end:
+        first -= 1
+        expected_end = rows[first][0]
+    if first:
+        log.warning("data dir: %d batches before sequence %d are not contiguous: skipped", first, expected_end)
+    rows = rows[first:]
+    for start_seq, end_seq, timestamps, values, codes in rows:
+        count = end_seq - start_seq
+        sizes = (len(timestamps), len(values), len(codes))
+        if sizes != (count * TIMESTAMP_DTYPE.itemsize, count * VALUE_DTYPE.itemsize, count * CODE_DTYPE.itemsize):
+            raise JournalError(f"batch [{start_seq}, {end_seq}) in the data directory has columns of {sizes} bytes")
+    columns = Columns(
+        np.frombuffer(b"".join(row[2] for row in rows), dtype=TIMESTAMP_DTYPE),
+        np.frombuffer(b"".join(row[3] for row in rows), dtype=VALUE_DTYPE),
+        np.frombuffer(b"".join(row[4] for row in rows), dtype=CODE_DTYPE),
+    )
+    batch_ids = db.execute("SELECT batch_id, accepted FROM batch_ids ORDER BY position").fetchall()
+    return Recovered(total, categories, columns, batch_ids)
+
+
+def trim(db: sqlite3.Connection, capacity: int) -> None:
+    """Drop what a smaller capacity no longer keeps, and give the space back when most is free.
+
+    SQLite reuses freed pages but never shrinks the file by itself; after the capacity went down
+    between two runs the file would stay at its old size.
+    """
+    row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
+    if row is not None:
+        db.execute("DELETE FROM batches WHERE end_seq <= ?", (row[0] - capacity,))
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    if pages > 256 and free * 2 > pages:
+        log.info("compacting the data directory: %d of its %d pages are free", free, pages)
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the file shrinks at the checkpoint
+
+
+def size_bytes(data_dir: Path) -> int:
+    """Bytes the data directory takes now (the database and its write-ahead log)."""
+    total = 0
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def _make_private(data_dir: Path) -> None:
+    """Create the directory 0700 and the log in it 0600; SQLite gives its -wal and -shm files the
+    log's mode. A directory that exists keeps its mode (it may be a mount point, or a path chosen
+    for reasons of its own), with a warning when others may enter it: the directory's mode is what
+    keeps them from every file inside."""
+    try:
+        data_dir.mkdir(mode=DIR_MODE, parents=True)
+    except FileExistsError:
+        status = data_dir.stat()
+        mode = stat.S_IMODE(status.st_mode)
+        if stat.S_ISDIR(status.st_mode) and mode & 0o077:  # not a directory: opening the log says so
+            log.warning(
+                "data directory %s has mode %04o: others than its owner may read the readings; "
+                "chmod %04o makes it private",
+                data_dir,
+                mode,
+                DIR_MODE,
+            )
+    with contextlib.suppress(FileExistsError):  # a log that exists is opened as it is
+        os.close(os.open(data_dir / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are the explicit BEGIN/COMMIT of the writer.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        # Exclusive: a second ingestor on the same directory fails at start instead of interleaving
+        # its sequence numbers; the lock dies with the process, so a crash never leaves it stale.
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > FORMAT_VERSION:
+            raise JournalError(f"{path} was written in format {version}; this ingestor reads up to {FORMAT_VERSION}")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise JournalError(f"{path} cannot use write-ahead logging (journal_mode is {mode})")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+    except sqlite3.OperationalError as error:
+        db.close()
+        if "locked" in str(error):
+            raise JournalError(f"{path} is in use by another ingestor") from error
+        raise
+    except BaseException:
+        db.close()
+        raise
+    return db
