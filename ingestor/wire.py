@@ -14,18 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from ingestor.store import Columns
+from ingestor.v1 import ingestor_pb2 as pb
 
-# Field keys: (field number << 3) | wire type, where 0 is a varint and 2 is length-delimited.
-_COLUMNS = b"\x0a"  # ExportReadingsResponse.columns = 1
-_NEW_CATEGORY = b"\x12"  # ExportReadingsResponse.new_categories = 2
-_NEXT_SEQUENCE = b"\x18"  # ExportReadingsResponse.next_sequence = 3
-_PLANNED_READINGS = b"\x20"  # ExportReadingsResponse.planned_readings = 4
-_TIMESTAMPS = b"\x0a"  # ReadingColumns.timestamps_ns = 1
-_VALUES = b"\x12"  # ReadingColumns.values = 2
-_CODES = b"\x1a"  # ReadingColumns.category_codes = 3 (uint16)
-_CODES_U8 = b"\x22"  # ReadingColumns.category_codes_u8 = 4
+_WIRE_TYPES = {
+    FieldDescriptor.TYPE_UINT64: 0,  # varint
+    FieldDescriptor.TYPE_DOUBLE: 1,  # 64-bit
+    FieldDescriptor.TYPE_INT64: 0,
+    FieldDescriptor.TYPE_INT32: 0,
+    FieldDescriptor.TYPE_STRING: 2,  # length-delimited
+    FieldDescriptor.TYPE_BYTES: 2,
+    FieldDescriptor.TYPE_MESSAGE: 2,
+}
+
+
+def field_key(message: type[Message], field: str) -> bytes:
+    """The key that starts ``field`` of ``message`` on the wire: (field number << 3) | wire type."""
+    descriptor = message.DESCRIPTOR.fields_by_name[field]
+    return varint(descriptor.number << 3 | _WIRE_TYPES[descriptor.type])
 
 
 def varint(value: int) -> bytes:
@@ -36,6 +46,31 @@ def varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_COLUMNS = field_key(pb.ExportReadingsResponse, "columns")
+_NEW_CATEGORY = field_key(pb.ExportReadingsResponse, "new_categories")
+_NEXT_SEQUENCE = field_key(pb.ExportReadingsResponse, "next_sequence")
+_PLANNED_READINGS = field_key(pb.ExportReadingsResponse, "planned_readings")
+_TIMESTAMPS = field_key(pb.ReadingColumns, "timestamps_ns")
+_VALUES = field_key(pb.ReadingColumns, "values")
+_CODES = field_key(pb.ReadingColumns, "category_codes")  # uint16
+_CODES_U8 = field_key(pb.ReadingColumns, "category_codes_u8")
+_WATCH_MISSED = field_key(pb.WatchReadingsResponse, "missed")
+_WATCH_COLUMNS = field_key(pb.WatchReadingsResponse, "columns")
+_WATCH_CATEGORY = field_key(pb.WatchReadingsResponse, "column_categories")
+_CATEGORY = field_key(pb.Reading, "category")
+# Keys the numpy encoder of Reading messages writes as single bytes.
+_WATCH_READING, _READING_TIMESTAMP, _VALUE, _SECONDS, _NANOS = (
+    ord(field_key(message, field))
+    for message, field in (
+        (pb.WatchReadingsResponse, "readings"),
+        (pb.Reading, "timestamp"),
+        (pb.Reading, "value"),
+        (Timestamp, "seconds"),
+        (Timestamp, "nanos"),
+    )
+)
 
 
 def _little_endian(column: np.ndarray, dtype: str) -> memoryview:
@@ -83,19 +118,6 @@ def encode_export_response(
     if planned_readings:
         parts += (_PLANNED_READINGS, varint(planned_readings))
     return b"".join(parts)
-
-
-# WatchReadingsResponse: readings = 1 (Reading messages), missed = 2, columns = 3, column_categories = 4.
-_WATCH_READING = 0x0A
-_WATCH_MISSED = b"\x10"
-_WATCH_COLUMNS = b"\x1a"
-_WATCH_CATEGORY = b"\x22"
-# Reading: timestamp = 1 (seconds = 1, nanos = 2 within it), value = 2 (double), category = 3.
-_READING_TIMESTAMP = 0x0A
-_SECONDS = 0x08
-_NANOS = 0x10
-_VALUE = 0x11
-_CATEGORY = b"\x1a"
 
 
 def encode_watch_response(columns: Columns, names: Sequence[str], missed: int = 0, *, columnar: bool = False) -> bytes:
