@@ -127,7 +127,7 @@ def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) ->
     code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
     fields = {"method": method, "code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
     level = logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.INFO
-    log.log(level, "rpc", extra={"fields": fields})
+    log.log(level, "rpc", extra=fields)
 
 
 async def _abort_malformed(context: grpc.aio.ServicerContext, method: str) -> None:

@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 request_id: ContextVar[str | None] = ContextVar("ingestor_request_id", default=None)
 """The x-request-id of the call this task serves (set by the server's interceptor)."""
 
 
-class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", "request_id"?, ...fields}`` on one line."""
+class JsonLineFormatter(JsonFormatter):
+    """``{"time", "level", "logger", "message", ...extra, "request_id"?, "error"?}`` on one line.
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+    ``extra`` keys of a log call become keys of the line; a traceback goes to ``error``, to the
+    log and never to a caller.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "{levelname}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "error"},
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        super().add_fields(log_data, record, message_dict)
         current = request_id.get()
         if current:
-            entry["request_id"] = current
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            # Tracebacks go to the log, never to a caller.
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            log_data["request_id"] = current
 
 
 def configure_logging(level: str) -> None:
     """Send every log record to stdout as JSON."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonLineFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

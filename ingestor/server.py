@@ -167,7 +167,7 @@ async def serve(settings: IngestorSettings) -> None:
         "listening on %s:%d",
         settings.host,
         running.port,
-        extra={"fields": {"tls": settings.tls_files() is not None, "auth": settings.token is not None}},
+        extra={"tls": settings.tls_files() is not None, "auth": settings.token is not None},
     )
     await stop.wait()
     log.info("shutting down")

@@ -130,8 +130,11 @@ def _image_layout(dockerfile: Dockerfile, target: str, destination: Path) -> Non
 
 # Imports the entry points with only the lock's distributions importable (this environment has
 # more: the dev tools, the other image's packages), and reports where each module came from.
+# The path finder is made blind to the others, as if they were not installed: importing one fails,
+# and asking whether one is there (importlib.util.find_spec, as libraries with optional
+# dependencies do) answers no.
 _PROBE = """
-import importlib, importlib.abc, importlib.metadata, json, os, re, sys
+import importlib, importlib.abc, importlib.machinery, importlib.metadata, json, os, re, sys
 allowed = set(json.loads(os.environ["PROBE_LOCKED"]))
 normalize = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 blocked = {
@@ -139,13 +142,16 @@ blocked = {
     if not any(normalize(dist) in allowed for dist in dists)
 } - {"functions", "ingestor"}
 
-class NotInTheImage(importlib.abc.MetaPathFinder):
+class OnlyTheLock(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in blocked:
-            raise ModuleNotFoundError(f"No module named {name!r} (not in the lock)", name=name)
-        return None
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, path, target)
 
-sys.meta_path.insert(0, NotInTheImage())
+    def invalidate_caches(self):
+        importlib.machinery.PathFinder.invalidate_caches()
+
+sys.meta_path[sys.meta_path.index(importlib.machinery.PathFinder)] = OnlyTheLock()
 for name in sys.argv[1:]:
     importlib.import_module(name)
 print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
