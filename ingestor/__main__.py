@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -14,7 +15,8 @@ from ingestor.server import serve
 from ingestor.settings import IngestorSettings
 
 
-def parse_args(argv: list[str]) -> dict[str, str]:
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """The flags given, by setting name; pydantic validates them with the environment."""
     parser = argparse.ArgumentParser(prog="python -m ingestor", description=__doc__)
     parser.add_argument("--host", help="address to listen on (INGESTOR_HOST, default 127.0.0.1)")
     parser.add_argument("--port", help="port, 0 for any free one (INGESTOR_PORT, default 50051)")

@@ -30,7 +30,8 @@ def check(address: str, service: str = "", timeout_s: float = 3.0) -> str:
     """The serving status the ingestor at ``address`` reports for ``service`` ("" is the whole server)."""
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        # The stubs leave out the methods the generated HealthStub adds in its __init__.
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)  # type: ignore[attr-defined]
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 

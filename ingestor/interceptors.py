@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -30,7 +30,10 @@ PROTECTED_PREFIX = "/ingestor.v1.IngestorService/"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+if TYPE_CHECKING:  # grpc's classes are generic in their stubs only
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str | None:
@@ -40,7 +43,7 @@ def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str | None:
     return None
 
 
-def _refusal(code: grpc.StatusCode, message: str, response_streaming: bool) -> grpc.RpcMethodHandler:
+def _refusal(code: grpc.StatusCode, message: str, response_streaming: bool) -> Handler:
     """A handler that answers ``code`` at once and never reads the request.
 
     It declares a request stream, whatever the method's shape: grpc then hands it the stream
@@ -49,10 +52,10 @@ def _refusal(code: grpc.StatusCode, message: str, response_streaming: bool) -> g
     of one message, so the caller sees the same answer either way.
     """
 
-    async def refuse(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+    async def refuse(requests: AsyncIterator[Any], context: Context) -> Any:
         await context.abort(code, message)
 
-    async def refuse_streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def refuse_streaming(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
@@ -67,7 +70,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)  # a lookup by name: nothing is read yet
         if handler is None or not handler_call_details.method.startswith(PROTECTED_PREFIX):
             return handler
@@ -97,32 +100,38 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
         given = _metadata_value(handler_call_details, "x-request-id")
         request_id = given if given and _REQUEST_ID.fullmatch(given) else None
-        if handler.request_streaming:
-            # Reflection, and calls refused before their request is read: their messages are
-            # left to the handler, only the call is logged.
-            if handler.response_streaming:
-                return handler._replace(stream_stream=_streaming(handler.stream_stream, method, request_id))  # type: ignore[attr-defined]
-            return handler._replace(stream_unary=_unary(handler.stream_unary, method, request_id))  # type: ignore[attr-defined]
-        deserializer = _tolerant(handler.request_deserializer)
-        if handler.response_streaming:
-            return handler._replace(  # type: ignore[attr-defined]
-                request_deserializer=deserializer,
-                unary_stream=_streaming(handler.unary_stream, method, request_id),
-            )
-        return handler._replace(  # type: ignore[attr-defined]
-            request_deserializer=deserializer,
-            unary_unary=_unary(handler.unary_unary, method, request_id),
-        )
+        return _in_call_context(handler, handler_call_details.method, request_id)
 
 
-def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+def _in_call_context(handler: Handler, method: str, request_id: str | None) -> Handler:
+    """``handler`` with its behaviour run in the call's context and logged; a request that does
+    not parse reaches it as :class:`_Malformed`."""
+    serializer = handler.response_serializer
+    # Reflection, and calls refused before their request is read: their messages are left to the
+    # handler, only the call is logged.
+    if handler.stream_stream is not None:
+        behavior = _streaming(handler.stream_stream, method, request_id)
+        return grpc.stream_stream_rpc_method_handler(behavior, handler.request_deserializer, serializer)
+    if handler.stream_unary is not None:
+        behavior = _unary(handler.stream_unary, method, request_id)
+        return grpc.stream_unary_rpc_method_handler(behavior, handler.request_deserializer, serializer)
+    deserializer = _tolerant(handler.request_deserializer)
+    if handler.unary_stream is not None:
+        behavior = _streaming(handler.unary_stream, method, request_id)
+        return grpc.unary_stream_rpc_method_handler(behavior, deserializer, serializer)
+    if handler.unary_unary is not None:
+        behavior = _unary(handler.unary_unary, method, request_id)
+        return grpc.unary_unary_rpc_method_handler(behavior, deserializer, serializer)
+    return handler
+
+
+def _log_call(method: str, context: Context, started: float) -> None:
     code = context.code() or grpc.StatusCode.OK
     code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
     fields = {"method": method, "code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
@@ -130,12 +139,12 @@ def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) ->
     log.log(level, "rpc", extra=fields)
 
 
-async def _abort_malformed(context: grpc.aio.ServicerContext, method: str) -> None:
+async def _abort_malformed(context: Context, method: str) -> None:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} is not a valid message")
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str, request_id: str | None) -> Callable[..., Any]:
-    async def serve(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def serve(request: Any, context: Context) -> Any:
         # Each call runs in a task of its own, so this does not leak into other calls.
         logs.request_id.set(request_id)
         started = time.perf_counter()
@@ -154,7 +163,7 @@ def _streaming(behavior: Callable[..., Any], method: str, request_id: str | None
         # Handlers that answer through context.write() (health's Watch) are coroutines.
         return _unary(behavior, method, request_id)
 
-    async def serve(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def serve(request: Any, context: Context) -> AsyncIterator[Any]:
         # Each call runs in a task of its own, so this does not leak into other calls.
         logs.request_id.set(request_id)
         started = time.perf_counter()

@@ -27,11 +27,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ingestor.errors import JournalError
 from ingestor.journal_file import Recovered, open_database, read_back, size_bytes, trim
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
+from ingestor.wire import column_bytes
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +148,9 @@ class Journal:
                         (
                             end_seq,
                             batch.start_seq,
-                            _blob(columns.timestamps_ns, TIMESTAMP_DTYPE),
-                            _blob(columns.values, VALUE_DTYPE),
-                            _blob(columns.codes, CODE_DTYPE),
+                            column_bytes(columns.timestamps_ns, TIMESTAMP_DTYPE),
+                            column_bytes(columns.values, VALUE_DTYPE),
+                            column_bytes(columns.codes, CODE_DTYPE),
                         ),
                     )
                     small_run = _extend_run(small_run, batch.start_seq, end_seq)
@@ -221,8 +220,3 @@ def _merge_rows(db: sqlite3.Connection, start_seq: int, end_seq: int) -> None:
         "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)",
         (end_seq, rows[0][0], *(b"".join(row[column] for row in rows) for column in (1, 2, 3))),
     )
-
-
-def _blob(array: np.ndarray, dtype: np.dtype) -> memoryview:
-    """The array's bytes in the stored dtype, without a copy when it already has that layout."""
-    return memoryview(np.ascontiguousarray(array, dtype=dtype)).cast("B")

@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -85,18 +86,21 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
     """Register IngestorService as the generated code does, except that ExportReadings and
     WatchReadings send the bytes their servicer encoded (ingestor/wire.py) as they are, instead of
     serialising a message."""
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     class Collect:
         def add_generic_rpc_handlers(self, _: object) -> None:
             pass
 
-        def add_registered_method_handlers(self, _: str, methods: dict[str, grpc.RpcMethodHandler]) -> None:
+        def add_registered_method_handlers(self, _: str, methods: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
             handlers.update(methods)
 
-    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(servicer, Collect())
+    # The generated registration is untyped: protoc's gRPC plugin writes no stubs.
+    ingestor_pb2_grpc.add_IngestorServiceServicer_to_server(servicer, Collect())  # type: ignore[no-untyped-call]
     for method in ("ExportReadings", "WatchReadings"):
-        handlers[method] = handlers[method]._replace(response_serializer=None)  # type: ignore[attr-defined]
+        streaming = handlers[method].unary_stream
+        assert streaming is not None
+        handlers[method] = grpc.unary_stream_rpc_method_handler(streaming, handlers[method].request_deserializer)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 

@@ -53,7 +53,7 @@ class ReadingStore:
         self._capacity = capacity
         self._timestamps = np.empty(capacity, dtype=TIMESTAMP_DTYPE)
         self._values = np.empty(capacity, dtype=VALUE_DTYPE)
-        self._codes = np.empty(capacity, dtype=NARROW_CODE_DTYPE)
+        self._codes: np.ndarray = np.empty(capacity, dtype=NARROW_CODE_DTYPE)  # widened past 256 codes
         self._total = 0
         self._buffered = 0
         self._evicted = 0

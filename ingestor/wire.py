@@ -73,9 +73,10 @@ _WATCH_READING, _READING_TIMESTAMP, _VALUE, _SECONDS, _NANOS = (
 )
 
 
-def _little_endian(column: np.ndarray, dtype: str) -> memoryview:
-    """The column's bytes as the wire wants them: little-endian, contiguous (a copy only if not)."""
-    return memoryview(np.ascontiguousarray(column, dtype=dtype)).cast("B")
+def column_bytes(column: np.ndarray, dtype: str | np.dtype) -> memoryview:
+    """The column's bytes as the wire (and the journal) holds them: ``dtype``, little-endian,
+    contiguous; a copy only when the column is not laid out so already."""
+    return np.ascontiguousarray(column, dtype=dtype).data.cast("B")
 
 
 def _reading_columns(columns: Columns) -> list[bytes | memoryview]:
@@ -88,7 +89,7 @@ def _reading_columns(columns: Columns) -> list[bytes | memoryview]:
         (_CODES_U8, columns.codes, "u1") if narrow else (_CODES, columns.codes, "<u2"),
     ):
         if len(column):  # proto3 leaves empty bytes fields out
-            data = _little_endian(column, dtype)
+            data = column_bytes(column, dtype)
             parts += (key, varint(data.nbytes), data)
     return parts
 
