@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +12,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ingestor.errors import JournalError, PortUnavailable
+from ingestor.errors import PortUnavailable
 from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
+from ingestor.storage import open_storage
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2, ingestor_pb2_grpc
 from ingestor.watch import WatchHub
@@ -53,35 +53,6 @@ class RunningServer:
             await asyncio.to_thread(self.journal.close)
 
 
-def open_store(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Journal | None]:
-    """An empty store in memory-only mode; in durable mode, the store rebuilt from the data directory."""
-    store = ReadingStore(settings.capacity)
-    if settings.data_dir is None:
-        return store, Intake(store, batch_id_window=settings.batch_id_window), None
-    started = time.perf_counter()
-    journal = Journal(settings.data_dir, settings.capacity, settings.batch_id_window)
-    try:
-        recovered = journal.load()
-        try:
-            store.restore(recovered.categories, recovered.columns, recovered.total_ingested)
-        except ValueError as error:
-            raise JournalError(f"data directory {str(settings.data_dir)!r} is inconsistent: {error}") from error
-    except BaseException:
-        journal.close()
-        raise
-    journal.start()
-    log.info(
-        "recovered %d readings (total_ingested %d, evicted %d) from %s in %.3f s",
-        store.buffered,
-        store.total_ingested,
-        store.evicted,
-        settings.data_dir,
-        time.perf_counter() - started,
-    )
-    intake = Intake(store, journal, settings.batch_id_window, recovered.batch_ids, recovered=store.buffered)
-    return store, intake, journal
-
-
 def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -> None:
     """Register IngestorService as the generated code does, except that ExportReadings and
     WatchReadings send the bytes their servicer encoded (ingestor/wire.py) as they are, instead of
@@ -107,7 +78,7 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
 
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
-    store, intake, journal = await asyncio.to_thread(open_store, settings)
+    store, intake, journal = await asyncio.to_thread(open_storage, settings)
     generator = GeneratorControl(store, settings.rate_hz, settings.categories, append=intake.append_generated)
     # The call context comes first so that refused calls are logged with their request id too.
     interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
