@@ -18,7 +18,7 @@ import numpy as np
 
 from functions import logs
 from functions.filters import ReadingQuery
-from functions.processing import Readings
+from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch, StreamFailed
 from functions.wire import ExportChunk, MalformedMessage, decode_export_response

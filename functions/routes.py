@@ -23,8 +23,8 @@ from functions.processing import (
     aggregate_by_category,
     aggregate_records,
     processed_records,
-    raw_records,
 )
+from functions.readings import raw_records
 from functions.settings import FunctionSettings, get_settings
 from functions.sse import sse_events
 from functions.streams import OPEN_STREAMS, EventStreamResponse

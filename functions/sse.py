@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from functions import shutdown
-from functions.processing import Readings, raw_records
+from functions.readings import Readings, raw_records
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,7 @@ class StreamFailed(Exception):
 
 def _records(readings: Readings | Sequence[Mapping[str, Any]], start: int, stop: int) -> list[Any]:
     if isinstance(readings, Readings):
-        part = Readings(
-            readings.timestamps_ns[start:stop],
-            readings.values[start:stop],
-            readings.codes[start:stop],
-            readings.categories,
-        )
-        return raw_records(part)
+        return raw_records(readings.slice(start, stop))
     return list(readings[start:stop])
 
 

@@ -12,10 +12,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pydantic_core import PydanticCustomError
 
 from functions.filters import CATEGORY_PATTERN
-from functions.processing import Readings
+from functions.readings import Readings
+from functions.timestamps import to_ns
 
 MAX_ITEMS = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Timestamps are stored as int64 nanoseconds.
 _EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
 _LATEST = datetime(2262, 4, 10, tzinfo=UTC)
@@ -55,14 +55,6 @@ class NewReading(BaseModel):
 _ITEMS = TypeAdapter(list[NewReading])
 
 
-def _ns(text: str) -> int:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
 def parse_readings(body: bytes) -> Readings:
     """Validate every item; RequestValidationError (each bad item's index in ``loc``) or TooLarge."""
     try:
@@ -83,7 +75,9 @@ def parse_readings(body: bytes) -> Readings:
     dictionary = list(dict.fromkeys(names))
     index = {name: code for code, name in enumerate(dictionary)}
     return Readings(
-        np.fromiter((_ns(r.timestamp) for r in readings), dtype=np.int64, count=len(readings)),
+        np.fromiter(
+            (to_ns(datetime.fromisoformat(r.timestamp)) for r in readings), dtype=np.int64, count=len(readings)
+        ),
         np.fromiter((r.value for r in readings), dtype=np.float64, count=len(readings)),
         np.fromiter((index[name] for name in names), dtype=np.uint16, count=len(readings)),
         dictionary,

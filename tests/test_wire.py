@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.client import ExportDecoder, decode_watch
-from functions.processing import Readings
+from functions.readings import Readings
 from functions.wire import MalformedMessage, decode_export_response
 from ingestor.store import Columns
 from ingestor.v1 import ingestor_pb2 as pb
