@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-import grpc
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from functions.client import IngestorClient, IngestorRejected
+from functions.client import IngestorClient
+from functions.errors import TooManyStreams
 from functions.filters import CATEGORY_PATTERN, CategoryParam, SinceParam, UntilParam, reading_query
 from functions.links import next_link
 from functions.paging import Cursor, Direction, PageTokenError, decode_page_token, encode_page_token
@@ -166,17 +166,12 @@ async def health() -> HealthResponse:
 async def start_ingestion(client: Client, config: Annotated[StartConfig | None, Body()] = None) -> MessageResponse:
     """Start generating readings, with the ingestor's defaults or the configuration in the optional body.
     Idempotent: a generator running with the same (or no) configuration is left as it is."""
-    try:
-        if config is None:
-            started = await client.start_ingestion()
-        else:
-            started = await client.start_ingestion(
-                rate_hz=config.rate_hz, categories=config.categories or (), seed=config.seed
-            )
-    except IngestorRejected as error:
-        if error.code is grpc.StatusCode.FAILED_PRECONDITION:
-            raise HTTPException(409, str(error)) from None
-        raise
+    if config is None:
+        started = await client.start_ingestion()
+    else:
+        started = await client.start_ingestion(
+            rate_hz=config.rate_hz, categories=config.categories or (), seed=config.seed
+        )
     return MessageResponse(message="Data ingestion started" if started else "Data ingestion already running")
 
 
@@ -405,9 +400,7 @@ async def write_readings(
         columns = parse_readings(body)
     except TooLarge as error:
         raise HTTPException(413, str(error)) from None
-    result = await client.write_readings(
-        columns.timestamps_ns, columns.values, columns.codes, columns.categories, batch_id=idempotency_key or ""
-    )
+    result = await client.write_readings(columns, batch_id=idempotency_key or "")
     response = json_response({"accepted": result.accepted}, 202)
     if result.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
@@ -438,13 +431,6 @@ STREAM_EXAMPLE = (
     'event: gap\ndata: {"missed":1200}\n\n'
 )
 
-STREAM_RETRY_AFTER_S = 5
-"""What a client turned away for lack of stream slots is told to wait (Retry-After)."""
-
-
-def too_many_streams(detail: str) -> HTTPException:
-    return HTTPException(503, detail, headers={"Retry-After": str(STREAM_RETRY_AFTER_S)})
-
 
 @router.get(
     "/stream",
@@ -470,14 +456,9 @@ async def stream(client: Client, settings: Settings, category: CategoryParam = N
     process: beyond, 503 with Retry-After."""
     query = reading_query(category, None, None)
     if not OPEN_STREAMS.acquire(settings.stream_max_clients):
-        raise too_many_streams(f"{settings.stream_max_clients} streams are open, the most this server serves")
+        raise TooManyStreams(f"{settings.stream_max_clients} streams are open, the most this server serves")
     try:
         batches = await client.watch_readings(query.categories)
-    except IngestorRejected as error:
-        OPEN_STREAMS.release()
-        if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise too_many_streams(str(error)) from None
-        raise
     except BaseException:
         OPEN_STREAMS.release()
         raise
