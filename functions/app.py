@@ -15,7 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
 from starlette.types import ASGIApp
 
+from functions.api import router
 from functions.channel import close_shared_channel
+from functions.deps import current_settings
 from functions.errors import ERROR_HANDLERS
 from functions.gateway import GatewayPrefix
 from functions.headers import ResponseHeadersMiddleware
@@ -23,7 +25,6 @@ from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging, configure_server_logging
 from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
-from functions.routes import current_settings, router
 from functions.security import ALWAYS_OPEN, SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
 from functions.shutdown import ShutdownDeadlineMiddleware

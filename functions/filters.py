@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator, StringConstraints
 
 from functions.timestamps import to_ns
+from functions.validation import request_error
 
 CATEGORY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -75,14 +75,5 @@ def reading_query(category: list[str] | None, since: datetime | None, until: dat
         None if until is None else to_ns(until),
     )
     if query.since_ns is not None and query.until_ns is not None and query.since_ns > query.until_ns:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "since"),
-                    "msg": "since must not be after until",
-                    "input": since.isoformat() if since else None,
-                }
-            ]
-        )
+        raise request_error(("query", "since"), "since must not be after until", since.isoformat() if since else None)
     return query
