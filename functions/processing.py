@@ -14,6 +14,11 @@ from functions.timestamps import format_timestamps
 AGGREGATE_COLUMNS = ["category", "avg_value", "count", "last_timestamp"]
 
 
+def _category_keys(readings: Readings) -> pd.Categorical:
+    """The readings' categories for grouping: their codes as they are, over their dictionary."""
+    return pd.Categorical.from_codes(readings.codes, categories=pd.Index(list(readings.categories), dtype="object"))
+
+
 def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     """Mean value, count and latest event time per category, one row per category, sorted by name.
 
@@ -21,8 +26,7 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     """
     if len(readings) == 0:
         return pd.DataFrame({"category": [], "avg_value": [], "count": [], "last_timestamp": []})
-    categories = pd.Index(readings.categories, dtype=object)
-    keys = pd.Categorical.from_codes(readings.codes, categories=categories)
+    keys = _category_keys(readings)
     # The columns are used as they are, not copied: the aggregation only reads them. Timestamps are
     # viewed as datetime64 so that an empty category's max is NaT, not a NaN that would turn the
     # column into float64 and round the nanoseconds.
@@ -31,7 +35,7 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     # observed=False with sort=True groups by the codes as they are. observed=True would first find
     # which categories occur, and sort=False would renumber the groups in order of appearance: each
     # a pass over every reading. Empty categories are dropped afterwards.
-    grouped = frame.groupby(keys, observed=False, sort=True)
+    grouped = frame.groupby(keys, observed=False, sort=True)  # type: ignore[call-overload]
     # Values are always finite (the ingestor refuses others), so every row counts, and the mean is
     # the sum over the size: pandas' groupby sum is the same compensated summation as its mean,
     # and a fifth faster.
@@ -92,8 +96,9 @@ def aggregate(
     if len(readings) == 0:
         window_columns = ["window_start", "window_end"] if window_ns is not None else []
         return pd.DataFrame(columns=[*AGGREGATE_COLUMNS, *window_columns, *stats])
-    keys = pd.Categorical.from_codes(readings.codes, categories=pd.Index(readings.categories, dtype=object))
-    frame = pd.DataFrame({"value": readings.values, "timestamp": readings.timestamps_ns, "category": keys})
+    frame = pd.DataFrame(
+        {"value": readings.values, "timestamp": readings.timestamps_ns, "category": _category_keys(readings)}
+    )
     by = ["category"]
     if window_ns is not None:
         frame["window"] = readings.timestamps_ns // window_ns
