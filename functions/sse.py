@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +146,7 @@ async def sse_events(
     backlog_readings: int = BACKLOG_READINGS,
     event_readings: int = EVENT_READINGS,
     stop: asyncio.Event | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The event stream of ``source``, written in bursts at most every ``flush_interval_s``.
 
     A backlog of at most ``backlog_readings`` readings sits between the source and the writer: when
