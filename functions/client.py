@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -28,35 +27,6 @@ EXPORT_CHUNK_SIZE = 65_536
 """Readings per ExportReadings message (1.2 MB): large enough that the per-message overhead of both
 processes stays small, small enough that decoding one chunk overlaps the encoding of the next (one
 huge message is several times slower). README's Performance section has the measurements."""
-
-
-@dataclass(frozen=True, slots=True)
-class IngestorStatus:
-    running: bool
-    total_ingested: int
-    buffered: int
-    evicted: int
-    capacity: int
-    rate_hz: float
-    categories: tuple[str, ...] = ()
-    seed: int | None = None
-    configured: bool = False
-    """True when the current (or last) run was started with a configuration other than the defaults."""
-    durable: bool = False
-    """True when the ingestor keeps a data directory (see its INGESTOR_DATA_DIR)."""
-    data_dir_bytes: int = 0
-    generator_error: str = ""
-    """Why the generator's last run ended by itself; empty when it did not."""
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    accepted: int
-    """Readings stored by the batch (for a repeated batch id: by its first delivery)."""
-    duplicate: bool
-    """The batch id named a batch already stored: nothing was stored this time."""
-    durable: bool
-    """The batch was on disk before the acknowledgement."""
 
 
 Request = TypeVar("Request", bound=Message)
@@ -103,22 +73,9 @@ class IngestorClient:
         response = await self._call("StopIngestion", pb.StopIngestionRequest(), pb.StopIngestionResponse)
         return not response.already_stopped
 
-    async def get_status(self) -> IngestorStatus:
-        response = await self._call("GetStatus", pb.GetStatusRequest(), pb.GetStatusResponse)
-        return IngestorStatus(
-            running=response.running,
-            total_ingested=response.total_ingested,
-            buffered=response.buffered,
-            evicted=response.evicted,
-            capacity=response.capacity,
-            rate_hz=response.rate_hz,
-            categories=tuple(response.categories),
-            seed=response.seed if response.HasField("seed") else None,
-            configured=response.configured,
-            durable=response.durable,
-            data_dir_bytes=response.data_dir_bytes,
-            generator_error=response.generator_error,
-        )
+    async def get_status(self) -> pb.GetStatusResponse:
+        """The generator's state, the buffer's accounting and the current (or last) run's configuration."""
+        return await self._call("GetStatus", pb.GetStatusRequest(), pb.GetStatusResponse)
 
     async def export_readings(self, max_readings: int = 0) -> Readings:
         """The buffered readings (only the newest ``max_readings`` when set), oldest first."""
@@ -169,7 +126,7 @@ class IngestorClient:
         decoder = await self._export(request)
         return decoder.readings(), decoder.next_sequence
 
-    async def write_readings(self, readings: Readings, batch_id: str = "") -> WriteResult:
+    async def write_readings(self, readings: Readings, batch_id: str = "") -> pb.WriteReadingsResponse:
         """Store readings, all or nothing, in columnar form. Never retried here: after a lost answer
         only the caller can tell whether to try again, safely so with a ``batch_id``."""
         request = pb.WriteReadingsRequest(
@@ -181,8 +138,7 @@ class IngestorClient:
             ),
             column_categories=readings.categories,
         )
-        response = await self._call("WriteReadings", request, pb.WriteReadingsResponse)
-        return WriteResult(response.accepted, response.duplicate, response.durable)
+        return await self._call("WriteReadings", request, pb.WriteReadingsResponse)
 
     async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
         """Subscribe to new readings; returns once subscribed, then yields them as they arrive, as

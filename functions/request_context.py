@@ -1,5 +1,7 @@
-"""Every request gets an id: taken from a well-formed ``X-Request-ID`` or made up, returned in
-the response's ``X-Request-ID``, passed on to the ingestor, and logged with one JSON line.
+"""Request ids and the access log: an id for every request, and one JSON line when it ends.
+
+The id is taken from a well-formed ``X-Request-ID`` or made up, returned in the response's
+``X-Request-ID``, passed on to the ingestor, and carried by every log line of the request.
 
 Only the method, the path, the status and the time are logged: never headers or query strings,
 which may carry tokens.

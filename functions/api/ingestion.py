@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -55,15 +54,19 @@ async def status(client: Client) -> StatusResponse:
     """The ingestor's generator state and buffer accounting, and the configuration of the current (or
     last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body; in
     durable mode also ``durable`` and the data directory's size."""
-    current = asdict(await client.get_status())
-    configured = current.pop("configured")
-    categories, seed = current.pop("categories"), current.pop("seed")
-    durable, data_dir_bytes = current.pop("durable"), current.pop("data_dir_bytes")
-    generator_error = current.pop("generator_error")
-    if configured:
-        current.update(categories=list(categories), seed=seed)
-    if durable:
-        current.update(durable=True, data_dir_bytes=data_dir_bytes)
-    if generator_error:
-        current.update(generator_error=generator_error)
-    return StatusResponse(**current)
+    current = await client.get_status()
+    answer: dict[str, object] = {
+        "running": current.running,
+        "total_ingested": current.total_ingested,
+        "buffered": current.buffered,
+        "evicted": current.evicted,
+        "capacity": current.capacity,
+        "rate_hz": current.rate_hz,
+    }
+    if current.configured:
+        answer.update(categories=list(current.categories), seed=current.seed if current.HasField("seed") else None)
+    if current.durable:
+        answer.update(durable=True, data_dir_bytes=current.data_dir_bytes)
+    if current.generator_error:
+        answer.update(generator_error=current.generator_error)
+    return StatusResponse.model_validate(answer)
