@@ -84,4 +84,4 @@ bench-check: bench-quick
 	$(BIN)/python -m bench.check
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache *.egg-info
