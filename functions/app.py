@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
 from starlette.types import ASGIApp
 
-from functions.api import router
+from functions.api import include_api
 from functions.channel import close_shared_channel
 from functions.deps import current_settings
 from functions.errors import ERROR_HANDLERS
@@ -94,7 +94,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         exception_handlers={**ERROR_HANDLERS, RequestValidationError: validation_error},
     )
-    app.include_router(router)
+    include_api(app)
     if settings is not None:
 
         async def given_settings() -> FunctionSettings:
