@@ -14,7 +14,7 @@ COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(comp
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
-	@echo "make lint     ruff, buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
+	@echo "make lint     ruff, mypy (strict), buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
 	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
 	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
@@ -43,6 +43,7 @@ proto: $(INSTALLED)
 lint: $(INSTALLED) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	cd proto && ../$(BUF) lint
 	$(BIN)/hadolint --no-color Dockerfile
 	$(BIN)/cfn-lint --include-checks I -- template.yaml
@@ -83,4 +84,4 @@ bench-check: bench-quick
 	$(BIN)/python -m bench.check
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -36,7 +36,8 @@ import numpy as np
 
 from functions.client import IngestorClient
 from functions.memory import retain_freed_memory
-from functions.processing import Readings, aggregate_by_category, processed_records
+from functions.processing import aggregate_by_category, processed_records
+from functions.readings import Readings
 from functions.settings import FunctionSettings
 from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         # Event streams end at once; requests still running SHUTDOWN_GRACE_S after SIGTERM are
         # answered 503 by the app (functions/shutdown.py), and cancelled by uvicorn a little later.
+        # (uvicorn annotates it int, and waits with it as a float timeout.)
         timeout_graceful_shutdown=settings.shutdown_grace_s + UVICORN_GRACE_MARGIN_S,  # type: ignore[arg-type]
     )
     server = _Server(config)

@@ -9,44 +9,26 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.types import ASGIApp
 
-from functions.client import (
-    IngestorError,
-    IngestorFull,
-    IngestorRejected,
-    IngestorTimeout,
-    IngestorUnavailable,
-    close_shared_channel,
-)
+from functions.api import include_api
+from functions.channel import close_shared_channel
+from functions.deps import current_settings
+from functions.errors import ERROR_HANDLERS
 from functions.gateway import GatewayPrefix
 from functions.headers import ResponseHeadersMiddleware
 from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging, configure_server_logging
 from functions.memory import retain_freed_memory
 from functions.request_context import RequestContextMiddleware
-from functions.routes import current_settings, router
 from functions.security import ALWAYS_OPEN, SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
 from functions.shutdown import ShutdownDeadlineMiddleware
 from functions.validation import validation_error
-
-_STATUS_FOR_ERROR: tuple[tuple[type[IngestorError], int], ...] = (
-    (IngestorUnavailable, 503),
-    (IngestorTimeout, 504),
-    (IngestorFull, 507),
-    (IngestorRejected, 422),
-)
-
-
-async def ingestor_error(request: Request, error: Exception) -> JSONResponse:
-    status = next((code for kind, code in _STATUS_FOR_ERROR if isinstance(error, kind)), 502)
-    return JSONResponse({"detail": str(error)}, status_code=status)
 
 
 @asynccontextmanager
@@ -110,10 +92,9 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
         version="1.0.0",
         description="Start and stop ingestion, read raw readings and per-category aggregates.",
         lifespan=lifespan,
+        exception_handlers={**ERROR_HANDLERS, RequestValidationError: validation_error},
     )
-    app.include_router(router)
-    app.add_exception_handler(IngestorError, ingestor_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    include_api(app)
     if settings is not None:
 
         async def given_settings() -> FunctionSettings:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator, StringConstraints
+
+from functions.timestamps import to_ns
+from functions.validation import request_error
 
 CATEGORY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -47,16 +49,6 @@ UntilParam = Annotated[
 ]
 
 
-def _ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch, clamped to what a reading's int64 timestamp can hold (1677 to
-    2262): a bound outside that range selects the same readings as one at its edge."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-    return min(max(ns, -(2**63)), 2**63 - 1)
-
-
 @dataclass(frozen=True, slots=True)
 class ReadingQuery:
     """Which readings a request is about: categories (all when empty), event time in [since, until)."""
@@ -79,18 +71,9 @@ def reading_query(category: list[str] | None, since: datetime | None, until: dat
     """The filter of a request whose parameters FastAPI checked one by one; since after until is a 422."""
     query = ReadingQuery(
         tuple(sorted(set(category or ()))),
-        None if since is None else _ns(since),
-        None if until is None else _ns(until),
+        None if since is None else to_ns(since),
+        None if until is None else to_ns(until),
     )
     if query.since_ns is not None and query.until_ns is not None and query.since_ns > query.until_ns:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "since"),
-                    "msg": "since must not be after until",
-                    "input": since.isoformat() if since else None,
-                }
-            ]
-        )
+        raise request_error(("query", "since"), "since must not be after until", since.isoformat() if since else None)
     return query

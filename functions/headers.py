@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from starlette.datastructures import MutableHeaders
-
-from functions.asgi import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 EVERY_RESPONSE: Mapping[str, str] = {"X-Content-Type-Options": "nosniff"}
 BY_MEDIA_TYPE: Mapping[str, Mapping[str, str]] = {"application/json": {"Cache-Control": "no-store"}}

@@ -7,9 +7,10 @@ which FastAPI answers in its usual ``{"detail": ...}`` shape.
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-
-from functions.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_error
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimitMiddleware:
@@ -24,14 +25,15 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = header(scope, b"content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared is not None:
-            if not declared.isdigit():
-                await send_error(send, 400, "the Content-Length header is not a number")
+            # ASCII digits only: str.isdigit() also takes the superscripts that latin-1 decodes to.
+            if not (declared.isascii() and declared.isdigit()):
+                await JSONResponse({"detail": "the Content-Length header is not a number"}, 400)(scope, receive, send)
                 return
-            digits = declared.lstrip(b"0")  # Python converts at most 4,300 digits to an int
-            if len(digits) > len(str(self._max)) or int(digits or b"0") > self._max:
-                await send_error(send, 413, self._too_large())
+            digits = declared.lstrip("0")  # Python converts at most 4,300 digits to an int
+            if len(digits) > len(str(self._max)) or int(digits or "0") > self._max:
+                await JSONResponse({"detail": self._too_large()}, 413)(scope, receive, send)
                 return
 
         received = 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
 # A context variable, not shared state: each request's task sees only its own id. The HTTP
 # middleware sets it; the log formatter and the gRPC client (x-request-id metadata) read it.
@@ -15,24 +18,28 @@ request_id: ContextVar[str | None] = ContextVar("function_request_id", default=N
 _LOGGER = "functions"
 
 
-class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", "request_id"?, ...fields}`` on one line."""
+class JsonFormatter(LibraryJsonFormatter):
+    """``{"time", "level", "logger", "message", "error"?, "request_id"?, ...fields}`` on one line.
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+    ``fields`` is the extra that log calls pass (``extra={"fields": {...}}``); its keys join the
+    line's. uvicorn's ``color_message`` extra repeats the message with terminal colours: left out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "error"},
+            reserved_attrs=[*RESERVED_ATTRS, "fields", "color_message"],
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        # Tracebacks (exc_info, as "error") go to the log, never to a caller.
+        super().add_fields(log_data, record, message_dict)
         current = request_id.get()
         if current:
-            entry["request_id"] = current
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            # Tracebacks go to the log, never to a caller.
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            log_data["request_id"] = current
+        log_data.update(getattr(record, "fields", {}))
 
 
 def configure_logging(level: str) -> None:

@@ -1,37 +1,22 @@
-"""Pure data work on readings: pandas aggregation and JSON-ready records. No I/O here."""
+"""Aggregates of readings with pandas, and their JSON-ready rows. Pure data work: no I/O here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-
-@dataclass(frozen=True, slots=True)
-class Readings:
-    """Readings column by column, as they arrive from the ingestor, oldest first."""
-
-    timestamps_ns: np.ndarray
-    """int64 nanoseconds since the Unix epoch, UTC."""
-    values: np.ndarray
-    """float64."""
-    codes: np.ndarray
-    """uint16 indexes into ``categories``."""
-    categories: Sequence[str]
-    """The category dictionary."""
-
-    def __len__(self) -> int:
-        return len(self.timestamps_ns)
-
-    @classmethod
-    def empty(cls) -> Readings:
-        return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.uint16), ())
-
+from functions.readings import Readings
+from functions.timestamps import format_timestamps
 
 AGGREGATE_COLUMNS = ["category", "avg_value", "count", "last_timestamp"]
+
+
+def _category_keys(readings: Readings) -> pd.Categorical:
+    """The readings' categories for grouping: their codes as they are, over their dictionary."""
+    return pd.Categorical.from_codes(readings.codes, categories=pd.Index(list(readings.categories), dtype="object"))
 
 
 def aggregate_by_category(readings: Readings) -> pd.DataFrame:
@@ -41,8 +26,7 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     """
     if len(readings) == 0:
         return pd.DataFrame({"category": [], "avg_value": [], "count": [], "last_timestamp": []})
-    categories = pd.Index(readings.categories, dtype=object)
-    keys = pd.Categorical.from_codes(readings.codes, categories=categories)
+    keys = _category_keys(readings)
     # The columns are used as they are, not copied: the aggregation only reads them. Timestamps are
     # viewed as datetime64 so that an empty category's max is NaT, not a NaN that would turn the
     # column into float64 and round the nanoseconds.
@@ -51,10 +35,10 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     # observed=False with sort=True groups by the codes as they are. observed=True would first find
     # which categories occur, and sort=False would renumber the groups in order of appearance: each
     # a pass over every reading. Empty categories are dropped afterwards.
-    grouped = frame.groupby(keys, observed=False, sort=True)
+    grouped = frame.groupby(keys, observed=False, sort=True)  # type: ignore[call-overload]
     # Values are always finite (the ingestor refuses others), so every row counts, and the mean is
     # the sum over the size: pandas' groupby sum is the same compensated summation as its mean,
-    # and a fifth faster.
+    # and faster (README's Performance section).
     count = grouped.size()
     result = pd.DataFrame(
         {
@@ -68,12 +52,6 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     return result.sort_index().rename_axis("category").reset_index()
 
 
-def format_timestamps(timestamps_ns: np.ndarray) -> np.ndarray:
-    """ISO 8601 in UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, truncated from nanoseconds, vectorised."""
-    micros = np.asarray(timestamps_ns, dtype=np.int64) // 1000
-    return np.datetime_as_string(micros.astype("datetime64[us]"), unit="us", timezone="UTC")
-
-
 def processed_records(aggregates: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows of :func:`aggregate_by_category` as JSON-ready dicts."""
     return [
@@ -83,20 +61,6 @@ def processed_records(aggregates: pd.DataFrame) -> list[dict[str, Any]]:
             aggregates["avg_value"].astype(np.float64).tolist(),
             aggregates["count"].astype(np.int64).tolist(),
             format_timestamps(aggregates["last_timestamp"].to_numpy(dtype=np.int64)).tolist(),
-            strict=True,
-        )
-    ]
-
-
-def raw_records(readings: Readings) -> list[dict[str, Any]]:
-    """Each reading as a JSON-ready ``{"timestamp", "value", "category"}`` dict, in order."""
-    names = np.asarray(readings.categories, dtype=object)[readings.codes] if len(readings) else []
-    return [
-        {"timestamp": timestamp, "value": value, "category": category}
-        for timestamp, value, category in zip(
-            format_timestamps(readings.timestamps_ns).tolist(),
-            readings.values.tolist(),
-            list(names),
             strict=True,
         )
     ]
@@ -132,8 +96,9 @@ def aggregate(
     if len(readings) == 0:
         window_columns = ["window_start", "window_end"] if window_ns is not None else []
         return pd.DataFrame(columns=[*AGGREGATE_COLUMNS, *window_columns, *stats])
-    keys = pd.Categorical.from_codes(readings.codes, categories=pd.Index(readings.categories, dtype=object))
-    frame = pd.DataFrame({"value": readings.values, "timestamp": readings.timestamps_ns, "category": keys})
+    frame = pd.DataFrame(
+        {"value": readings.values, "timestamp": readings.timestamps_ns, "category": _category_keys(readings)}
+    )
     by = ["category"]
     if window_ns is not None:
         frame["window"] = readings.timestamps_ns // window_ns

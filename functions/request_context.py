@@ -1,5 +1,7 @@
-"""Every request gets an id: taken from a well-formed ``X-Request-ID`` or made up, returned in
-the response's ``X-Request-ID``, passed on to the ingestor, and logged with one JSON line.
+"""Request ids and the access log: an id for every request, and one JSON line when it ends.
+
+The id is taken from a well-formed ``X-Request-ID`` or made up, returned in the response's
+``X-Request-ID``, passed on to the ingestor, and carried by every log line of the request.
 
 Only the method, the path, the status and the time are logged: never headers or query strings,
 which may carry tokens.
@@ -12,12 +14,14 @@ import re
 import time
 import uuid
 
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from functions import logs
-from functions.asgi import ASGIApp, Message, Receive, Scope, Send, header
 
 log = logging.getLogger("functions.access")
 
-_WELL_FORMED = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestContextMiddleware:
@@ -28,8 +32,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = header(scope, b"x-request-id")
-        request_id = given.decode() if given and _WELL_FORMED.fullmatch(given) else uuid.uuid4().hex
+        given = Headers(scope=scope).get("x-request-id")
+        request_id = given if given and _WELL_FORMED.fullmatch(given) else uuid.uuid4().hex
         token = logs.request_id.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -38,7 +42,8 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message).append("x-request-id", request_id)
             await send(message)
 
         try:

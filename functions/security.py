@@ -18,8 +18,9 @@ import hmac
 from collections.abc import Collection
 
 from starlette._utils import get_route_path
-
-from functions.asgi import ASGIApp, Receive, Scope, Send, header, send_error
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALWAYS_OPEN = frozenset({"/api/v1/health"})
@@ -50,12 +51,14 @@ class BearerTokenMiddleware:
         if scope["type"] != "http" or not self._needs_token(scope):
             await self.app(scope, receive, send)
             return
-        given = header(scope, b"authorization")
-        if given is not None and hmac.compare_digest(given, self._expected):
+        given = Headers(scope=scope).get("authorization")
+        # As bytes: compare_digest refuses a str with characters beyond ASCII, which a header may carry.
+        if given is not None and hmac.compare_digest(given.encode("latin-1"), self._expected):
             await self.app(scope, receive, send)
             return
         if given is None:
-            detail, challenge = "a bearer token is required", b'Bearer realm="api"'
+            detail, challenge = "a bearer token is required", 'Bearer realm="api"'
         else:
-            detail, challenge = "the bearer token is not valid", b'Bearer realm="api", error="invalid_token"'
-        await send_error(send, 401, detail, [(b"www-authenticate", challenge)])
+            detail, challenge = "the bearer token is not valid", 'Bearer realm="api", error="invalid_token"'
+        refusal = JSONResponse({"detail": detail}, 401, headers={"WWW-Authenticate": challenge})
+        await refusal(scope, receive, send)

@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 
-import orjson
-
-from functions.asgi import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _callbacks: set[Callable[[], None]] = set()
 _begun = False
@@ -50,7 +49,7 @@ def watch() -> Iterator[asyncio.Event]:
         yield event
 
 
-_SHUTTING_DOWN = orjson.dumps({"detail": "the server is shutting down: try again"})
+_SHUTTING_DOWN = "the server is shutting down: try again"
 
 
 class ShutdownDeadlineMiddleware:
@@ -84,15 +83,5 @@ class ShutdownDeadlineMiddleware:
                 raise
             if started:  # an unfinished response: the server closes the connection
                 return
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_SHUTTING_DOWN)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": _SHUTTING_DOWN})
+            refusal = JSONResponse({"detail": _SHUTTING_DOWN}, 503, headers={"Connection": "close"})
+            await refusal(scope, receive, send)

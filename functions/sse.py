@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from functions import shutdown
-from functions.processing import Readings, raw_records
+from functions.readings import Readings, raw_records
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,7 @@ class StreamFailed(Exception):
 
 def _records(readings: Readings | Sequence[Mapping[str, Any]], start: int, stop: int) -> list[Any]:
     if isinstance(readings, Readings):
-        part = Readings(
-            readings.timestamps_ns[start:stop],
-            readings.values[start:stop],
-            readings.codes[start:stop],
-            readings.categories,
-        )
-        return raw_records(part)
+        return raw_records(readings.slice(start, stop))
     return list(readings[start:stop])
 
 
@@ -152,7 +146,7 @@ async def sse_events(
     backlog_readings: int = BACKLOG_READINGS,
     event_readings: int = EVENT_READINGS,
     stop: asyncio.Event | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The event stream of ``source``, written in bursts at most every ``flush_interval_s``.
 
     A backlog of at most ``backlog_readings`` readings sits between the source and the writer: when

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -45,7 +45,7 @@ class EventStreamResponse(StreamingResponse):
 
     def __init__(
         self,
-        content: AsyncIterator[bytes],
+        content: AsyncGenerator[bytes, None],
         *,
         slots: StreamSlots,
         write_timeout_s: float,
@@ -75,4 +75,4 @@ class EventStreamResponse(StreamingResponse):
                     return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await self._events.aclose()  # type: ignore[attr-defined]
+            await self._events.aclose()

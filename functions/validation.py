@@ -1,4 +1,4 @@
-"""422 answers in FastAPI's usual shape, also when the rejected input held NaN or an infinity.
+"""422 answers in FastAPI's usual shape: built for one input, and safe when the input held NaN or an infinity.
 
 FastAPI echoes each bad ``input`` back, and Python's JSON reader accepts the bare tokens ``NaN`` and
 ``Infinity``; JSON has no such numbers, so FastAPI's own handler fails to encode them (a 500). Here
@@ -27,3 +27,10 @@ def _json_safe(value: object) -> object:
 
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": _json_safe(jsonable_encoder(error.errors()))}, status_code=422)
+
+
+def request_error(
+    loc: tuple[str | int, ...], msg: str, value: object, kind: str = "value_error"
+) -> RequestValidationError:
+    """A 422 about one input, in FastAPI's shape: ``loc`` says where (``("query", "window")``)."""
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])

@@ -1,4 +1,4 @@
-"""ExportReadingsResponse read straight from its wire bytes into numpy views.
+"""ExportReadings messages read straight from their wire bytes into numpy views, and joined into columns.
 
 Parsing the message with protobuf copies each column out of the received bytes before
 ``np.frombuffer`` can see it; at a million readings that copy and the parse cost more than the
@@ -10,9 +10,13 @@ readable; only proto2's groups are refused, as a proto3 message never holds one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from functions.readings import Readings
+from ingestor.v1 import ingestor_pb2 as pb
 
 
 class MalformedMessage(ValueError):
@@ -37,10 +41,17 @@ class ExportChunk:
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
-# ReadingColumns: timestamps_ns = 1, values = 2, and the codes, category_codes = 3 (uint16) or
-# category_codes_u8 = 4, members of one oneof.
-_COLUMN_DTYPES = {1: "<i8", 2: "<f8", 3: "<u2", 4: "u1"}
-_CODES_ONEOF = {3: 4, 4: 3}
+_RESPONSE = pb.ExportReadingsResponse.DESCRIPTOR.fields_by_name
+_COLUMNS, _NEW_CATEGORIES, _NEXT_SEQUENCE, _PLANNED = (
+    _RESPONSE[name].number for name in ("columns", "new_categories", "next_sequence", "planned_readings")
+)
+_COLUMN = pb.ReadingColumns.DESCRIPTOR.fields_by_name
+_TIMESTAMPS, _VALUES, _CODES_U16, _CODES_U8 = (
+    _COLUMN[name].number for name in ("timestamps_ns", "values", "category_codes", "category_codes_u8")
+)
+_COLUMN_DTYPES = {_TIMESTAMPS: "<i8", _VALUES: "<f8", _CODES_U16: "<u2", _CODES_U8: "u1"}
+_CODES_ONEOF = {_CODES_U16: _CODES_U8, _CODES_U8: _CODES_U16}
+"""The two widths of the codes are members of one oneof: setting one clears the other."""
 
 
 def _varint(data: memoryview, position: int) -> tuple[int, int]:
@@ -98,26 +109,26 @@ def decode_export_response(message: bytes) -> ExportChunk:
     next_sequence: int | None = None
     planned_readings = 0
     for number, value in _fields(memoryview(message)):
-        if number == 1 and isinstance(value, memoryview):  # columns: a message field merges
+        if number == _COLUMNS and isinstance(value, memoryview):  # a message field merges
             for column, data in _fields(value):
                 if column in _COLUMN_DTYPES and isinstance(data, memoryview):
                     columns[column] = data
-                    if column in _CODES_ONEOF:  # setting one member of a oneof clears the other
+                    if column in _CODES_ONEOF:
                         columns.pop(_CODES_ONEOF[column], None)
-        elif number == 2 and isinstance(value, memoryview):
+        elif number == _NEW_CATEGORIES and isinstance(value, memoryview):
             try:
                 new_categories.append(str(value, "utf-8"))
             except UnicodeDecodeError:
                 raise MalformedMessage("a category name is not UTF-8") from None
-        elif number == 3 and isinstance(value, int):
+        elif number == _NEXT_SEQUENCE and isinstance(value, int):
             next_sequence = value
-        elif number == 4 and isinstance(value, int):
+        elif number == _PLANNED and isinstance(value, int):
             planned_readings = value
     empty = memoryview(b"")
-    codes = 4 if 4 in columns else 3
+    codes = _CODES_U8 if _CODES_U8 in columns else _CODES_U16
     chunk = ExportChunk(
-        _column(columns.get(1, empty), _COLUMN_DTYPES[1]),
-        _column(columns.get(2, empty), _COLUMN_DTYPES[2]),
+        _column(columns.get(_TIMESTAMPS, empty), _COLUMN_DTYPES[_TIMESTAMPS]),
+        _column(columns.get(_VALUES, empty), _COLUMN_DTYPES[_VALUES]),
         _column(columns.get(codes, empty), _COLUMN_DTYPES[codes]),
         new_categories,
         next_sequence,
@@ -126,3 +137,61 @@ def decode_export_response(message: bytes) -> ExportChunk:
     if not len(chunk.timestamps_ns) == len(chunk.values) == len(chunk.codes):
         raise MalformedMessage("the columns have different lengths")
     return chunk
+
+
+class ExportDecoder:
+    """Collects ExportReadings messages as they arrive into one array per column.
+
+    When the first message says how many readings are coming, the columns are allocated once and
+    each chunk is copied into place on arrival, while the ingestor builds the next one; otherwise
+    the chunks are kept as views of their messages and joined at the end. Either way each reading
+    is copied once on this side, and the codes come out as uint16 whichever width a message used.
+    """
+
+    def __init__(self) -> None:
+        self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._filled = 0
+        self._chunks: list[ExportChunk] = []
+        self._categories: list[str] = []
+        self.next_sequence: int | None = None
+        """Where the selection continues, from the last message (None when nothing is left)."""
+
+    def add(self, message: bytes) -> None:
+        """Add one ExportReadingsResponse in wire format. MalformedMessage when it is not one."""
+        chunk = decode_export_response(message)
+        self._categories.extend(chunk.new_categories)
+        self.next_sequence = chunk.next_sequence
+        if self._columns is None and not self._chunks and chunk.planned_readings:
+            planned = chunk.planned_readings
+            self._columns = (np.empty(planned, "<i8"), np.empty(planned, "<f8"), np.empty(planned, "<u2"))
+        if self._columns is None:
+            self._chunks.append(chunk)
+            return
+        end = self._filled + len(chunk)
+        if end > len(self._columns[0]):
+            raise MalformedMessage("the stream carried more readings than it planned")
+        for column, part in zip(self._columns, (chunk.timestamps_ns, chunk.values, chunk.codes), strict=True):
+            column[self._filled : end] = part
+        self._filled = end
+
+    def readings(self) -> Readings:
+        """The readings received, oldest first."""
+        if self._columns is not None:
+            timestamps_ns, values, codes = (column[: self._filled] for column in self._columns)
+            return Readings(timestamps_ns, values, codes, self._categories)
+        if not self._chunks:
+            return Readings.empty()
+        return Readings(
+            np.concatenate([chunk.timestamps_ns for chunk in self._chunks]),
+            np.concatenate([chunk.values for chunk in self._chunks]),
+            np.concatenate([chunk.codes for chunk in self._chunks], dtype=np.uint16),
+            self._categories,
+        )
+
+
+def decode_export(messages: Iterable[pb.ExportReadingsResponse]) -> Readings:
+    """Join parsed ExportReadings messages into columns, as the client does with the raw stream."""
+    decoder = ExportDecoder()
+    for message in messages:
+        decoder.add(message.SerializeToString())
+    return decoder.readings()

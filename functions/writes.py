@@ -2,65 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import datetime
 
 import numpy as np
 import orjson
 from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import TypeAdapter, ValidationError
 
-from functions.filters import CATEGORY_PATTERN
-from functions.processing import Readings
-
-MAX_ITEMS = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Timestamps are stored as int64 nanoseconds.
-_EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
-_LATEST = datetime(2262, 4, 10, tzinfo=UTC)
-
-
-class TooLarge(Exception):
-    """The request is over a size limit (413); the message says which."""
-
-
-def _iso_timestamp(text: str) -> str:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise PydanticCustomError("timestamp_parsing", "Input should be an ISO 8601 timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    if not _EARLIEST <= moment < _LATEST:
-        raise PydanticCustomError("timestamp_range", "Timestamp should lie between 1677-09-22 and 2262-04-10")
-    return text
-
-
-class NewReading(BaseModel):
-    """One reading to store. A timestamp without an offset is UTC."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"timestamp": "2024-01-20T10:00:00Z", "value": 42.5, "category": "A"}]},
-    )
-
-    timestamp: Annotated[str, AfterValidator(_iso_timestamp)] = Field(
-        description="Event time, ISO 8601; no offset means UTC", examples=["2024-01-20T10:00:00Z"]
-    )
-    value: float = Field(strict=True, allow_inf_nan=False, description="A finite number", examples=[42.5])
-    category: str = Field(strict=True, pattern=CATEGORY_PATTERN, examples=["A"])
-
+from functions.readings import Readings
+from functions.schemas import MAX_READINGS_PER_WRITE, NewReading
+from functions.timestamps import to_ns
+from functions.validation import request_error
 
 _ITEMS = TypeAdapter(list[NewReading])
 
 
-def _ns(text: str) -> int:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+class TooLarge(Exception):
+    """The request is over a size limit (413); the message says which."""
 
 
 def parse_readings(body: bytes) -> Readings:
@@ -68,11 +26,9 @@ def parse_readings(body: bytes) -> Readings:
     try:
         items = orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error", "input": {}}]
-        ) from None
-    if isinstance(items, list) and len(items) > MAX_ITEMS:
-        raise TooLarge(f"at most {MAX_ITEMS} readings a request, got {len(items)}")
+        raise request_error(("body", error.pos), "JSON decode error", {}, kind="json_invalid") from None
+    if isinstance(items, list) and len(items) > MAX_READINGS_PER_WRITE:
+        raise TooLarge(f"at most {MAX_READINGS_PER_WRITE} readings a request, got {len(items)}")
     try:
         readings = _ITEMS.validate_python(items)
     except ValidationError as error:
@@ -83,29 +39,10 @@ def parse_readings(body: bytes) -> Readings:
     dictionary = list(dict.fromkeys(names))
     index = {name: code for code, name in enumerate(dictionary)}
     return Readings(
-        np.fromiter((_ns(r.timestamp) for r in readings), dtype=np.int64, count=len(readings)),
+        np.fromiter(
+            (to_ns(datetime.fromisoformat(r.timestamp)) for r in readings), dtype=np.int64, count=len(readings)
+        ),
         np.fromiter((r.value for r in readings), dtype=np.float64, count=len(readings)),
         np.fromiter((index[name] for name in names), dtype=np.uint16, count=len(readings)),
         dictionary,
     )
-
-
-def readings_request_body_schema() -> dict[str, object]:
-    """The OpenAPI requestBody of POST /readings (the body is read by hand, to enforce its size first)."""
-    return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "array",
-                    "maxItems": MAX_ITEMS,
-                    "items": NewReading.model_json_schema(),
-                },
-                "example": [
-                    {"timestamp": "2024-01-20T10:00:00Z", "value": 42.5, "category": "A"},
-                    {"timestamp": "2024-01-20T10:00:01.250000Z", "value": 43.0, "category": "B"},
-                ],
-            }
-        },
-        "description": f"Up to {MAX_ITEMS} readings, at most 2 MiB (MAX_BODY_BYTES); all or nothing",
-    }

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from functions.processing import EXTRA_STATS, Readings, aggregate, aggregate_by_category, aggregate_records
+from functions.processing import EXTRA_STATS, aggregate, aggregate_by_category, aggregate_records
+from functions.readings import Readings
 from ingestor.query import ReadingFilter, gather, matching_sequences, select_page
 from ingestor.store import Columns, ReadingStore
 

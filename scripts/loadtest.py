@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from functions.client import decode_export  # noqa: E402
+from functions.wire import decode_export  # noqa: E402
 from ingestor.v1 import ingestor_pb2 as pb  # noqa: E402
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc  # noqa: E402
 

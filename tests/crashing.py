@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from functions.client import decode_export
+from functions.wire import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from functions.app import create_app
-from functions.client import close_shared_channel
+from functions.channel import close_shared_channel
 from functions.settings import FunctionSettings
 
 

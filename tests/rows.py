@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from functions.processing import Readings
+from functions.readings import Readings
 
 
 def readings(rows: list[tuple[int, float, str]], dictionary: list[str]) -> Readings:

@@ -113,6 +113,20 @@ async def test_bodies_over_the_limit_are_413_and_change_nothing(ingestor: Thread
         assert (response.status_code, response.json()) == (200, {"message": "Data ingestion started"})
 
 
+async def test_header_bytes_beyond_ascii_are_refused_not_a_500(ingestor: ThreadedIngestor) -> None:
+    """Headers arrive as bytes that Starlette reads as latin-1: b"\\xb2" is "²", a digit to str.isdigit()."""
+    async with api_client(ingestor_address=ingestor.address, api_token=API_TOKEN) as http:
+        token = (b"Authorization", f"Bearer {API_TOKEN}".encode())
+        superscript = await http.post("/start-ingestion", headers=[token, (b"Content-Length", b"\xb2")], content=b"")
+        assert (superscript.status_code, superscript.json()) == (
+            400,
+            {"detail": "the Content-Length header is not a number"},
+        )
+        beyond_ascii = await http.post("/start-ingestion", headers=[(b"Authorization", b"Bearer \xe9t\xe9")])
+        assert (beyond_ascii.status_code, beyond_ascii.json()) == (401, {"detail": "the bearer token is not valid"})
+        assert (await http.get("/status")).json()["running"] is False
+
+
 async def test_a_streamed_body_is_cut_off_at_the_limit() -> None:
     app = FastAPI()
 

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from functions.client import decode_export
+from functions.wire import decode_export
 from ingestor.categories import FREE, MAX_CATEGORIES, CategoryDictionary, StreamDictionary
 from ingestor.errors import CategoryLimitError
 from ingestor.intake import Intake

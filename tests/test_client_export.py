@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 
 from functions.client import EXPORT_CHUNK_SIZE, IngestorClient
-from functions.processing import Readings
+from functions.readings import Readings
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from functions.client import decode_export
+from functions.wire import decode_export
 from ingestor.journal import Journal
 from ingestor.settings import IngestorSettings
 from ingestor.v1 import ingestor_pb2 as pb

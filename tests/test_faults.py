@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from functions.client import _connected_channel
+from functions.channel import connected_channel
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
@@ -315,7 +315,7 @@ async def test_reads_retry_once_on_unavailable_and_writes_never_do() -> None:
     server, address = serve_scripted(servicer)
     try:
         settings = FunctionSettings(ingestor_address=address)
-        stub = pb_grpc.IngestorServiceStub(await _connected_channel(settings))
+        stub = pb_grpc.IngestorServiceStub(await connected_channel(settings))
         request = pb.WriteReadingsRequest(readings=[pb.Reading(timestamp={"seconds": 1}, value=1.0, category="A")])
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.WriteReadings(request, timeout=5)

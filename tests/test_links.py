@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from mangum import Mangum
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
+from functions.gateway import GatewayPrefix
 from functions.links import next_link
+from tests.events import LambdaContext, http_v2_event, rest_v1_event
 
 
-def request(path: str, query: bytes, root_path: str = "", event: dict[str, object] | None = None) -> Request:
+def request(path: str, query: bytes, root_path: str = "") -> Request:
     scope: dict[str, object] = {
         "type": "http",
         "method": "GET",
@@ -18,8 +25,6 @@ def request(path: str, query: bytes, root_path: str = "", event: dict[str, objec
         "scheme": "https",
         "server": ("example.test", 443),
     }
-    if event is not None:
-        scope["aws.event"] = event
     return Request(scope)
 
 
@@ -34,7 +39,22 @@ def test_root_path_prefix_whether_or_not_the_server_put_it_in_path() -> None:
     assert next_link(request("/api/v1/raw-data", b"", root_path="/stage"), "t") == expected
 
 
+async def _link_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with the next link of the request, as the Lambda handler hands it to the app."""
+    await PlainTextResponse(next_link(Request(scope), "t"))(scope, receive, send)
+
+
+def _link_through_the_handler(event: dict[str, Any]) -> str:
+    response = Mangum(GatewayPrefix(_link_app), lifespan="off")(event, LambdaContext())
+    return str(response["body"])
+
+
 def test_api_gateway_stage_from_the_event() -> None:
-    event = {"path": "/api/v1/raw-data", "requestContext": {"path": "/prod/api/v1/raw-data", "stage": "prod"}}
-    link = next_link(request("/api/v1/raw-data", b"limit=2", event=event), "t")
+    event = rest_v1_event("GET", "/api/v1/raw-data", {"limit": "2"}, stage="prod")
+    link = _link_through_the_handler(event)
     assert link == '</prod/api/v1/raw-data?limit=2&page_token=t>; rel="next"'
+
+
+def test_http_api_named_stage_from_the_event() -> None:
+    event = http_v2_event("GET", "/api/v1/raw-data", {"limit": "2"}, stage="beta")
+    assert _link_through_the_handler(event) == '</beta/api/v1/raw-data?limit=2&page_token=t>; rel="next"'

@@ -10,7 +10,20 @@ import pytest
 from tests.harness import ROOT
 from tests.shipping import pyproject_pins, read_lock
 
-NEVER_IN_AN_IMAGE = {"grpcio-tools", "pytest", "pytest-timeout", "httpx", "ruff", "uvicorn", "cfn-lint", "uv"}
+NEVER_IN_AN_IMAGE = {
+    "grpcio-tools",
+    "pytest",
+    "pytest-timeout",
+    "httpx",
+    "ruff",
+    "mypy",
+    "pandas-stubs",
+    "types-grpcio",
+    "types-protobuf",
+    "uvicorn",
+    "cfn-lint",
+    "uv",
+}
 ONLY_IN = {
     "function": {"fastapi", "mangum", "pandas", "orjson", "starlette"},
     "ingestor": {"grpcio-health-checking", "grpcio-reflection"},

@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.processing import (
-    AGGREGATE_COLUMNS,
-    Readings,
-    aggregate_by_category,
-    format_timestamps,
-    processed_records,
-    raw_records,
-)
+from functions.processing import AGGREGATE_COLUMNS, aggregate_by_category, processed_records
+from functions.readings import Readings, raw_records
+from functions.timestamps import format_timestamps
 from tests.rows import readings
 
 T0 = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z in nanoseconds

@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from functions.client import decode_export
+from functions.wire import decode_export
 from ingestor.query import ReadingFilter, gather, matching_sequences, select_page
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb

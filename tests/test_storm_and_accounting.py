@@ -8,7 +8,7 @@ import random
 import grpc
 import pytest
 
-from functions.client import decode_export
+from functions.wire import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ThreadedIngestor

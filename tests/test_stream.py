@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from functions.processing import Readings
+from functions.readings import Readings
 from functions.sse import Batch, encode_events, event_chunks, sse_events
 from tests.harness import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
 

@@ -11,7 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from functions.processing import EXTRA_STATS, Readings, TooManyGroups, aggregate, aggregate_records
+from functions.processing import EXTRA_STATS, TooManyGroups, aggregate, aggregate_records
+from functions.readings import Readings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess

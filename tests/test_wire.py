@@ -8,9 +8,9 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.client import ExportDecoder, decode_watch
-from functions.processing import Readings
-from functions.wire import MalformedMessage, decode_export_response
+from functions.readings import Readings
+from functions.watch import decode_watch
+from functions.wire import ExportDecoder, MalformedMessage, decode_export_response
 from ingestor.store import Columns
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.wire import encode_export_response, encode_watch_response, varint

@@ -1,0 +1,121 @@
+"""Raw readings: pages of them out (GET /raw-data), batches of them in (POST /readings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from functions.deps import Client, Settings
+from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
+from functions.links import next_link
+from functions.paging import Cursor, Direction, PageTokenError, decode_page_token, encode_page_token
+from functions.readings import raw_records
+from functions.responses import json_response
+from functions.schemas import (
+    INGESTOR_ERRORS,
+    NO_ROOM,
+    NOT_JSON,
+    RAW_DATA_HEADERS,
+    AcceptedResponse,
+    ErrorResponse,
+    RawReading,
+    ValidationErrorResponse,
+    readings_request_body,
+)
+from functions.writes import TooLarge, parse_readings
+
+router = APIRouter()
+
+MAX_RAW_LIMIT = 10_000
+
+
+@router.get(
+    "/raw-data",
+    response_model=list[RawReading],
+    responses={
+        200: {"headers": RAW_DATA_HEADERS},
+        400: {"model": ErrorResponse, "description": "page_token altered, or issued for other filters"},
+        **INGESTOR_ERRORS,
+    },
+)
+async def raw_data(
+    request: Request,
+    client: Client,
+    settings: Settings,
+    limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT, description="Page size: readings per page")] = 1000,
+    category: CategoryParam = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+    page_token: Annotated[
+        str | None, Query(description='From the `rel="next"` Link of the previous page', max_length=200)
+    ] = None,
+) -> Response:
+    """Readings oldest first. Without ``since``, the newest ``limit`` matches, and the next page the
+    ones before them; with ``since``, the oldest ``limit`` matches at or after it, and the next page
+    the ones after them. The next page is announced in a ``Link: <...>; rel="next"`` header."""
+    query = reading_query(category, since, until)
+    key = settings.page_token_key()
+    direction = Direction.BACKWARD if query.since_ns is None else Direction.FORWARD
+    cursor = None
+    if page_token:
+        try:
+            cursor = decode_page_token(page_token, query.digest(), key)
+        except PageTokenError as error:
+            raise HTTPException(400, str(error)) from None
+    if direction is Direction.FORWARD:
+        readings, next_sequence = await client.select_readings(
+            query, limit=limit, after_sequence=cursor.sequence if cursor else 0, oldest_first=True
+        )
+    else:
+        readings, next_sequence = await client.select_readings(
+            query, limit=limit, before_sequence=cursor.sequence if cursor else None
+        )
+    response = json_response(raw_records(readings))
+    if next_sequence is not None:
+        token = encode_page_token(Cursor(direction, next_sequence), query.digest(), key)
+        response.headers["Link"] = next_link(request, token)
+    return response
+
+
+@router.post(
+    "/readings",
+    status_code=202,
+    response_model=AcceptedResponse,
+    openapi_extra={"requestBody": readings_request_body()},
+    responses={
+        **NOT_JSON,
+        413: {"model": ErrorResponse, "description": "Over 2 MiB or over 10,000 readings"},
+        422: {"model": ValidationErrorResponse, "description": "Bad items; each one's index is in loc"},
+        **NO_ROOM,
+        **INGESTOR_ERRORS,
+    },
+)
+async def write_readings(
+    request: Request,
+    client: Client,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=r"^[\x21-\x7e]{1,128}$",
+            description="Makes a retry safe: a batch with a key already stored is acknowledged again, "
+            "not stored twice (keys are remembered for INGESTOR_BATCH_ID_WINDOW batches)",
+            examples=["sensor-17-batch-000042"],
+        ),
+    ] = None,
+) -> Response:
+    """Store real readings, all or nothing; they show up in raw and processed data like generated ones.
+    A retry with the same ``Idempotency-Key`` answers the first acknowledgement again, with
+    ``Idempotent-Replayed: true``."""
+    body = await request.body()  # the app's body limit (MAX_BODY_BYTES, 2 MiB) already applies
+    try:
+        readings = parse_readings(body)
+    except TooLarge as error:
+        raise HTTPException(413, str(error)) from None
+    result = await client.write_readings(readings, batch_id=idempotency_key or "")
+    response = json_response({"accepted": result.accepted}, 202)
+    if result.duplicate:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
