@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -20,9 +21,11 @@ from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
 from functions.watch import watch_batches
-from functions.wire import ExportDecoder, MalformedMessage
+from functions.wire import ExportDecoder, MalformedMessage, decode_export_response
 from ingestor.v1 import ingestor_pb2 as pb
 
+EXPORT_STREAM_TIMEOUT_S = 300.0
+"""Deadline of an export streamed to an HTTP client (GET /export), which goes at the client's pace."""
 EXPORT_CHUNK_SIZE = 65_536
 """Readings per ExportReadings message (1.2 MB): large enough that the per-message overhead of both
 processes stays small, small enough that decoding one chunk overlaps the encoding of the next (one
@@ -77,27 +80,48 @@ class IngestorClient:
         """The generator's state, the buffer's accounting and the current (or last) run's configuration."""
         return await self._call("GetStatus", pb.GetStatusRequest(), pb.GetStatusResponse)
 
-    async def export_readings(self, max_readings: int = 0) -> Readings:
-        """The buffered readings (only the newest ``max_readings`` when set), oldest first."""
-        request = pb.ExportReadingsRequest(max_readings=max_readings, chunk_size=EXPORT_CHUNK_SIZE)
+    async def export_readings(self, max_readings: int = 0, *, late_flags: bool = False) -> Readings:
+        """The buffered readings (only the newest ``max_readings`` when set), oldest first; with
+        ``late_flags``, each reading's late flag too."""
+        request = pb.ExportReadingsRequest(
+            max_readings=max_readings, chunk_size=EXPORT_CHUNK_SIZE, late_flags=late_flags
+        )
         return (await self._export(request)).readings()
 
     async def _export(self, request: pb.ExportReadingsRequest) -> ExportDecoder:
         """Run ExportReadings, reading each message from its wire bytes (functions/wire.py): without a
         deserializer, gRPC hands the messages over unparsed."""
-        channel = await connected_channel(self._settings)
-        export: grpc.aio.UnaryStreamMultiCallable[pb.ExportReadingsRequest, bytes] = channel.unary_stream(
-            method_path("ExportReadings"), request_serializer=pb.ExportReadingsRequest.SerializeToString
-        )
         decoder = ExportDecoder()
         try:
-            async for message in export(request, timeout=self._timeout):
+            async for message in await self._export_call(request):
                 decoder.add(message)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
         except MalformedMessage as error:
             raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
         return decoder
+
+    async def _export_call(
+        self, request: pb.ExportReadingsRequest, deadline_s: float | None = None
+    ) -> grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes]:
+        channel = await connected_channel(self._settings)
+        export: grpc.aio.UnaryStreamMultiCallable[pb.ExportReadingsRequest, bytes] = channel.unary_stream(
+            method_path("ExportReadings"), request_serializer=pb.ExportReadingsRequest.SerializeToString
+        )
+        return export(request, timeout=deadline_s or self._timeout)
+
+    async def export_chunks(self, query: ReadingQuery, *, late_flags: bool = False) -> AsyncIterator[ExportPart]:
+        """The matching readings chunk by chunk as they arrive, oldest first, each chunk with the
+        stream's category dictionary so far; memory bounded by a chunk. Returns once the first
+        message is in (a failure to start raises IngestorError); a failure later ends the iteration
+        with IngestorError too."""
+        call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
+        messages = aiter(call)
+        try:
+            first = await anext(messages, None)
+        except grpc.aio.AioRpcError as error:
+            raise rpc_error(error) from None
+        return _export_parts(call, first, messages)
 
     async def select_readings(
         self,
@@ -107,22 +131,11 @@ class IngestorClient:
         before_sequence: int | None = None,
         after_sequence: int = 0,
         oldest_first: bool = False,
+        late_flags: bool = False,
     ) -> tuple[Readings, int | None]:
         """Matching readings (at most ``limit``, the newest or the oldest), oldest first, and where
         the next page continues (None when nothing is left)."""
-        request = pb.ExportReadingsRequest(
-            max_readings=limit,
-            chunk_size=EXPORT_CHUNK_SIZE,
-            categories=query.categories,
-            after_sequence=after_sequence,
-            oldest_first=oldest_first,
-        )
-        if query.since_ns is not None:
-            request.since.FromNanoseconds(query.since_ns)
-        if query.until_ns is not None:
-            request.until.FromNanoseconds(query.until_ns)
-        if before_sequence is not None:
-            request.before_sequence = before_sequence
+        request = export_request(query, limit, before_sequence, after_sequence, oldest_first, late_flags)
         decoder = await self._export(request)
         return decoder.readings(), decoder.next_sequence
 
@@ -166,3 +179,60 @@ class IngestorClient:
         if call.done() and (code := await call.code()) is not grpc.StatusCode.OK:
             raise ingestor_error(code, await call.details(), live=True)
         return watch_batches(call)
+
+
+def export_request(
+    query: ReadingQuery,
+    limit: int = 0,
+    before_sequence: int | None = None,
+    after_sequence: int = 0,
+    oldest_first: bool = False,
+    late_flags: bool = False,
+) -> pb.ExportReadingsRequest:
+    """The ExportReadings request of a filter and its bounds."""
+    request = pb.ExportReadingsRequest(
+        max_readings=limit,
+        chunk_size=EXPORT_CHUNK_SIZE,
+        categories=query.categories,
+        after_sequence=after_sequence,
+        oldest_first=oldest_first,
+        late_flags=late_flags,
+    )
+    if query.since_ns is not None:
+        request.since.FromNanoseconds(query.since_ns)
+    if query.until_ns is not None:
+        request.until.FromNanoseconds(query.until_ns)
+    if before_sequence is not None:
+        request.before_sequence = before_sequence
+    return request
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPart:
+    """One chunk of a streamed export: its readings, with the stream's dictionary so far."""
+
+    readings: Readings
+    planned: int
+    """How many readings the whole export carries at most (from the first message; 0 after it)."""
+
+
+async def _export_parts(
+    call: grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes],
+    first: bytes | None,
+    rest: AsyncIterator[bytes],
+) -> AsyncIterator[ExportPart]:
+    categories: list[str] = []
+    try:
+        message = first
+        while message is not None:
+            chunk = decode_export_response(message)
+            categories.extend(chunk.new_categories)
+            readings = Readings(chunk.timestamps_ns, chunk.values, chunk.codes, tuple(categories), chunk.late)
+            yield ExportPart(readings, chunk.planned_readings)
+            message = await anext(rest, None)
+    except grpc.aio.AioRpcError as error:
+        raise rpc_error(error) from None
+    except MalformedMessage as error:
+        raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
+    finally:
+        call.cancel()

@@ -73,6 +73,15 @@ class StatusResponse(BaseModel):
     evicted: int = Field(examples=[500])
     capacity: int = Field(examples=[1000])
     rate_hz: float = Field(description="Rate of the current (or last) run", examples=[1.0])
+    late: int | None = Field(
+        None,
+        description="Only once there are late readings: readings stored with an event time older than the "
+        "newest stored before them",
+        examples=[3],
+    )
+    late_by_category: dict[str, int] | None = Field(
+        None, description="Only once there are late readings: late per category in use", examples=[{"A": 3}]
+    )
     categories: list[str] | None = Field(
         None,
         description="Only when the current (or last) run was started with a body: its categories",

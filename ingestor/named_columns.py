@@ -28,6 +28,8 @@ class NamedColumns:
     codes: np.ndarray
     """uint8 while ``names`` has at most 256 entries, uint16 beyond."""
     names: tuple[str, ...]
+    late: np.ndarray | None = None
+    """Each reading's late flag (uint8), when the store gave them."""
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -35,17 +37,28 @@ class NamedColumns:
 
     @property
     def columns(self) -> Columns:
-        return Columns(self.timestamps_ns, self.values, self.codes)
+        return Columns(self.timestamps_ns, self.values, self.codes, self.late)
 
     @property
     def nbytes(self) -> int:
-        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes
+        late = self.late.nbytes if self.late is not None else 0
+        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes + late
 
     def head(self, count: int) -> NamedColumns:
-        return NamedColumns(self.timestamps_ns[:count], self.values[:count], self.codes[:count], self.names)
+        return self._rows(slice(None, count))
 
     def tail(self, start: int) -> NamedColumns:
-        return NamedColumns(self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names)
+        return self._rows(slice(start, None))
+
+    def without_late(self) -> NamedColumns:
+        """The same readings without their late flags (shares the arrays)."""
+        if self.late is None:
+            return self
+        return NamedColumns(self.timestamps_ns, self.values, self.codes, self.names)
+
+    def _rows(self, rows: slice) -> NamedColumns:
+        late = self.late[rows] if self.late is not None else None
+        return NamedColumns(self.timestamps_ns[rows], self.values[rows], self.codes[rows], self.names, late)
 
     def cached(self, key: str, make: Callable[[NamedColumns], bytes]) -> bytes:
         """``make(self)``, computed once per key: the pieces are immutable and shared by subscribers."""
@@ -61,16 +74,17 @@ def name_columns(columns: Columns, dictionary: Sequence[str]) -> NamedColumns:
     generator's usual case); otherwise renumbered in the order of the dictionary.
     """
     codes = np.asarray(columns.codes)
+    late = columns.late
     if not len(codes):
-        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), ())
+        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), (), late)
     used = np.flatnonzero(np.bincount(codes))
     width = np.uint8 if len(used) <= 256 else np.uint16
     names = tuple(dictionary[code] for code in used.tolist())
     if len(used) == int(used[-1]) + 1 and codes.dtype == width:
-        return NamedColumns(columns.timestamps_ns, columns.values, codes, names)
+        return NamedColumns(columns.timestamps_ns, columns.values, codes, names, late)
     renumber = np.zeros(int(used[-1]) + 1, dtype=width)
     renumber[used] = np.arange(len(used), dtype=width)
-    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names)
+    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names, late)
 
 
 def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
@@ -84,10 +98,12 @@ def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
     codes = np.concatenate(
         [table[piece.codes] if len(piece) else piece.codes for table, piece in zip(tables, pieces, strict=True)]
     )
+    lates = [piece.late for piece in pieces]
     joined = Columns(
         np.concatenate([piece.timestamps_ns for piece in pieces]),
         np.concatenate([piece.values for piece in pieces]),
         codes.astype(np.int64),
+        np.concatenate(lates) if all(late is not None for late in lates) else None,  # type: ignore[arg-type]
     )
     return name_columns(joined, tuple(index))
 
@@ -106,6 +122,7 @@ def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]
             named.values[start : start + size].copy(),
             named.codes[start : start + size].copy(),
             named.names,
+            named.late[start : start + size].copy() if named.late is not None else None,
         )
         for start in range(0, len(named), size)
     ]
@@ -120,6 +137,7 @@ def select(pieces: Sequence[NamedColumns], categories: frozenset[str]) -> list[N
             selected.append(piece)
         elif wanted:
             keep = np.isin(piece.codes, wanted)
-            kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep])
+            late = piece.late[keep] if piece.late is not None else None
+            kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep], late)
             selected.append(name_columns(kept, piece.names))
     return selected

@@ -83,6 +83,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             data_dir_bytes=intake.data_dir_bytes(),
             recovered=intake.recovered,
             remembered_batch_ids=intake.remembered_batch_ids,
+            late=store.lateness.late,
+            late_by_category=dict(store.lateness.by_category),
         )
 
     @rpc_errors
@@ -128,9 +130,11 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         ``watch_stall_s`` is dropped (``ingestor/watch_stream.py``)."""
         # The stream ends by an error that leaves this block first: unsubscribed by then, a status
         # that waits behind unread messages holds no buffer.
-        with self._hub.subscribe(requests.watch_categories(request)) as subscription:
-            # Tell the caller at once that it is subscribed, before any reading arrives.
-            await context.send_initial_metadata(())
+        late_flags = request.columnar and request.late_flags
+        with self._hub.subscribe(requests.watch_categories(request), late_flags) as subscription:
+            # Tell the caller at once that it is subscribed, before any reading arrives, and from
+            # which sequence number on: an export below it complements the stream exactly.
+            await context.send_initial_metadata((("next-sequence", str(self._store.total_ingested)),))
             await send_deliveries(subscription, context.write, request.columnar, self._watch_stall_s)
 
 

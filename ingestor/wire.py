@@ -56,6 +56,7 @@ _TIMESTAMPS = field_key(pb.ReadingColumns, "timestamps_ns")
 _VALUES = field_key(pb.ReadingColumns, "values")
 _CODES = field_key(pb.ReadingColumns, "category_codes")  # uint16
 _CODES_U8 = field_key(pb.ReadingColumns, "category_codes_u8")
+_LATE = field_key(pb.ReadingColumns, "late")
 _WATCH_MISSED = field_key(pb.WatchReadingsResponse, "missed")
 _WATCH_COLUMNS = field_key(pb.WatchReadingsResponse, "columns")
 _WATCH_CATEGORY = field_key(pb.WatchReadingsResponse, "column_categories")
@@ -80,14 +81,18 @@ def column_bytes(column: np.ndarray, dtype: str | np.dtype) -> memoryview:
 
 
 def _reading_columns(columns: Columns) -> list[bytes | memoryview]:
-    """The fields of a ReadingColumns message; codes in the width they come in (one or two bytes)."""
+    """The fields of a ReadingColumns message; codes in the width they come in (one or two bytes),
+    and the late flags when the columns carry them."""
     narrow = columns.codes.dtype.itemsize == 1
     parts: list[bytes | memoryview] = []
-    for key, column, dtype in (
+    fields = [
         (_TIMESTAMPS, columns.timestamps_ns, "<i8"),
         (_VALUES, columns.values, "<f8"),
         (_CODES_U8, columns.codes, "u1") if narrow else (_CODES, columns.codes, "<u2"),
-    ):
+    ]
+    if columns.late is not None:
+        fields.append((_LATE, columns.late, "u1"))
+    for key, column, dtype in fields:
         if len(column):  # proto3 leaves empty bytes fields out
             data = column_bytes(column, dtype)
             parts += (key, varint(data.nbytes), data)

@@ -53,7 +53,9 @@ async def stop_ingestion(client: Client) -> MessageResponse:
 async def status(client: Client) -> StatusResponse:
     """The ingestor's generator state and buffer accounting, and the configuration of the current (or
     last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body; in
-    durable mode also ``durable`` and the data directory's size."""
+    durable mode also ``durable`` and the data directory's size. ``late`` counts readings stored with
+    an event time older than the newest stored before them, and ``late_by_category`` the same per
+    category in use: both only once there are late readings."""
     current = await client.get_status()
     answer: dict[str, object] = {
         "running": current.running,
@@ -69,4 +71,6 @@ async def status(client: Client) -> StatusResponse:
         answer.update(durable=True, data_dir_bytes=current.data_dir_bytes)
     if current.generator_error:
         answer.update(generator_error=current.generator_error)
+    if current.late:
+        answer.update(late=current.late, late_by_category=dict(sorted(current.late_by_category.items())))
     return StatusResponse.model_validate(answer)

@@ -20,16 +20,18 @@ class Reading(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
 
 class ReadingColumns(_message.Message):
-    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8")
+    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8", "late")
     TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_U8_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
     timestamps_ns: bytes
     values: bytes
     category_codes: bytes
     category_codes_u8: bytes
-    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ...) -> None: ...
+    late: bytes
+    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ..., late: _Optional[bytes] = ...) -> None: ...
 
 class StartIngestionRequest(_message.Message):
     __slots__ = ("rate_hz", "categories", "seed")
@@ -62,7 +64,14 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "late", "late_by_category")
+    class LateByCategoryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INGESTED_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +86,8 @@ class GetStatusResponse(_message.Message):
     DATA_DIR_BYTES_FIELD_NUMBER: _ClassVar[int]
     RECOVERED_FIELD_NUMBER: _ClassVar[int]
     REMEMBERED_BATCH_IDS_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    LATE_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     running: bool
     total_ingested: int
     buffered: int
@@ -91,7 +102,9 @@ class GetStatusResponse(_message.Message):
     data_dir_bytes: int
     recovered: int
     remembered_batch_ids: int
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ...) -> None: ...
+    late: int
+    late_by_category: _containers.ScalarMap[str, int]
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "categories", "since", "until")
@@ -116,7 +129,7 @@ class ListReadingsResponse(_message.Message):
     def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ExportReadingsRequest(_message.Message):
-    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first")
+    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first", "late_flags")
     MAX_READINGS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +138,7 @@ class ExportReadingsRequest(_message.Message):
     BEFORE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    LATE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     max_readings: int
     chunk_size: int
     categories: _containers.RepeatedScalarFieldContainer[str]
@@ -133,7 +147,8 @@ class ExportReadingsRequest(_message.Message):
     before_sequence: int
     after_sequence: int
     oldest_first: bool
-    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
+    late_flags: bool
+    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
 
 class ExportReadingsResponse(_message.Message):
     __slots__ = ("columns", "new_categories", "next_sequence", "planned_readings")
@@ -170,12 +185,14 @@ class WriteReadingsResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsRequest(_message.Message):
-    __slots__ = ("categories", "columnar")
+    __slots__ = ("categories", "columnar", "late_flags")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     COLUMNAR_FIELD_NUMBER: _ClassVar[int]
+    LATE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
     columnar: bool
-    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ...) -> None: ...
+    late_flags: bool
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsResponse(_message.Message):
     __slots__ = ("readings", "missed", "columns", "column_categories")
