@@ -7,7 +7,7 @@ functions/errors.py, which the HTTP layer answers with a status of its one table
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -110,7 +110,7 @@ class IngestorClient:
         )
         return export(request, timeout=deadline_s or self._timeout)
 
-    async def export_chunks(self, query: ReadingQuery, *, late_flags: bool = False) -> AsyncIterator[ExportPart]:
+    async def export_chunks(self, query: ReadingQuery, *, late_flags: bool = False) -> AsyncGenerator[ExportPart, None]:
         """The matching readings chunk by chunk as they arrive, oldest first, each chunk with the
         stream's category dictionary so far; memory bounded by a chunk. Returns once the first
         message is in (a failure to start raises IngestorError); a failure later ends the iteration
@@ -220,7 +220,7 @@ async def _export_parts(
     call: grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes],
     first: bytes | None,
     rest: AsyncIterator[bytes],
-) -> AsyncIterator[ExportPart]:
+) -> AsyncGenerator[ExportPart, None]:
     categories: list[str] = []
     try:
         message = first
