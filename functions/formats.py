@@ -180,7 +180,7 @@ class ReadingsEncoder:
             "",
         )
         offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=4 * lines.offset)
-        return lines.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+        return bytes(lines.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])])
 
     def finish(self) -> bytes:
         """The last bytes (Parquet's footer, Arrow's end of stream; CSV's header if nothing came)."""
