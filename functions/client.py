@@ -41,6 +41,9 @@ class IngestorClient:
 
     def __init__(self, settings: FunctionSettings) -> None:
         self._settings = settings
+        self.watch_start: int | None = None
+        """The sequence number the last subscription of :meth:`watch_readings` starts at, when the
+        ingestor says (an export below it complements the stream exactly)."""
 
     @property
     def _timeout(self) -> float:
@@ -153,7 +156,7 @@ class IngestorClient:
         )
         return await self._call("WriteReadings", request, pb.WriteReadingsResponse)
 
-    async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
+    async def watch_readings(self, categories: Iterable[str] = (), *, late_flags: bool = False) -> AsyncIterator[Batch]:
         """Subscribe to new readings; returns once subscribed, then yields them as they arrive, as
         columns (the columnar form of WatchReadings).
 
@@ -168,9 +171,9 @@ class IngestorClient:
             request_serializer=pb.WatchReadingsRequest.SerializeToString,
             response_deserializer=pb.WatchReadingsResponse.FromString,
         )
-        call = watch(pb.WatchReadingsRequest(categories=categories, columnar=True))
+        call = watch(pb.WatchReadingsRequest(categories=categories, columnar=True, late_flags=late_flags))
         try:
-            await asyncio.wait_for(call.initial_metadata(), self._timeout)
+            self.watch_start = _next_sequence(await asyncio.wait_for(call.initial_metadata(), self._timeout))
         except TimeoutError:
             call.cancel()
             raise IngestorTimeout("the ingestor did not answer in time") from None
@@ -236,3 +239,11 @@ async def _export_parts(
         raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
     finally:
         call.cancel()
+
+
+def _next_sequence(metadata: object) -> int | None:
+    """The ``next-sequence`` of WatchReadings' initial metadata, when there."""
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        if key == "next-sequence" and str(value).isdigit():
+            return int(value)
+    return None

@@ -117,6 +117,27 @@ class WindowSpec:
         return self.grace_ns is not None or self.final_only
 
 
+def last_window_end(timestamps_ns: np.ndarray, windows: WindowSpec) -> np.ndarray:
+    """The end of the newest tumbling or hopping window each reading falls in: once it plus the
+    grace is at most the watermark, every window of the reading is closed."""
+    assert windows.length_ns is not None
+    step = windows.step
+    return np.asarray(timestamps_ns) // step * step + windows.length_ns
+
+
+def holds_any(aggregates: pd.DataFrame, readings: Readings) -> np.ndarray:
+    """For each window of ``aggregates`` (by category), whether any of ``readings`` falls in it."""
+    held = np.zeros(len(aggregates), dtype=bool)
+    names = np.asarray(readings.categories, dtype=object)[readings.codes] if len(readings) else np.array([])
+    for category in pd.unique(aggregates["category"]):
+        rows = (aggregates["category"] == category).to_numpy()
+        times = np.sort(readings.timestamps_ns[names == category])
+        low = np.searchsorted(times, aggregates["window_start"].to_numpy(np.int64)[rows])
+        high = np.searchsorted(times, aggregates["window_end"].to_numpy(np.int64)[rows])
+        held[rows] = high > low
+    return held
+
+
 def aggregate(
     readings: Readings,
     *,
