@@ -227,10 +227,10 @@ def test_importing_the_app_does_not_load_pyarrow_an_export_does(
 
 @pytest.fixture
 def lambda_ingestor(monkeypatch: pytest.MonkeyPatch, lambda_main_thread_loop: None) -> Iterator[ThreadedIngestor]:
-    ingestor = ThreadedIngestor(capacity=400_000)
+    ingestor = ThreadedIngestor(capacity=700_000)
     ingestor.call(ingestor.running.generator.stop())
     rng = np.random.default_rng(1)
-    n = 400_000
+    n = 700_000  # past 6 MB in every format, Parquet too
     push(
         ingestor.address,
         T0 + np.arange(n, dtype=np.int64) * 1000,
