@@ -29,6 +29,7 @@ def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
         "import_app_ms": 1.0,
         "import_deps_ms": 1.0,
         "import_overhead": 0.0,
+        "import_app_alone_ms": 1.0,
         "import_app_without_pyarrow_ms": 1.0,
         "import_growth_with_pyarrow": 0.0,
     }

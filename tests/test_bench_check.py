@@ -47,6 +47,7 @@ RUN: dict[str, Any] = {
         "import_app_ms": 589.0,
         "import_deps_ms": 520.0,
         "import_overhead": 0.13,
+        "import_app_alone_ms": 589.0,
         "import_app_without_pyarrow_ms": 580.0,
         "import_growth_with_pyarrow": 0.016,
     },

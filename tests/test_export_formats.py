@@ -30,6 +30,8 @@ from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.events import LambdaContext, http_v2_event, rest_v1_event
 from tests.harness import ROOT, ServerProcess, ThreadedIngestor, start_api_process
 
+pytestmark = pytest.mark.slow  # real uvicorn (and a real ingestor) per module
+
 T0 = 1_705_744_800_000_000_000
 N = 1_000_000
 NAMES = ["north", "south", "east", "west.1"]
@@ -91,7 +93,6 @@ def read_back(format_name: str, body: bytes) -> tuple[np.ndarray, np.ndarray, li
     )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("format_name", ["csv", "ndjson", "parquet", "arrow"])
 def test_a_million_readings_round_trip_through_each_format(
     loaded: tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]], format_name: str
@@ -152,7 +153,6 @@ def vm_hwm(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-@pytest.mark.slow
 def test_a_million_reading_export_streams_within_a_few_chunks_of_memory(
     loaded: tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:

@@ -78,6 +78,7 @@ def window(category: str, start: int, values: list[float], last: int, closed: bo
 PARAMS = {"window": "10s", "stats": "min,late"}
 
 
+@pytest.mark.slow
 def test_updates_then_resumption_then_final_events(stack: tuple[ThreadedIngestor, ServerProcess]) -> None:
     ingestor, api = stack
     push(ingestor, (1, 1.0, "A"), (12, 2.0, "A"), (5, 3.0, "B"))
@@ -135,6 +136,7 @@ def test_updates_then_resumption_then_final_events(stack: tuple[ThreadedIngestor
             assert next(events(response)) == {"id": at(52), "data": [window("A", 40, [1.5], 45, True)]}
 
 
+@pytest.mark.slow
 def test_hopping_feed_and_category_filter(stack: tuple[ThreadedIngestor, ServerProcess]) -> None:
     ingestor, api = stack
     push(ingestor, (1, 1.0, "A"), (6, 2.0, "B"), (12, 4.0, "A"))
@@ -160,6 +162,7 @@ def test_hopping_feed_and_category_filter(stack: tuple[ThreadedIngestor, ServerP
         ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("params", "loc"),
     [

@@ -13,6 +13,8 @@ from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess, ThreadedIngestor, start_api_process
 
+pytestmark = pytest.mark.slow  # real uvicorn (and a real ingestor) per module
+
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 
 
