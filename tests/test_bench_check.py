@@ -32,6 +32,8 @@ RUN: dict[str, Any] = {
             "parquet_export_ms": 1.8 * export,
             "csv_export_ms": 9 * export,
             "csv_timestamps_ms": 5 * export,
+            "parquet_encode_ms": export,
+            "csv_encode_ms": 7 * export,
         }
         for n, project, naive, floor, export, columns, raw, rss in [
             (10_000, 6.7, 11.2, 3.5, 1.2, 1.9e6, 8.9, 40.0),
