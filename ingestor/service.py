@@ -7,7 +7,7 @@ which the server sends as they are (see ``server.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -19,12 +19,13 @@ from ingestor.intake import Intake
 from ingestor.memory import ReleaseAfterLargeWrites
 from ingestor.pages import newest_page
 from ingestor.readings import decode_write_request
+from ingestor.replay import replay_deliveries
 from ingestor.rpc_errors import rpc_errors
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from ingestor.watch import DEFAULT_BUFFER_READINGS, WatchHub
-from ingestor.watch_stream import DEFAULT_STALL_S, send_deliveries
+from ingestor.watch import DEFAULT_BUFFER_READINGS, Delivery, WatchHub
+from ingestor.watch_stream import DEFAULT_STALL_S, MessageForm, send_deliveries
 
 Context = grpc.aio.ServicerContext
 
@@ -128,10 +129,17 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         ``watch_stall_s`` is dropped (``ingestor/watch_stream.py``)."""
         # The stream ends by an error that leaves this block first: unsubscribed by then, a status
         # that waits behind unread messages holds no buffer.
-        with self._hub.subscribe(requests.watch_categories(request)) as subscription:
+        categories = requests.watch_categories(request)
+        with self._hub.subscribe(categories) as subscription:
+            # Live readings start here: a replay covers the held ones before, up to this number.
+            live_from = self._store.total_ingested
+            replay: Iterable[Delivery] = ()
+            if request.HasField("after_sequence"):
+                replay = replay_deliveries(self._store, categories, request.after_sequence, live_from)
             # Tell the caller at once that it is subscribed, before any reading arrives.
             await context.send_initial_metadata(())
-            await send_deliveries(subscription, context.write, request.columnar, self._watch_stall_s)
+            form = MessageForm(columnar=request.columnar, sequences=request.sequences)
+            await send_deliveries(subscription, context.write, form, self._watch_stall_s, replay)
 
 
 def _reading_messages(columns: Columns, names: Sequence[str]) -> list[pb.Reading]:

@@ -20,16 +20,18 @@ class Reading(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
 
 class ReadingColumns(_message.Message):
-    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8")
+    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8", "sequences")
     TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_U8_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     timestamps_ns: bytes
     values: bytes
     category_codes: bytes
     category_codes_u8: bytes
-    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ...) -> None: ...
+    sequences: bytes
+    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ..., sequences: _Optional[bytes] = ...) -> None: ...
 
 class StartIngestionRequest(_message.Message):
     __slots__ = ("rate_hz", "categories", "seed")
@@ -170,12 +172,16 @@ class WriteReadingsResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsRequest(_message.Message):
-    __slots__ = ("categories", "columnar")
+    __slots__ = ("categories", "columnar", "after_sequence", "sequences")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     COLUMNAR_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
     columnar: bool
-    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ...) -> None: ...
+    after_sequence: int
+    sequences: bool
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ..., after_sequence: _Optional[int] = ..., sequences: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsResponse(_message.Message):
     __slots__ = ("readings", "missed", "columns", "column_categories")
