@@ -140,9 +140,12 @@ class IngestorClient:
         )
         return await self._call("WriteReadings", request, pb.WriteReadingsResponse)
 
-    async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
+    async def watch_readings(
+        self, categories: Iterable[str] = (), after_sequence: int | None = None
+    ) -> AsyncIterator[Batch]:
         """Subscribe to new readings; returns once subscribed, then yields them as they arrive, as
-        columns (the columnar form of WatchReadings).
+        columns with their sequence numbers (the columnar form of WatchReadings). With
+        ``after_sequence``, the held readings numbered above it come first.
 
         The stream has no deadline: it lasts until the caller stops iterating (which cancels it) or
         the ingestor ends it. Failing to subscribe raises IngestorError (IngestorBusy when the
@@ -155,7 +158,10 @@ class IngestorClient:
             request_serializer=pb.WatchReadingsRequest.SerializeToString,
             response_deserializer=pb.WatchReadingsResponse.FromString,
         )
-        call = watch(pb.WatchReadingsRequest(categories=categories, columnar=True))
+        request = pb.WatchReadingsRequest(categories=categories, columnar=True, sequences=True)
+        if after_sequence is not None:
+            request.after_sequence = after_sequence + 1
+        call = watch(request)
         try:
             await asyncio.wait_for(call.initial_metadata(), self._timeout)
         except TimeoutError:

@@ -178,7 +178,13 @@ RAW_DATA_HEADERS = {
     "Link": {
         "description": 'The next page, when there is one: `<...page_token=...>; rel="next"` (RFC 8288)',
         "schema": {"type": "string"},
-    }
+    },
+    "Next-After-Sequence": {
+        "description": "With after_sequence only: the after_sequence of the next call. Every matching reading "
+        "numbered up to it was in this answer or an earlier one (or was evicted); it goes back when the "
+        "ingestor started over",
+        "schema": {"type": "integer", "minimum": -1},
+    },
 }
 
 
