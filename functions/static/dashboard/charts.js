@@ -51,7 +51,8 @@ window.Dash = window.Dash || {};
       });
     }
     draw(categories, data) {
-      if (!this.plot || categories.join("\u0000") !== this.categories.join("\u0000")) {
+      const changed = categories.join("\u0000") !== this.categories.join("\u0000") || this.builtTitle !== this.title;
+      if (!this.plot || changed) {
         if (this.plot) {
           this.plot.series.forEach((series, index) => {
             if (index > 0 && !series.show) this.hidden.add(series.label);
@@ -59,6 +60,7 @@ window.Dash = window.Dash || {};
           this.plot.destroy();
         }
         this.categories = categories.slice();
+        this.builtTitle = this.title;
         const opts = options(this.element, this.title, categories, this.height, this.showPoints);
         opts.series.forEach((series, index) => {
           if (index > 0 && this.hidden.has(series.label)) series.show = false;
