@@ -78,6 +78,30 @@ def test_the_dashboard_starts_charts_counts_and_stops(page: Page, servers: tuple
     wait_for(page, f"window.dashboard.stats.redraws > {before}", timeout=3)
     assert page.text_content("#message") == "Data ingestion started"
 
+    # The status strip: rate, buffered / capacity with its bar, evicted, total.
+    wait_for(page, "document.getElementById('rate').textContent === '200/s'", timeout=3)
+    assert page.text_content("#buffered").endswith("/ 100,000")  # type: ignore[union-attr]
+    assert page.evaluate("parseFloat(document.getElementById('fill').style.width)") > 0
+    assert page.text_content("#evicted") == "0"
+    # Pause holds the chart while readings keep arriving; Resume draws again.
+    page.click("#pause")
+    paused_at = stats(page)["redraws"]
+    received = stats(page)["received"]
+    wait_for(page, f"window.dashboard.stats.received > {received} + 50", timeout=3)
+    assert stats(page)["redraws"] == paused_at
+    page.click("#pause")
+    wait_for(page, f"window.dashboard.stats.redraws > {paused_at}", timeout=3)
+    # The range selector redraws; a legend click hides a series (uPlot marks it off).
+    drawn = stats(page)["redraws"]
+    page.select_option("#range", "all")
+    wait_for(page, f"window.dashboard.stats.redraws > {drawn}", timeout=3)
+    page.click("#live-chart .u-legend .u-series:nth-child(2)")
+    assert page.locator("#live-chart .u-legend .u-series.u-off").count() == 1
+    # The window chart: 1 s windows, p95, drawn from processed-data with those parameters.
+    page.select_option("#window", "1s")
+    page.select_option("#stat", "p95")
+    wait_for(page, "document.querySelector('#window-chart .u-title').textContent === 'p95 per 1s window'", timeout=4)
+    assert any("window=1s" in url and "stats=p95" in url for url in log.requests)
     assert log.errors == []
     # Another configuration while it runs: the 409 in words (the browser logs the refused call).
     page.fill("#rate-input", "300")
@@ -119,6 +143,21 @@ def test_the_dashboard_starts_charts_counts_and_stops(page: Page, servers: tuple
     assert log.errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
     assert log.failed == []
     assert_only_the_apps_host(log, api.address)
+
+
+def test_the_newest_readings_age_turns_amber_when_nothing_arrives_while_running(
+    page: Page, servers: tuple[ServerProcess, ServerProcess]
+) -> None:
+    _, api = servers
+    open_dashboard(page, f"http://{api.address}/")
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        http.post("/start-ingestion", json={"rate_hz": 0.2})  # a reading every 5 s
+        try:
+            wait_for(page, "window.dashboard.stats.received > 0", timeout=3)
+            assert not page.evaluate("document.getElementById('age').classList.contains('warn')")
+            wait_for(page, "document.getElementById('age').classList.contains('warn')", timeout=6)
+        finally:
+            http.post("/stop-ingestion")
 
 
 def test_the_page_costs_little_to_load(page: Page, servers: tuple[ServerProcess, ServerProcess]) -> None:
@@ -170,11 +209,13 @@ def test_the_token_field_sends_the_token_in_a_header_only(browser: Browser) -> N
         ingestor.stop()
 
 
+@pytest.mark.parametrize("blocked", ["fails", "stalls"])
 def test_with_the_stream_blocked_the_page_polls_and_keeps_updating(
-    page: Page, servers: tuple[ServerProcess, ServerProcess]
+    page: Page, servers: tuple[ServerProcess, ServerProcess], blocked: str
 ) -> None:
     _, api = servers
-    page.route("**/api/v1/stream*", lambda route: route.abort())
+    held: list[Route] = []  # a stream that never answers: what a buffering gateway does
+    page.route("**/api/v1/stream*", lambda route: route.abort() if blocked == "fails" else held.append(route))
     log = open_dashboard(page, f"http://{api.address}/")
     with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
         http.post("/start-ingestion", json={"rate_hz": 100})
@@ -189,6 +230,19 @@ def test_with_the_stream_blocked_the_page_polls_and_keeps_updating(
     polls = [url for url in log.requests if "after_sequence=" in url and "/raw-data" in url]
     assert polls
     assert_only_the_apps_host(log, api.address)
+    # The stream works again: the page goes back to it at its next try.
+    page.evaluate("window.dashboard.feed.options.retryLiveMs = 500")
+    page.unroute("**/api/v1/stream*")
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        http.post("/start-ingestion", json={"rate_hz": 100})
+        wait_for(page, "window.dashboard.stats.transport === 'live'", timeout=20)
+        received = stats(page)["received"]
+        wait_for(page, f"window.dashboard.stats.received > {received} + 20", timeout=5)
+        assert stats(page)["transport"] == "live"
+        http.post("/stop-ingestion")
+        total = http.get("/status").json()["total_ingested"]
+    wait_for(page, f"window.dashboard.stats.received === {total}", timeout=5)
+    assert stats(page)["gaps"] == 0
 
 
 def test_under_a_root_path_every_asset_and_call_resolves(browser: Browser) -> None:
@@ -298,6 +352,7 @@ def test_at_ten_thousand_readings_a_second_the_page_keeps_redrawing_with_a_bound
         f"chart redraws {redraw_rate:.1f}/s; heap {', '.join(f'{h:.1f}' for h in heap)} MiB; "
         f"received {final['received']}, gaps {final['gaps']}, last draw {final['lastDrawMs']:.1f} ms"
     )
+    assert 0 < int(final["maxSeriesPoints"]) <= 10_000  # type: ignore[call-overload]
     assert min(per_second) >= 5
     assert redraw_rate >= 5
     assert int(final["received"]) + int(final["gaps"]) > 150_000  # type: ignore[call-overload]

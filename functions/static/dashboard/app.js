@@ -9,7 +9,15 @@
   const STALE_S = 3; // the newest reading is this old while running: shown as a warning
 
   // What the page did, for the eye and for tests.
-  const stats = { redraws: 0, received: 0, gaps: 0, transport: null, pointsInView: 0, lastDrawMs: 0 };
+  const stats = {
+    redraws: 0,
+    received: 0,
+    gaps: 0,
+    transport: null,
+    pointsInView: 0,
+    maxSeriesPoints: 0,
+    lastDrawMs: 0,
+  };
   window.dashboard = { stats };
 
   const store = new Dash.SeriesStore();
@@ -34,7 +42,7 @@
     $("token-box").classList.remove("hidden");
   }
 
-  const feed = new Dash.Feed({
+  const feed = (window.dashboard.feed = new Dash.Feed({
     onReadings(readings) {
       for (const reading of readings) {
         const time = Date.parse(reading.timestamp) / 1000;
@@ -55,7 +63,7 @@
       $("transport").textContent = name;
       $("transport").classList.toggle("warn", name === "polling");
     },
-  });
+  }));
 
   async function refreshStatus() {
     try {
@@ -96,6 +104,7 @@
     const view = store.view(categories, from, to, BUCKETS);
     live.draw(categories, view.data);
     stats.pointsInView = view.points;
+    stats.maxSeriesPoints = view.maxSeriesPoints;
     stats.redraws += 1;
     stats.lastDrawMs = performance.now() - started;
     $("points").textContent = `${integer.format(view.points)} points`;

@@ -26,7 +26,7 @@ window.Dash = window.Dash || {};
       this.source = null;
       this.abort = null;
       this.pollTimer = null;
-      this.retryTimer = null;
+      this.pollingSince = 0;
       this.stallTimer = null;
     }
 
@@ -57,7 +57,6 @@ window.Dash = window.Dash || {};
       this.source = null;
       this.abort = null;
       clearTimeout(this.pollTimer);
-      clearTimeout(this.retryTimer);
       clearInterval(this.stallTimer);
     }
 
@@ -97,8 +96,8 @@ window.Dash = window.Dash || {};
     fallBack() {
       this.stopAll();
       this.setTransport("polling");
+      this.pollingSince = performance.now();
       this.poll();
-      this.retryTimer = setTimeout(() => this.goLive(), this.options.retryLiveMs);
     }
 
     handleEvent(kind, id, data) {
@@ -188,7 +187,10 @@ window.Dash = window.Dash || {};
       } catch (error) {
         // The status strip shows what is wrong; polling goes on.
       }
-      if (this.transport === "polling") {
+      if (this.transport !== "polling") return;
+      if (performance.now() - this.pollingSince >= this.options.retryLiveMs) {
+        this.goLive(); // try the stream again, from the last reading polled
+      } else {
         this.pollTimer = setTimeout(() => this.poll(), full ? 0 : this.options.pollMs);
       }
     }

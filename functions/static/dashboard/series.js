@@ -62,7 +62,9 @@ window.Dash = window.Dash || {};
       }
       const data = [xs];
       let points = 0;
+      let maxSeriesPoints = 0;
       for (const category of categories) {
+        let seriesPoints = 0;
         const lows = new Float64Array(buckets).fill(Infinity);
         const highs = new Float64Array(buckets).fill(-Infinity);
         const ring = this.rings.get(category);
@@ -79,11 +81,13 @@ window.Dash = window.Dash || {};
           const empty = lows[b] === Infinity;
           ys[2 * b] = empty ? null : lows[b];
           ys[2 * b + 1] = empty || highs[b] === lows[b] ? null : highs[b];
-          if (!empty) points += highs[b] === lows[b] ? 1 : 2;
+          if (!empty) seriesPoints += highs[b] === lows[b] ? 1 : 2;
         }
         data.push(ys);
+        points += seriesPoints;
+        maxSeriesPoints = Math.max(maxSeriesPoints, seriesPoints);
       }
-      return { data, points };
+      return { data, points, maxSeriesPoints };
     }
   }
 
