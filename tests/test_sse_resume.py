@@ -86,6 +86,7 @@ def test_each_event_is_numbered_by_its_last_reading() -> None:
     assert encode_events([Batch(readings)]).startswith(b"data: ")
 
 
+@pytest.mark.slow
 def test_a_stream_resumed_with_last_event_id_sends_exactly_the_readings_after_it(api: httpx.Client) -> None:
     pusher = Pusher(api)
     first_at = int(api.get("/status").json()["total_ingested"])
@@ -114,6 +115,7 @@ def test_a_stream_resumed_with_last_event_id_sends_exactly_the_readings_after_it
     assert ids == sorted(ids)
 
 
+@pytest.mark.slow
 def test_after_sequence_resumes_a_new_stream_and_last_event_id_wins(api: httpx.Client) -> None:
     pusher = Pusher(api)
     total = int(api.get("/status").json()["total_ingested"])
@@ -128,6 +130,7 @@ def test_after_sequence_resumes_a_new_stream_and_last_event_id_wins(api: httpx.C
         assert values_of(read_events(lines, 2)) == [8.0, 9.0]
 
 
+@pytest.mark.slow
 def test_a_resumed_category_stream_sends_that_category_only(api: httpx.Client) -> None:
     pusher = Pusher(api)
     total = int(api.get("/status").json()["total_ingested"])
@@ -139,6 +142,7 @@ def test_a_resumed_category_stream_sends_that_category_only(api: httpx.Client) -
     assert events[-1][1] == str(total + 9)
 
 
+@pytest.mark.slow
 def test_readings_evicted_before_the_resume_are_a_gap(api: httpx.Client) -> None:
     pusher = Pusher(api)
     total = int(api.get("/status").json()["total_ingested"])
@@ -162,6 +166,7 @@ def test_readings_evicted_before_the_resume_are_a_gap(api: httpx.Client) -> None
         ({}, {"Last-Event-ID": "1" * 19}, "Last-Event-ID"),
     ],
 )
+@pytest.mark.slow
 def test_bad_resume_points_are_422(
     api: httpx.Client, params: dict[str, str], headers: dict[str, str], where: str
 ) -> None:
@@ -170,6 +175,7 @@ def test_bad_resume_points_are_422(
     assert response.json()["detail"][0]["loc"][-1] == where
 
 
+@pytest.mark.slow
 def test_polling_with_after_sequence_walks_every_reading_once(api: httpx.Client) -> None:
     pusher = Pusher(api)
     cursor = int(api.get("/status").json()["total_ingested"]) - 1
@@ -193,6 +199,7 @@ def test_polling_with_after_sequence_walks_every_reading_once(api: httpx.Client)
     assert cursor == int(api.get("/status").json()["total_ingested"]) - 1
 
 
+@pytest.mark.slow
 def test_a_polling_cursor_moves_past_readings_of_other_categories(api: httpx.Client) -> None:
     pusher = Pusher(api)
     cursor = int(api.get("/status").json()["total_ingested"]) - 1
@@ -202,6 +209,7 @@ def test_a_polling_cursor_moves_past_readings_of_other_categories(api: httpx.Cli
     assert int(response.headers["next-after-sequence"]) == cursor + 6  # the B reading at the end included
 
 
+@pytest.mark.slow
 def test_a_cursor_from_before_a_restart_comes_back_to_the_newest_reading(api: httpx.Client) -> None:
     newest = int(api.get("/status").json()["total_ingested"]) - 1
     response = api.get("/raw-data", params={"after_sequence": newest + 10_000})
@@ -209,12 +217,14 @@ def test_a_cursor_from_before_a_restart_comes_back_to_the_newest_reading(api: ht
     assert int(response.headers["next-after-sequence"]) == newest
 
 
+@pytest.mark.slow
 def test_after_sequence_and_page_token_do_not_mix(api: httpx.Client) -> None:
     response = api.get("/raw-data", params={"after_sequence": 0, "page_token": "AQAkAgAAAAAA"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "after_sequence"]
 
 
+@pytest.mark.slow
 def test_the_seed_raw_data_answer_is_unchanged(api: httpx.Client) -> None:
     response = api.get("/raw-data", params={"limit": 3})
     assert "next-after-sequence" not in response.headers
