@@ -61,9 +61,11 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The fsync-ordering test reads the ingestor's system calls with strace; the crash tests kill it at chosen ones.
+# The fsync-ordering test reads the ingestor's system calls with strace; the crash tests kill it at chosen ones;
+# the slow-disk tests mount a FUSE file system (libfuse3).
 system-tools:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
+	@ldconfig -p | grep -q 'libfuse3\.so' || { apt-get update -qq && apt-get install -y -qq libfuse3-3 fuse3; }
 
 test: lint system-tools
 	$(BIN)/python -m pytest

@@ -60,7 +60,7 @@ class Journal:
         self.data_dir = data_dir
         self.capacity = capacity
         self.batch_id_window = batch_id_window
-        self._db = open_database(data_dir)
+        self._db, self._lock = open_database(data_dir)
         self._queue: list[tuple[LoggedBatch, Future[None]]] = []
         self._wakeup = threading.Condition()
         self._closing = False
@@ -102,6 +102,7 @@ class Journal:
         if self._writer is not None:
             self._writer.join()
         self._db.close()
+        self._lock.release()
 
     @property
     def failure(self) -> JournalError | None:

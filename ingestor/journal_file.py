@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ingestor.categories import FREE
+from ingestor.dir_lock import DirectoryLock, lock_directory
 from ingestor.errors import JournalError
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 
@@ -67,13 +68,22 @@ class Recovered:
     """(batch id, readings accepted), oldest first."""
 
 
-def open_database(data_dir: Path) -> sqlite3.Connection:
-    """Open (or create) the log in ``data_dir``; only one process can have it open at a time."""
+def open_database(data_dir: Path) -> tuple[sqlite3.Connection, DirectoryLock]:
+    """Open (or create) the log in ``data_dir``, and the lock that keeps every other ingestor out:
+    a second one is refused at once (``ingestor/dir_lock.py``)."""
     try:
         _make_private(data_dir)
-        return _connect(data_dir / FILE_NAME)
-    except (OSError, sqlite3.Error) as error:
+    except OSError as error:
         raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
+    lock = lock_directory(data_dir)
+    try:
+        return _connect(data_dir / FILE_NAME), lock
+    except (OSError, sqlite3.Error) as error:
+        lock.release()
+        raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
+    except BaseException:
+        lock.release()
+        raise
 
 
 def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
