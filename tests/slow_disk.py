@@ -1,9 +1,11 @@
 """A disk that is really slow to sync: a FUSE pass-through whose fsync sleeps (needs root and /dev/fuse).
 
-``python -m tests.slow_disk BACKING MOUNTPOINT --fsync-delay 0.5`` serves BACKING at MOUNTPOINT in
+``python -m tests.slow_disk BACKING MOUNTPOINT --delay-file FILE`` serves BACKING at MOUNTPOINT in
 the foreground; :func:`slow_disk` runs it for a test. Every call but fsync passes straight through
 to the backing directory, so what SQLite writes is really written; fsync and fdatasync really sync
-the backing file, then sleep, as a network file system under load or a worn disk would.
+the backing file, then sleep for the seconds FILE holds (read at each call, so a test can make the
+disk slow once its files are set up: :func:`set_fsync_delay`), as a network file system under load
+or a worn disk would.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ class SlowSync:
 
     use_ns = True
 
-    def __init__(self, backing: Path, fsync_delay_s: float, lock_delay_s: float = 0.0) -> None:
+    def __init__(self, backing: Path, delay_file: Path, lock_delay_s: float = 0.0) -> None:
         self.backing = backing
-        self.fsync_delay_s = fsync_delay_s
+        self.delay_file = delay_file
         self.lock_delay_s = lock_delay_s
         if lock_delay_s:
             # Only then does the kernel hand flock requests to the file system instead of locking locally.
@@ -110,7 +112,7 @@ class SlowSync:
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         (os.fdatasync if datasync else os.fsync)(fh)
-        time.sleep(self.fsync_delay_s)
+        time.sleep(float(self.delay_file.read_text() or 0))
         return 0
 
     def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
@@ -128,6 +130,15 @@ class SlowSync:
         return 0
 
 
+def _delay_file(mountpoint: Path) -> Path:
+    return mountpoint.parent / "fsync-delay"
+
+
+def set_fsync_delay(mountpoint: Path, seconds: float) -> None:
+    """From now on every fsync on the slow disk at ``mountpoint`` takes ``seconds`` more."""
+    _delay_file(mountpoint).write_text(str(seconds))
+
+
 @contextlib.contextmanager
 def slow_disk(fsync_delay_s: float, lock_delay_s: float = 0.0) -> Iterator[Path]:
     """A fresh directory whose fsync takes ``fsync_delay_s`` longer than the disk's (and whose flock
@@ -136,8 +147,9 @@ def slow_disk(fsync_delay_s: float, lock_delay_s: float = 0.0) -> Iterator[Path]
         backing, mountpoint = Path(work) / "backing", Path(work) / "mount"
         backing.mkdir()
         mountpoint.mkdir()
-        command = [sys.executable, "-m", "tests.slow_disk", str(backing), str(mountpoint), "--fsync-delay"]
-        command += [str(fsync_delay_s), "--lock-delay", str(lock_delay_s)]
+        set_fsync_delay(mountpoint, fsync_delay_s)
+        command = [sys.executable, "-m", "tests.slow_disk", str(backing), str(mountpoint)]
+        command += ["--delay-file", str(_delay_file(mountpoint)), "--lock-delay", str(lock_delay_s)]
         server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 10
@@ -161,10 +173,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("backing", type=Path)
     parser.add_argument("mountpoint")
-    parser.add_argument("--fsync-delay", type=float, required=True)
+    parser.add_argument("--delay-file", type=Path, required=True)
     parser.add_argument("--lock-delay", type=float, default=0.0)
     arguments = parser.parse_args()
-    operations = SlowSync(arguments.backing, arguments.fsync_delay, arguments.lock_delay)
+    operations = SlowSync(arguments.backing, arguments.delay_file, arguments.lock_delay)
     # Threads: a read (a status call) is never queued behind a sleeping fsync.
     FUSE(operations, arguments.mountpoint, foreground=True, nothreads=False)
 
