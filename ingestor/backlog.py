@@ -10,7 +10,6 @@ behind the writes. Event-loop only: commits report back through ``loop.call_soon
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 
 from ingestor.errors import Backpressure
@@ -25,7 +24,6 @@ class Backlog:
             raise ValueError("limit_bytes must be at least 1")
         self.limit_bytes = limit_bytes
         self.pending_bytes = 0
-        self.peak_bytes = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._open: asyncio.Event | None = None
 
@@ -40,7 +38,6 @@ class Backlog:
     def take(self, size: int) -> None:
         """Take room without waiting (the generator's batches, once it was let through)."""
         self.pending_bytes += size
-        self.peak_bytes = max(self.peak_bytes, self.pending_bytes)
 
     async def reserve(self, size: int, wait_s: float) -> None:
         """Take ``size`` bytes of room, waiting for them at most ``wait_s``; Backpressure past it."""
@@ -88,8 +85,3 @@ class Backlog:
         if not self.full and self._open is not None:
             self._open.set()
             self._open = None
-
-
-def retry_after_header(retry_after_s: float) -> str:
-    """Whole seconds, at least one, as HTTP's Retry-After wants them."""
-    return str(max(1, math.ceil(retry_after_s)))
