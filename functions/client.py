@@ -43,8 +43,8 @@ class IngestorClient:
     def _timeout(self) -> float:
         return self._settings.ingestor_timeout_s
 
-    async def _call(self, method: str, request: Request, response_type: type[Response]) -> Response:
-        """One unary call, ``method`` named as in the contract."""
+    async def _call(self, method: str, request: Request, response_type: type[Response], batch_id: str = "") -> Response:
+        """One unary call, ``method`` named as in the contract (a write's ``batch_id`` names it in errors)."""
         channel = await connected_channel(self._settings)
         call: grpc.aio.UnaryUnaryMultiCallable[Request, Response] = channel.unary_unary(
             method_path(method),
@@ -54,7 +54,7 @@ class IngestorClient:
         try:
             return await call(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from None
+            raise rpc_error(error, batch_id=batch_id) from None
 
     async def start_ingestion(
         self, *, rate_hz: float | None = None, categories: Iterable[str] = (), seed: int | None = None
@@ -138,7 +138,7 @@ class IngestorClient:
             ),
             column_categories=readings.categories,
         )
-        return await self._call("WriteReadings", request, pb.WriteReadingsResponse)
+        return await self._call("WriteReadings", request, pb.WriteReadingsResponse, batch_id)
 
     async def watch_readings(
         self, categories: Iterable[str] = (), after_sequence: int | None = None

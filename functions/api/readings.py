@@ -22,8 +22,9 @@ from functions.paging import Cursor, Direction, PageTokenError, decode_page_toke
 from functions.readings import raw_records
 from functions.responses import json_response
 from functions.schemas import (
+    BACKED_UP,
     INGESTOR_ERRORS,
-    NO_ROOM,
+    NO_ROOM_TO_WRITE,
     NOT_JSON,
     RAW_DATA_HEADERS,
     AcceptedResponse,
@@ -122,9 +123,14 @@ async def _readings_after(client: IngestorClient, query: ReadingQuery, limit: in
     responses={
         **NOT_JSON,
         413: {"model": ErrorResponse, "description": "Over 2 MiB or over 10,000 readings"},
-        422: {"model": ValidationErrorResponse, "description": "Bad items; each one's index is in loc"},
-        **NO_ROOM,
+        422: {
+            "model": ValidationErrorResponse | ErrorResponse,
+            "description": "Bad items, each one's index in loc; or an Idempotency-Key used before for other "
+            "readings, named in detail",
+        },
+        **NO_ROOM_TO_WRITE,
         **INGESTOR_ERRORS,
+        **BACKED_UP,
     },
 )
 async def write_readings(
@@ -135,8 +141,9 @@ async def write_readings(
         Header(
             alias="Idempotency-Key",
             pattern=r"^[\x21-\x7e]{1,128}$",
-            description="Makes a retry safe: a batch with a key already stored is acknowledged again, "
-            "not stored twice (keys are remembered for INGESTOR_BATCH_ID_WINDOW batches)",
+            description="Makes a retry safe: a batch with a key already stored (or being stored) is "
+            "acknowledged again, not stored twice; the key with other readings is a 422 (keys are "
+            "remembered for INGESTOR_BATCH_ID_WINDOW batches)",
             examples=["sensor-17-batch-000042"],
         ),
     ] = None,
