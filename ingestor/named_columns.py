@@ -28,8 +28,13 @@ class NamedColumns:
     codes: np.ndarray
     """uint8 while ``names`` has at most 256 entries, uint16 beyond."""
     names: tuple[str, ...]
+    first_sequence: int = 0
+    """The sequence number of the first reading (see ``ingestor/store.py``)."""
+    offsets: np.ndarray | None = None
+    """Each reading's sequence number less ``first_sequence`` when they are not consecutive (a
+    filtered piece); None when they are ``first_sequence, first_sequence + 1, ...``."""
     late: np.ndarray | None = None
-    """Each reading's late flag (uint8), when the store gave them."""
+    """Each reading's late flag (uint8), when the store gave them and a subscriber wants them."""
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -41,24 +46,45 @@ class NamedColumns:
 
     @property
     def nbytes(self) -> int:
+        offsets = self.offsets.nbytes if self.offsets is not None else 0
         late = self.late.nbytes if self.late is not None else 0
-        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes + late
+        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes + offsets + late
+
+    @property
+    def sequences(self) -> np.ndarray:
+        """Each reading's sequence number, as uint64."""
+        first = np.uint64(self.first_sequence)
+        if self.offsets is None:
+            return np.arange(len(self), dtype=np.uint64) + first
+        return self.offsets.astype(np.uint64) + first
 
     def head(self, count: int) -> NamedColumns:
-        return self._rows(slice(None, count))
+        offsets = self.offsets[:count] if self.offsets is not None else None
+        return NamedColumns(
+            self.timestamps_ns[:count],
+            self.values[:count],
+            self.codes[:count],
+            self.names,
+            self.first_sequence,
+            offsets,
+            self.late[:count] if self.late is not None else None,
+        )
 
     def tail(self, start: int) -> NamedColumns:
-        return self._rows(slice(start, None))
+        if self.offsets is None:
+            first, offsets = self.first_sequence + start, None
+        else:
+            first, offsets = self.first_sequence, self.offsets[start:]
+        late = self.late[start:] if self.late is not None else None
+        return NamedColumns(
+            self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names, first, offsets, late
+        )
 
     def without_late(self) -> NamedColumns:
         """The same readings without their late flags (shares the arrays)."""
         if self.late is None:
             return self
-        return NamedColumns(self.timestamps_ns, self.values, self.codes, self.names)
-
-    def _rows(self, rows: slice) -> NamedColumns:
-        late = self.late[rows] if self.late is not None else None
-        return NamedColumns(self.timestamps_ns[rows], self.values[rows], self.codes[rows], self.names, late)
+        return NamedColumns(self.timestamps_ns, self.values, self.codes, self.names, self.first_sequence, self.offsets)
 
     def cached(self, key: str, make: Callable[[NamedColumns], bytes]) -> bytes:
         """``make(self)``, computed once per key: the pieces are immutable and shared by subscribers."""
@@ -67,24 +93,29 @@ class NamedColumns:
         return self._cache[key]
 
 
-def name_columns(columns: Columns, dictionary: Sequence[str]) -> NamedColumns:
+def name_columns(
+    columns: Columns, dictionary: Sequence[str], first_sequence: int = 0, offsets: np.ndarray | None = None
+) -> NamedColumns:
     """``columns`` with their codes re-indexed into the names they use, looked up in ``dictionary``.
 
     The codes are kept as they are when they already are 0, 1, ... in the right width (the
-    generator's usual case); otherwise renumbered in the order of the dictionary.
+    generator's usual case); otherwise renumbered in the order of the dictionary. The sequence
+    numbers are ``first_sequence`` plus ``offsets`` (None: consecutive).
     """
     codes = np.asarray(columns.codes)
     late = columns.late
     if not len(codes):
-        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), (), late)
+        return NamedColumns(
+            columns.timestamps_ns, columns.values, codes.astype(np.uint8), (), first_sequence, offsets, late
+        )
     used = np.flatnonzero(np.bincount(codes))
     width = np.uint8 if len(used) <= 256 else np.uint16
     names = tuple(dictionary[code] for code in used.tolist())
     if len(used) == int(used[-1]) + 1 and codes.dtype == width:
-        return NamedColumns(columns.timestamps_ns, columns.values, codes, names, late)
+        return NamedColumns(columns.timestamps_ns, columns.values, codes, names, first_sequence, offsets, late)
     renumber = np.zeros(int(used[-1]) + 1, dtype=width)
     renumber[used] = np.arange(len(used), dtype=width)
-    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names, late)
+    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names, first_sequence, offsets, late)
 
 
 def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
@@ -105,7 +136,11 @@ def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
         codes.astype(np.int64),
         np.concatenate(lates) if all(late is not None for late in lates) else None,  # type: ignore[arg-type]
     )
-    return name_columns(joined, tuple(index))
+    first = pieces[0].first_sequence
+    sequences = np.concatenate([piece.sequences for piece in pieces])
+    consecutive = len(sequences) == 0 or int(sequences[-1]) - first == len(sequences) - 1
+    offsets = None if consecutive else sequences - np.uint64(first)
+    return name_columns(joined, tuple(index), first, offsets)
 
 
 def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]:
@@ -122,7 +157,8 @@ def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]
             named.values[start : start + size].copy(),
             named.codes[start : start + size].copy(),
             named.names,
-            named.late[start : start + size].copy() if named.late is not None else None,
+            named.first_sequence + start,
+            late=named.late[start : start + size].copy() if named.late is not None else None,
         )
         for start in range(0, len(named), size)
     ]
@@ -139,5 +175,8 @@ def select(pieces: Sequence[NamedColumns], categories: frozenset[str]) -> list[N
             keep = np.isin(piece.codes, wanted)
             late = piece.late[keep] if piece.late is not None else None
             kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep], late)
-            selected.append(name_columns(kept, piece.names))
+            # A piece spans at most PIECE_READINGS sequence numbers: two bytes an offset suffice.
+            positions = np.flatnonzero(keep)
+            offsets = (piece.offsets[positions] if piece.offsets is not None else positions).astype(np.uint16)
+            selected.append(name_columns(kept, piece.names, piece.first_sequence, offsets))
     return selected

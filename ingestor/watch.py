@@ -177,9 +177,12 @@ class WatchHub:
         if not self._subscriptions:
             return
         flagged = any(subscription.late_flags for subscription in self._subscriptions)
+        # The store has counted the batch already: its first reading's sequence number is this.
+        first_sequence = self._store.total_ingested - len(columns)
         named = name_columns(
             columns if flagged else Columns(columns.timestamps_ns, columns.values, columns.codes),
             self._store.categories,
+            first_sequence,
         )
         pieces = split(named)
         by_filter: dict[tuple[frozenset[str], bool], list[NamedColumns]] = {(frozenset(), flagged): pieces}

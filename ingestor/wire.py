@@ -56,6 +56,7 @@ _TIMESTAMPS = field_key(pb.ReadingColumns, "timestamps_ns")
 _VALUES = field_key(pb.ReadingColumns, "values")
 _CODES = field_key(pb.ReadingColumns, "category_codes")  # uint16
 _CODES_U8 = field_key(pb.ReadingColumns, "category_codes_u8")
+_SEQUENCES = field_key(pb.ReadingColumns, "sequences")
 _LATE = field_key(pb.ReadingColumns, "late")
 _WATCH_MISSED = field_key(pb.WatchReadingsResponse, "missed")
 _WATCH_COLUMNS = field_key(pb.WatchReadingsResponse, "columns")
@@ -80,9 +81,9 @@ def column_bytes(column: np.ndarray, dtype: str | np.dtype) -> memoryview:
     return np.ascontiguousarray(column, dtype=dtype).data.cast("B")
 
 
-def _reading_columns(columns: Columns) -> list[bytes | memoryview]:
-    """The fields of a ReadingColumns message; codes in the width they come in (one or two bytes),
-    and the late flags when the columns carry them."""
+def _reading_columns(columns: Columns, sequences: np.ndarray | None = None) -> list[bytes | memoryview]:
+    """The fields of a ReadingColumns message, in number order; codes in the width they come in (one
+    or two bytes), the sequence numbers when given, and the late flags when the columns carry them."""
     narrow = columns.codes.dtype.itemsize == 1
     parts: list[bytes | memoryview] = []
     fields = [
@@ -90,6 +91,8 @@ def _reading_columns(columns: Columns) -> list[bytes | memoryview]:
         (_VALUES, columns.values, "<f8"),
         (_CODES_U8, columns.codes, "u1") if narrow else (_CODES, columns.codes, "<u2"),
     ]
+    if sequences is not None:
+        fields.append((_SEQUENCES, sequences, "<u8"))
     if columns.late is not None:
         fields.append((_LATE, columns.late, "u1"))
     for key, column, dtype in fields:
@@ -126,13 +129,21 @@ def encode_export_response(
     return b"".join(parts)
 
 
-def encode_watch_response(columns: Columns, names: Sequence[str], missed: int = 0, *, columnar: bool = False) -> bytes:
-    """One WatchReadingsResponse in wire format: ``columns`` (codes indexing ``names``), then ``missed``.
+def encode_watch_response(
+    columns: Columns,
+    names: Sequence[str],
+    missed: int = 0,
+    *,
+    columnar: bool = False,
+    sequences: np.ndarray | None = None,
+) -> bytes:
+    """One WatchReadingsResponse in wire format: ``columns`` (codes indexing ``names``), then ``missed``;
+    in the columnar form with each reading's sequence number when ``sequences`` are given.
 
     The bytes are exactly what protobuf serialises for the same message: its fields in number order.
     """
     if columnar:
-        return encode_watch_missed(missed) + encode_watch_columns(columns, names)
+        return encode_watch_missed(missed) + encode_watch_columns(columns, names, sequences)
     return encode_watch_readings(columns, names) + encode_watch_missed(missed)
 
 
@@ -151,11 +162,12 @@ def encode_watch_missed(missed: int) -> bytes:
     return _WATCH_MISSED + varint(missed) if missed else b""
 
 
-def encode_watch_columns(columns: Columns, names: Sequence[str]) -> bytes:
-    """The ``columns`` and ``column_categories`` fields of a WatchReadingsResponse (the columnar form)."""
+def encode_watch_columns(columns: Columns, names: Sequence[str], sequences: np.ndarray | None = None) -> bytes:
+    """The ``columns`` and ``column_categories`` fields of a WatchReadingsResponse (the columnar form),
+    the columns with ``sequences`` (uint64, one a reading) when given."""
     if not len(columns):
         return b""
-    inner = _reading_columns(columns)
+    inner = _reading_columns(columns, sequences)
     parts: list[bytes | memoryview] = [_WATCH_COLUMNS, varint(_size(inner)), *inner]
     for name in names:
         encoded = name.encode()

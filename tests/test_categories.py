@@ -21,7 +21,6 @@ from ingestor.journal import Journal
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.disks import small_tmpfs
 from tests.harness import ThreadedIngestor, start_api_process, start_ingestor_process
 
 T0_NS = 1_705_744_800 * 1_000_000_000
@@ -284,20 +283,23 @@ def test_a_full_dictionary_refuses_whole_pushes_and_starts_up_front(full_ingesto
         api.stop()
 
 
-def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log() -> None:
-    # The data directory is on a 1 MB file system: generating 200,000 readings a second fills it.
-    with small_tmpfs(1024 * 1024) as disk:
-        ingestor = start_ingestor_process(rate_hz=200_000, data_dir=disk / "data")
-        api = start_api_process(ingestor.address)
-        try:
-            with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
-                assert http.post("/start-ingestion").status_code == 200
-                status = wait_until(lambda: http.get("/status").json(), lambda s: not s["running"], timeout=20)
-            assert "data directory cannot be written" in status["generator_error"]
-            assert status["generator_error"].startswith("the generator stopped: ")
-        finally:
-            api.stop()
-            ingestor.stop()
+def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log(tmp_path: Path) -> None:
+    # No file of the ingestor may grow beyond 1 MB (RLIMIT_FSIZE): generating 200,000 readings a
+    # second soon makes a write of the log fail (EFBIG), an I/O error that stops the log for good.
+    # (A full disk no longer does: the generator waits for space, tests/test_disk_full.py.)
+    ingestor = start_ingestor_process(
+        rate_hz=200_000, data_dir=tmp_path / "data", prefix=("prlimit", f"--fsize={1024 * 1024}", "--")
+    )
+    api = start_api_process(ingestor.address)
+    try:
+        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+            assert http.post("/start-ingestion").status_code == 200
+            status = wait_until(lambda: http.get("/status").json(), lambda s: not s["running"], timeout=20)
+        assert "data directory cannot be written" in status["generator_error"]
+        assert status["generator_error"].startswith("the generator stopped: ")
+    finally:
+        api.stop()
+        ingestor.stop()
     logged = [json.loads(line) for line in ingestor.output if line.startswith("{")]
     stopped = [line for line in logged if line["message"].startswith("the generator stopped by itself")]
     assert len(stopped) == 1

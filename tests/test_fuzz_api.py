@@ -83,13 +83,13 @@ def assert_fastapi_validation_error(body: object) -> None:
 # until, a window longer than a day or giving too many objects, an unknown statistic, a page token
 # that this deployment did not sign, a batch over the count or size limit, a conflicting start; a
 # step that does not divide the window, a session gap with a window, a grace, emit or fill without
-# the window they need.
+# the window they need; raw-data's after_sequence with a page_token.
 SEMANTIC_422_LOCATIONS = {
     ("query", "since"),
     ("query", "window"),
     ("query", "stats"),
     ("body",),
-    *(("query", name) for name in ("step", "session_gap", "grace", "emit", "fill")),
+    *(("query", name) for name in ("step", "session_gap", "grace", "emit", "fill", "after_sequence")),
 }
 
 

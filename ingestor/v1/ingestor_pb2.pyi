@@ -20,18 +20,20 @@ class Reading(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
 
 class ReadingColumns(_message.Message):
-    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8", "late")
+    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8", "sequences", "late")
     TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_U8_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
     timestamps_ns: bytes
     values: bytes
     category_codes: bytes
     category_codes_u8: bytes
+    sequences: bytes
     late: bytes
-    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ..., late: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ..., sequences: _Optional[bytes] = ..., late: _Optional[bytes] = ...) -> None: ...
 
 class StartIngestionRequest(_message.Message):
     __slots__ = ("rate_hz", "categories", "seed")
@@ -64,7 +66,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "late", "late_by_category")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full", "late", "late_by_category")
     class LateByCategoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +88,10 @@ class GetStatusResponse(_message.Message):
     DATA_DIR_BYTES_FIELD_NUMBER: _ClassVar[int]
     RECOVERED_FIELD_NUMBER: _ClassVar[int]
     REMEMBERED_BATCH_IDS_FIELD_NUMBER: _ClassVar[int]
+    ACHIEVED_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_HELD_BACK_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_QUEUE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_FULL_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
     LATE_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     running: bool
@@ -102,9 +108,13 @@ class GetStatusResponse(_message.Message):
     data_dir_bytes: int
     recovered: int
     remembered_batch_ids: int
+    achieved_rate_hz: float
+    generator_held_back: str
+    journal_queue_bytes: int
+    disk_full: bool
     late: int
     late_by_category: _containers.ScalarMap[str, int]
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "categories", "since", "until")
@@ -185,14 +195,18 @@ class WriteReadingsResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsRequest(_message.Message):
-    __slots__ = ("categories", "columnar", "late_flags")
+    __slots__ = ("categories", "columnar", "after_sequence", "sequences", "late_flags")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     COLUMNAR_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     LATE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
     columnar: bool
+    after_sequence: int
+    sequences: bool
     late_flags: bool
-    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ..., after_sequence: _Optional[int] = ..., sequences: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsResponse(_message.Message):
     __slots__ = ("readings", "missed", "columns", "column_categories")
