@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.check import target  # noqa: E402
+from devtools.processes import ServerProcess, start_ingestor_process  # noqa: E402
 from ingestor.v1 import ingestor_pb2 as pb  # noqa: E402
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc  # noqa: E402
-from tests.harness import ServerProcess, start_ingestor_process  # noqa: E402
 
 RECOVERED = re.compile(r"recovered (\d+) readings .* in ([0-9.]+) s")
 CAPACITY = 1_000_000

@@ -34,6 +34,7 @@ import grpc
 import httpx
 import numpy as np
 
+from devtools.processes import ROOT, ServerProcess, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import IngestorClient
 from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
@@ -43,7 +44,6 @@ from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.harness import ROOT, ServerProcess, start_api_process, start_ingestor_process, start_uvicorn_process
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 CATEGORIES = ("A", "B", "C")

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.harness import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
 
 # The crash tests' checks live in a helper module: give their asserts pytest's detailed messages.
-pytest.register_assert_rewrite("tests.crashing")
+pytest.register_assert_rewrite("tests.support.crashing")
 
 
 @pytest.fixture
