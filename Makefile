@@ -34,7 +34,7 @@ $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
 run: $(INSTALLED)
-	$(BIN)/python scripts/run_local.py
+	$(BIN)/python -m scripts.run_local
 
 proto: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. \
@@ -69,15 +69,15 @@ test: lint system-tools
 	$(BIN)/python -m pytest
 
 loadtest: $(INSTALLED)
-	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
+	$(BIN)/python -m scripts.loadtest $(LOADTEST_ARGS)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
-	$(BIN)/python bench/durable.py
+	$(BIN)/python -m bench.durable
 
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick
-	$(BIN)/python bench/durable.py --batches 100
+	$(BIN)/python -m bench.durable --batches 100
 
 # Not part of `make test`: it takes a minute, and its figures need a quiet machine.
 bench-check: bench-quick

@@ -68,16 +68,28 @@ class ServerProcess:
         self.stop()
 
 
-def _start(
-    command: list[str], pattern: re.Pattern[str], env: Mapping[str, str], timeout: float, lines: Lines, host: str
+def start_server_process(
+    command: Sequence[str],
+    listening: re.Pattern[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20,
+    lines: Lines = "keep",
+    host: str = LOCALHOST,
+    new_session: bool = False,
 ) -> ServerProcess:
+    """Run ``command`` from the repository's root and return once a line of its output matches
+    ``listening``, whose first group is the port; ``env`` is added to this process's environment.
+
+    ``new_session`` puts it in a process group of its own, as a terminal does for a command.
+    """
     process = subprocess.Popen(
         command,
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=new_session,
     )
     startup: queue.Queue[str | None] = queue.Queue()
     output: list[str] = []
@@ -97,20 +109,26 @@ def _start(
 
     threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            line = startup.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
+    try:
+        while True:
+            try:
+                line = startup.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"{list(command)} did not start in {timeout} s:\n{''.join(output)}") from None
+            if line is None:
+                raise RuntimeError(f"{list(command)} exited with {process.wait()}:\n{''.join(output)}")
+            match = listening.search(line)
+            if match:
+                started.set()
+                if lines != "keep":
+                    output.clear()
+                return ServerProcess(process, int(match.group(1)), output, host)
+    except BaseException:
+        # Interrupted or failed while starting: leave nothing running behind.
+        if process.poll() is None:
             process.kill()
-            raise TimeoutError(f"{command} did not start in {timeout} s:\n{''.join(output)}") from None
-        if line is None:
-            raise RuntimeError(f"{command} exited with {process.wait()}:\n{''.join(output)}")
-        match = pattern.search(line)
-        if match:
-            started.set()
-            if lines != "keep":
-                output.clear()
-            return ServerProcess(process, int(match.group(1)), output, host)
+            process.wait()
+        raise
 
 
 def start_ingestor_process(
@@ -127,7 +145,9 @@ def start_ingestor_process(
     """
     env = {f"INGESTOR_{key.upper()}": str(value) for key, value in settings.items()}
     env.update(INGESTOR_HOST=host, INGESTOR_PORT=str(port))
-    return _start([*prefix, sys.executable, "-m", "ingestor"], _INGESTOR_LISTENING, env, timeout, lines, host)
+    return start_server_process(
+        [*prefix, sys.executable, "-m", "ingestor"], _INGESTOR_LISTENING, env, timeout, lines, host
+    )
 
 
 def start_api_process(
@@ -142,14 +162,15 @@ def start_api_process(
     """``python -m functions`` (uvicorn serving functions.app:app) pointed at an ingestor;
     ``args`` are more of its options (``--root-path``)."""
     command = [sys.executable, "-m", "functions", "--host", host, "--port", str(port), *args]
-    return _start(command, _UVICORN_LISTENING, {"INGESTOR_ADDRESS": ingestor_address, **env}, timeout, lines, host)
+    env = {"INGESTOR_ADDRESS": ingestor_address, **env}
+    return start_server_process(command, _UVICORN_LISTENING, env, timeout, lines, host)
 
 
 def start_uvicorn_process(app: str, timeout: float = 20, args: Sequence[str] = (), **env: str) -> ServerProcess:
     """``uvicorn APP`` on 127.0.0.1 on a free port (the benchmark's baseline, the README's command);
     ``args`` are more of uvicorn's options."""
     command = [sys.executable, "-m", "uvicorn", app, "--host", LOCALHOST, "--port", "0", *args]
-    return _start(command, _UVICORN_LISTENING, env, timeout, "keep", LOCALHOST)
+    return start_server_process(command, _UVICORN_LISTENING, env, timeout)
 
 
 class ThreadedIngestor:

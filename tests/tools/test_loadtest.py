@@ -11,7 +11,7 @@ from devtools.processes import ROOT
 
 def test_a_short_load_run_has_no_errors_and_exact_accounting() -> None:
     result = subprocess.run(
-        [sys.executable, "scripts/loadtest.py", "--clients", "5", "--duration", "2", "--rate-hz", "2000"],
+        [sys.executable, "-m", "scripts.loadtest", "--clients", "5", "--duration", "2", "--rate-hz", "2000"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -3,53 +3,35 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
-import subprocess
 import sys
-import time
 
 import httpx
 
-from devtools.processes import ROOT
+from devtools.processes import start_server_process
+from devtools.waiting import wait_until
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+READY = re.compile(r"API on http://127\.0\.0\.1:(\d+)/api/v1 .* ingestor on 127\.0\.0\.1:(\d+)")
 
 
 def test_run_local_starts_both_and_ctrl_c_stops_both() -> None:
-    ingestor_port, api_port = free_port(), free_port()
-    env = {**os.environ, "INGESTOR_PORT": str(ingestor_port), "API_PORT": str(api_port), "INGESTOR_RATE_HZ": "100"}
-    launcher = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    env = {"INGESTOR_PORT": "0", "API_PORT": "0", "INGESTOR_RATE_HZ": "100"}
+    # On the way out, whatever happened, SIGTERM to the launcher stops both as Ctrl-C does.
+    with start_server_process(
+        [sys.executable, "-m", "scripts.run_local"], READY, env, timeout=60, new_session=True
+    ) as launcher:
+        ready = READY.search("".join(launcher.output))
+        assert ready is not None
+        api_port, ingestor_port = int(ready.group(1)), int(ready.group(2))
         base = f"http://127.0.0.1:{api_port}/api/v1"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/status", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the API and the ingestor did not come up"
-                time.sleep(0.2)
+        assert httpx.get(f"{base}/status").json()["running"] is False
         assert httpx.post(f"{base}/start-ingestion").json() == {"message": "Data ingestion started"}
-        time.sleep(0.3)
-        assert httpx.get(f"{base}/status").json()["total_ingested"] > 0
+        wait_until(lambda: httpx.get(f"{base}/status").json()["total_ingested"] > 0, 10, "nothing was generated")
         # Ctrl-C in a terminal reaches the whole process group.
-        os.killpg(launcher.pid, signal.SIGINT)
-        assert launcher.wait(timeout=15) == 0
+        os.killpg(launcher.process.pid, signal.SIGINT)
+        assert launcher.process.wait(timeout=15) == 0
         for port in (ingestor_port, api_port):
             with socket.socket() as probe:
                 assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
-    finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
