@@ -45,21 +45,27 @@ class ServerProcess:
     port: int
     output: list[str] = field(default_factory=list)
     host: str = LOCALHOST
+    reader: threading.Thread | None = None
+    """The thread that reads the output; it ends once the process has closed it."""
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
-        """Send ``sig`` (unless it has exited already) and return its exit code; kill it after ``timeout``."""
+        """Send ``sig`` (unless it has exited already) and return its exit code once every line it
+        wrote is in ``output``; kill it after ``timeout``."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
             raise
+        if self.reader is not None:
+            self.reader.join(timeout=timeout)  # a child it left behind may hold the pipe open: not forever
+        return code
 
     def __enter__(self) -> Self:
         return self
@@ -97,17 +103,19 @@ def start_server_process(
 
     def pump() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            if lines == "keep" or not started.is_set():
-                output.append(line)
-            if lines == "echo":
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            if not started.is_set():
-                startup.put(line)
+        with process.stdout:  # closed at the end of the output, not left to the garbage collector
+            for line in process.stdout:
+                if lines == "keep" or not started.is_set():
+                    output.append(line)
+                if lines == "echo":
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                if not started.is_set():
+                    startup.put(line)
         startup.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -122,7 +130,7 @@ def start_server_process(
                 started.set()
                 if lines != "keep":
                     output.clear()
-                return ServerProcess(process, int(match.group(1)), output, host)
+                return ServerProcess(process, int(match.group(1)), output, host, reader)
     except BaseException:
         # Interrupted or failed while starting: leave nothing running behind.
         if process.poll() is None:
