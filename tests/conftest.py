@@ -1,16 +1,122 @@
+"""Fixtures every test folder shares: factories of real servers that tear down whatever they started.
+
+``make_ingestor(**settings)`` starts an ingestor in this process, ``make_ingestor_process(**settings)``
+and ``make_api_process(address, **env)`` start ``python -m ingestor`` and ``python -m functions``,
+``make_uvicorn_process(app, **env)`` plain uvicorn; each returns the running server, and every server
+a factory made is stopped when the test ends, however it ends. A test that stops one itself (to
+read its exit code, to restart it) may: stopping twice is harmless.
+
+A test that starts a subprocess is marked ``slow``: ``make test-fast`` (``-m "not slow"``) leaves it out.
+"""
+
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
 
 import grpc
 import pytest
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
+from devtools.processes import (
+    ServerProcess,
+    ThreadedIngestor,
+    start_api_process,
+    start_ingestor_process,
+    start_uvicorn_process,
+)
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeIngestor, MakeProcess
 
 # The crash tests' checks live in a helper module: give their asserts pytest's detailed messages.
 pytest.register_assert_rewrite("tests.support.crashing")
+
+SUBPROCESS_FIXTURES = frozenset(
+    {"make_ingestor_process", "make_api_process", "make_uvicorn_process", "ingestor_process", "api_process"}
+)
+"""Fixtures that start a process: the tests that use them are slow, wherever they live."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SUBPROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def make_ingestor() -> Iterator[MakeIngestor]:
+    """``make_ingestor(**settings)``: a real ingestor server on a free loopback port, in this process."""
+    with ExitStack() as started:
+
+        def make(**settings: Any) -> ThreadedIngestor:
+            return started.enter_context(ThreadedIngestor(**settings))
+
+        yield make
+
+
+@pytest.fixture
+def make_ingestor_process() -> Iterator[MakeProcess]:
+    """``make_ingestor_process(**settings)``: ``python -m ingestor`` on a free loopback port (or ``port=``);
+    takes what ``devtools.processes.start_ingestor_process`` takes."""
+    with ExitStack() as started:
+
+        def make(**settings: Any) -> ServerProcess:
+            return started.enter_context(start_ingestor_process(**settings))
+
+        yield make
+
+
+@pytest.fixture
+def make_api_process() -> Iterator[MakeProcess]:
+    """``make_api_process(ingestor_address, **env)``: ``python -m functions`` on a free loopback port."""
+    with ExitStack() as started:
+
+        def make(ingestor_address: str, **options: Any) -> ServerProcess:
+            return started.enter_context(start_api_process(ingestor_address, **options))
+
+        yield make
+
+
+@pytest.fixture
+def make_uvicorn_process() -> Iterator[MakeProcess]:
+    """``make_uvicorn_process(app, **env)``: plain ``uvicorn APP`` on a free loopback port."""
+    with ExitStack() as started:
+
+        def make(app: str, **options: Any) -> ServerProcess:
+            return started.enter_context(start_uvicorn_process(app, **options))
+
+        yield make
+
+
+@pytest.fixture
+def ingestor(make_ingestor: MakeIngestor) -> ThreadedIngestor:
+    """A real ingestor server on a free loopback port, in this process (rate 1 Hz, capacity 1000)."""
+    return make_ingestor(capacity=1000)
+
+
+@pytest.fixture
+def channel(ingestor: ThreadedIngestor) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(ingestor.address) as channel:
+        yield channel
+
+
+@pytest.fixture
+def stub(channel: grpc.Channel) -> pb_grpc.IngestorServiceStub:
+    return pb_grpc.IngestorServiceStub(channel)
+
+
+@pytest.fixture
+def ingestor_process(make_ingestor_process: MakeProcess) -> ServerProcess:
+    """``python -m ingestor`` as a subprocess on a free port."""
+    return make_ingestor_process(capacity=100_000, rate_hz=50)
+
+
+@pytest.fixture
+def api_process(ingestor_process: ServerProcess, make_api_process: MakeProcess) -> ServerProcess:
+    """``python -m functions`` (uvicorn serving functions.app:app) on a free port, pointed at ingestor_process;
+    stopped before it."""
+    return make_api_process(ingestor_process.address)
 
 
 @pytest.fixture
@@ -30,38 +136,3 @@ def lambda_main_thread_loop() -> Iterator[None]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def ingestor() -> Iterator[ThreadedIngestor]:
-    """A real ingestor server on a free loopback port, in this process (rate 1 Hz, capacity 1000)."""
-    server = ThreadedIngestor(capacity=1000)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def channel(ingestor: ThreadedIngestor) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(ingestor.address) as channel:
-        yield channel
-
-
-@pytest.fixture
-def stub(channel: grpc.Channel) -> pb_grpc.IngestorServiceStub:
-    return pb_grpc.IngestorServiceStub(channel)
-
-
-@pytest.fixture
-def ingestor_process() -> Iterator[ServerProcess]:
-    """``python -m ingestor`` as a subprocess on a free port."""
-    process = start_ingestor_process(capacity=100_000, rate_hz=50)
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def api_process(ingestor_process: ServerProcess) -> Iterator[ServerProcess]:
-    """``uvicorn functions.app:app`` as a subprocess on a free port, pointed at ingestor_process."""
-    process = start_api_process(ingestor_process.address)
-    yield process
-    process.stop()

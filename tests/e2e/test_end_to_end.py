@@ -10,7 +10,8 @@ from datetime import datetime
 
 import httpx
 
-from devtools.processes import ServerProcess, start_ingestor_process
+from devtools.processes import ServerProcess
+from tests.support.factories import MakeProcess
 
 
 def test_happy_path_with_exact_bodies(api_process: ServerProcess) -> None:
@@ -101,9 +102,9 @@ def test_api_answers_503_fast_when_the_ingestor_goes_away(
         assert http.get("/health").json() == {"status": "healthy"}
 
 
-def test_sigterm_and_sigint_shut_the_ingestor_down_cleanly() -> None:
+def test_sigterm_and_sigint_shut_the_ingestor_down_cleanly(make_ingestor_process: MakeProcess) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
-        process = start_ingestor_process(rate_hz=1000)
+        process = make_ingestor_process(rate_hz=1000)
         started = time.monotonic()
         assert process.stop(signum) == 0
         assert time.monotonic() - started < 5

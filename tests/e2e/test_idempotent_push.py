@@ -4,13 +4,13 @@ even across a crash of a durable ingestor."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from devtools.processes import ServerProcess, start_api_process, start_ingestor_process
+from devtools.processes import ServerProcess
+from tests.support.factories import MakeProcess
 
 BATCH = [
     {"timestamp": "2024-01-20T10:00:00Z", "value": 42.5, "category": "A"},
@@ -43,17 +43,16 @@ def test_a_retried_key_is_acknowledged_again_and_stored_once(api_process: Server
 
 
 @pytest.fixture
-def durable_pair(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess, Path]]:
+def durable_pair(
+    tmp_path: Path, make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> tuple[ServerProcess, ServerProcess, Path]:
     data_dir = tmp_path / "data"
-    ingestor = start_ingestor_process(data_dir=data_dir)
-    api = start_api_process(ingestor.address)
-    yield ingestor, api, data_dir
-    api.stop()
-    ingestor.stop()
+    ingestor = make_ingestor_process(data_dir=data_dir)
+    return ingestor, make_api_process(ingestor.address), data_dir
 
 
 def test_a_retry_after_a_crash_is_not_stored_twice(
-    durable_pair: tuple[ServerProcess, ServerProcess, Path],
+    durable_pair: tuple[ServerProcess, ServerProcess, Path], make_ingestor_process: MakeProcess
 ) -> None:
     ingestor, api, data_dir = durable_pair
     with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=20) as http:
@@ -63,19 +62,16 @@ def test_a_retry_after_a_crash_is_not_stored_twice(
         assert before["data_dir_bytes"] > 0
         # The producer never saw the answer (say), and the ingestor crashes before it retries.
         ingestor.stop(signal.SIGKILL)
-        restarted = start_ingestor_process(port=ingestor.port, data_dir=data_dir)
-        try:
-            retry = http.post("/readings", json=BATCH, headers={"Idempotency-Key": "k-1"})
-            assert (retry.status_code, retry.json(), retry.headers.get("idempotent-replayed")) == (
-                202,
-                {"accepted": 2},
-                "true",
-            )
-            after = status(http)
-            assert (after["total_ingested"], after["buffered"], after["evicted"]) == (2, 2, 0)
-            assert http.get("/raw-data").json() == [
-                {"timestamp": "2024-01-20T10:00:00.000000Z", "value": 42.5, "category": "A"},
-                {"timestamp": "2024-01-20T10:00:01.000000Z", "value": 44.5, "category": "B"},
-            ]
-        finally:
-            restarted.stop()
+        make_ingestor_process(port=ingestor.port, data_dir=data_dir)
+        retry = http.post("/readings", json=BATCH, headers={"Idempotency-Key": "k-1"})
+        assert (retry.status_code, retry.json(), retry.headers.get("idempotent-replayed")) == (
+            202,
+            {"accepted": 2},
+            "true",
+        )
+        after = status(http)
+        assert (after["total_ingested"], after["buffered"], after["evicted"]) == (2, 2, 0)
+        assert http.get("/raw-data").json() == [
+            {"timestamp": "2024-01-20T10:00:00.000000Z", "value": 42.5, "category": "A"},
+            {"timestamp": "2024-01-20T10:00:01.000000Z", "value": 44.5, "category": "B"},
+        ]

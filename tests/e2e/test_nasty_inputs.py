@@ -246,17 +246,22 @@ HTTP_CASES |= {
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[ThreadedIngestor, ServerProcess]]:
-    ingestor = ThreadedIngestor(capacity=1000, max_message_bytes=MAX_MESSAGE_BYTES)
-    # Something to keep: the state must still be exactly this after every nasty request.
-    ingestor.call(ingestor.running.generator.stop())
-    with grpc.insecure_channel(ingestor.address) as channel:
-        readings = [pb.Reading(timestamp={"seconds": T0 + i}, value=float(i), category="A") for i in range(10)]
-        pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=5)
-    api = start_api_process(ingestor.address, MAX_BODY_BYTES=str(MAX_BODY_BYTES))
-    yield ingestor, api
-    api.stop()
-    ingestor.close()
+def nasty_ingestor() -> Iterator[ThreadedIngestor]:
+    """One ingestor for the whole module: every case must leave it as it was."""
+    with ThreadedIngestor(capacity=1000, max_message_bytes=MAX_MESSAGE_BYTES) as ingestor:
+        # Something to keep: the state must still be exactly this after every nasty request.
+        ingestor.call(ingestor.running.generator.stop())
+        with grpc.insecure_channel(ingestor.address) as channel:
+            readings = [pb.Reading(timestamp={"seconds": T0 + i}, value=float(i), category="A") for i in range(10)]
+            pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=5)
+        yield ingestor
+
+
+@pytest.fixture(scope="module")
+def stack(nasty_ingestor: ThreadedIngestor) -> Iterator[tuple[ThreadedIngestor, ServerProcess]]:
+    """That ingestor and one API process in front of it, for the whole module."""
+    with start_api_process(nasty_ingestor.address, MAX_BODY_BYTES=str(MAX_BODY_BYTES)) as api:
+        yield nasty_ingestor, api
 
 
 def snapshot(ingestor: ThreadedIngestor) -> tuple[object, ...]:
@@ -275,6 +280,7 @@ def assert_no_internals(text: str) -> None:
         assert leak not in text, text
 
 
+@pytest.mark.slow  # through the API process
 @pytest.mark.parametrize("case", HTTP_CASES.values(), ids=HTTP_CASES.keys())
 def test_nasty_http_input_gets_a_precise_4xx_and_changes_nothing(
     stack: tuple[ThreadedIngestor, ServerProcess], case: Http
@@ -298,6 +304,7 @@ def test_nasty_http_input_gets_a_precise_4xx_and_changes_nothing(
     assert snapshot(ingestor) == before
 
 
+@pytest.mark.slow  # through the API process
 def test_an_empty_array_of_readings_is_accepted_and_stores_nothing(
     stack: tuple[ThreadedIngestor, ServerProcess],
 ) -> None:
@@ -309,6 +316,7 @@ def test_an_empty_array_of_readings_is_accepted_and_stores_nothing(
     assert snapshot(ingestor) == before
 
 
+@pytest.mark.slow  # through the API process
 def test_a_nan_token_is_echoed_back_as_a_string(stack: tuple[ThreadedIngestor, ServerProcess]) -> None:
     _, api = stack
     with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
@@ -318,6 +326,7 @@ def test_a_nan_token_is_echoed_back_as_a_string(stack: tuple[ThreadedIngestor, S
     assert (error["loc"], error["type"], error["input"]) == (["body", "rate_hz"], "finite_number", "-Infinity")
 
 
+@pytest.mark.slow  # through the API process
 @pytest.mark.parametrize(
     ("tamper", "detail"),
     [
@@ -342,6 +351,7 @@ def test_a_tampered_page_token_is_a_400(
     assert snapshot(ingestor) == before
 
 
+@pytest.mark.slow  # through the API process
 @pytest.mark.parametrize(
     "other_filters",
     [{"category": "B"}, {"since": "2024-01-20T10:00:00Z"}, {"until": "2030-01-01T00:00:00Z"}],
@@ -499,10 +509,8 @@ def _invoke(channel: grpc.Channel, case: Rpc) -> None:
 
 
 @pytest.mark.parametrize("case", RPC_CASES.values(), ids=RPC_CASES.keys())
-def test_nasty_rpc_input_gets_a_precise_status_and_changes_nothing(
-    stack: tuple[ThreadedIngestor, ServerProcess], case: Rpc
-) -> None:
-    ingestor, _ = stack
+def test_nasty_rpc_input_gets_a_precise_status_and_changes_nothing(nasty_ingestor: ThreadedIngestor, case: Rpc) -> None:
+    ingestor = nasty_ingestor
     before = snapshot(ingestor)
     with grpc.insecure_channel(ingestor.address) as channel, pytest.raises(grpc.RpcError) as caught:
         _invoke(channel, case)
@@ -513,8 +521,8 @@ def test_nasty_rpc_input_gets_a_precise_status_and_changes_nothing(
     assert snapshot(ingestor) == before
 
 
-def test_huge_but_valid_numbers_are_accepted_and_capped(stack: tuple[ThreadedIngestor, ServerProcess]) -> None:
-    ingestor, _ = stack
+def test_huge_but_valid_numbers_are_accepted_and_capped(nasty_ingestor: ThreadedIngestor) -> None:
+    ingestor = nasty_ingestor
     with grpc.insecure_channel(ingestor.address) as channel:
         stub = pb_grpc.IngestorServiceStub(channel)
         assert len(stub.ListReadings(pb.ListReadingsRequest(page_size=2**31 - 1), timeout=5).readings) == 10

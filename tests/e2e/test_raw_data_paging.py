@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,26 +11,23 @@ import grpc
 import httpx
 import pytest
 
-from devtools.processes import ServerProcess, start_api_process, start_ingestor_process
+from devtools.processes import ServerProcess
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeProcess
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 _LINK = re.compile(r'^<([^>]+)>; rel="next"$')
 
 
 @pytest.fixture
-def small_ingestor() -> Iterator[ServerProcess]:
-    process = start_ingestor_process(capacity=3000, rate_hz=4000)
-    yield process
-    process.stop()
+def small_ingestor(make_ingestor_process: MakeProcess) -> ServerProcess:
+    return make_ingestor_process(capacity=3000, rate_hz=4000)
 
 
 @pytest.fixture
-def small_api(small_ingestor: ServerProcess) -> Iterator[ServerProcess]:
-    process = start_api_process(small_ingestor.address, PAGE_TOKEN_SECRET="test-secret")
-    yield process
-    process.stop()
+def small_api(small_ingestor: ServerProcess, make_api_process: MakeProcess) -> ServerProcess:
+    return make_api_process(small_ingestor.address, PAGE_TOKEN_SECRET="test-secret")
 
 
 def write(address: str, count: int) -> list[dict[str, object]]:
@@ -259,12 +255,8 @@ def test_a_walk_under_eviction_returns_every_reading_held_throughout_once(
 
 
 @pytest.fixture
-def roomy_api() -> Iterator[ServerProcess]:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=2000)
-    api = start_api_process(ingestor.address)
-    yield api
-    api.stop()
-    ingestor.stop()
+def roomy_api(make_ingestor_process: MakeProcess, make_api_process: MakeProcess) -> ServerProcess:
+    return make_api_process(make_ingestor_process(capacity=1_000_000, rate_hz=2000).address)
 
 
 def test_tailing_forward_while_ingesting_returns_every_reading_once(roomy_api: ServerProcess) -> None:

@@ -11,14 +11,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import grpc
 import httpx
 
-from devtools.processes import ROOT, ServerProcess, start_api_process, start_ingestor_process
+from devtools.processes import ROOT, ServerProcess
+from devtools.waiting import wait_until
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeProcess
 
 MEMORY_BOUND = 300 * 1024 * 1024
 LATENCY_BOUND_S = 0.1
@@ -88,35 +89,30 @@ def settled_resident_bytes(process: ServerProcess, stub: pb_grpc.IngestorService
     return resident_bytes(process)
 
 
-def test_200_watch_subscribers_that_read_nothing() -> None:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=RATE_HZ)
-    subscribers: subprocess.Popen[str] | None = None
-    try:
-        with grpc.insecure_channel(ingestor.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            before = settled_resident_bytes(ingestor, stub)
-            subscribers = subprocess.Popen(
-                [sys.executable, "-c", _SUBSCRIBERS, ingestor.address, "200"],
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+def test_200_watch_subscribers_that_read_nothing(make_ingestor_process: MakeProcess) -> None:
+    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=RATE_HZ)
+    with grpc.insecure_channel(ingestor.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        before = settled_resident_bytes(ingestor, stub)
+        # Leaving the block closes the subscribers' stdin: they end.
+        with subprocess.Popen(
+            [sys.executable, "-c", _SUBSCRIBERS, ingestor.address, "200"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as subscribers:
             assert subscribers.stdout is not None
             assert subscribers.stdout.readline() == "subscribed\n"
             stub.StartIngestion(pb.StartIngestionRequest())
             slowest, (peak,) = watch_for(6.0, stub, [ingestor])
             stub.StopIngestion(pb.StopIngestionRequest())
             produced = stub.GetStatus(pb.GetStatusRequest()).total_ingested
-        print(f"ingestor +{(peak - before) / 2**20:.0f} MB, GetStatus at most {slowest * 1000:.0f} ms")  # -s shows it
-        assert produced >= RATE_HZ * 5  # the generator kept its rate meanwhile
-        assert peak - before < MEMORY_BOUND, f"+{(peak - before) / 2**20:.0f} MB"
-        assert slowest < LATENCY_BOUND_S, f"GetStatus took {slowest * 1000:.0f} ms"
-    finally:
-        if subscribers is not None:
-            subscribers.kill()
-            subscribers.wait()
-        stop_all(ingestor)
+    print(f"ingestor +{(peak - before) / 2**20:.0f} MB, GetStatus at most {slowest * 1000:.0f} ms")  # -s shows it
+    assert produced >= RATE_HZ * 5  # the generator kept its rate meanwhile
+    assert peak - before < MEMORY_BOUND, f"+{(peak - before) / 2**20:.0f} MB"
+    assert slowest < LATENCY_BOUND_S, f"GetStatus took {slowest * 1000:.0f} ms"
+    stop_all(ingestor)
 
 
 def open_streams(api: ServerProcess, count: int) -> list[socket.socket]:
@@ -134,48 +130,39 @@ def open_streams(api: ServerProcess, count: int) -> list[socket.socket]:
     return clients
 
 
-def eventually(condition: Callable[[], bool], seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
+def test_100_stream_clients_that_read_nothing(
+    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
+    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=RATE_HZ)
+    api = make_api_process(ingestor.address)
+    with (
+        grpc.insecure_channel(ingestor.address) as channel,
+        httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http,
+    ):
+        stub = pb_grpc.IngestorServiceStub(channel)
+        assert http.get("/status").status_code == 200
+        api_before = settled_resident_bytes(api, stub)
+        ingestor_before = resident_bytes(ingestor)
+        clients = open_streams(api, 100)  # the function's limit: all of them get a stream
+        assert http.post("/start-ingestion").status_code == 200
+        slowest, (api_peak, ingestor_peak) = watch_for(8.0, stub, [api, ingestor])
+        assert http.post("/stop-ingestion").status_code == 200
+        for client in clients:
+            client.close()
 
+        def served() -> bool:
+            with http.stream("GET", "/stream") as response:
+                return response.status_code == 200
 
-def test_100_stream_clients_that_read_nothing() -> None:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=RATE_HZ)
-    api = start_api_process(ingestor.address)
-    try:
-        with (
-            grpc.insecure_channel(ingestor.address) as channel,
-            httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http,
-        ):
-            stub = pb_grpc.IngestorServiceStub(channel)
-            assert http.get("/status").status_code == 200
-            api_before = settled_resident_bytes(api, stub)
-            ingestor_before = resident_bytes(ingestor)
-            clients = open_streams(api, 100)  # the function's limit: all of them get a stream
-            assert http.post("/start-ingestion").status_code == 200
-            slowest, (api_peak, ingestor_peak) = watch_for(8.0, stub, [api, ingestor])
-            assert http.post("/stop-ingestion").status_code == 200
-            for client in clients:
-                client.close()
-
-            def served() -> bool:
-                with http.stream("GET", "/stream") as response:
-                    return response.status_code == 200
-
-            assert eventually(served, 10)  # the slots came back when their clients left
-            time.sleep(1.0)
-            api_after = resident_bytes(api)
-        print(  # -s shows it
-            f"function +{(api_peak - api_before) / 2**20:.0f} MB (+{(api_after - api_before) / 2**20:.0f} MB after), "
-            f"ingestor +{(ingestor_peak - ingestor_before) / 2**20:.0f} MB, GetStatus at most {slowest * 1000:.0f} ms"
-        )
-        for name, before, peak in (("function", api_before, api_peak), ("ingestor", ingestor_before, ingestor_peak)):
-            assert peak - before < MEMORY_BOUND, f"{name}: +{(peak - before) / 2**20:.0f} MB"
-        assert api_after - api_before < MEMORY_BOUND, f"function after: +{(api_after - api_before) / 2**20:.0f} MB"
-        assert slowest < LATENCY_BOUND_S, f"GetStatus took {slowest * 1000:.0f} ms"
-    finally:
-        stop_all(api, ingestor)
+        wait_until(served, 10, "the slots did not come back when their clients left")
+        time.sleep(1.0)
+        api_after = resident_bytes(api)
+    print(  # -s shows it
+        f"function +{(api_peak - api_before) / 2**20:.0f} MB (+{(api_after - api_before) / 2**20:.0f} MB after), "
+        f"ingestor +{(ingestor_peak - ingestor_before) / 2**20:.0f} MB, GetStatus at most {slowest * 1000:.0f} ms"
+    )
+    for name, before, peak in (("function", api_before, api_peak), ("ingestor", ingestor_before, ingestor_peak)):
+        assert peak - before < MEMORY_BOUND, f"{name}: +{(peak - before) / 2**20:.0f} MB"
+    assert api_after - api_before < MEMORY_BOUND, f"function after: +{(api_after - api_before) / 2**20:.0f} MB"
+    assert slowest < LATENCY_BOUND_S, f"GetStatus took {slowest * 1000:.0f} ms"
+    stop_all(api, ingestor)

@@ -9,24 +9,22 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
+from devtools.processes import ServerProcess, ThreadedIngestor
+from devtools.waiting import wait_until
 from functions.readings import Readings
 from functions.sse import Batch, encode_events, event_chunks, sse_events
+from tests.support.factories import MakeProcess
 
 
 @pytest.fixture
-def live_api() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=200, watch_buffer=2000)
-    api = start_api_process(ingestor.address)
-    yield ingestor, api
-    api.stop()
-    ingestor.stop()
+def live_api(make_ingestor_process: MakeProcess, make_api_process: MakeProcess) -> tuple[ServerProcess, ServerProcess]:
+    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=200, watch_buffer=2000)
+    return ingestor, make_api_process(ingestor.address)
 
 
 def parse_events(text: str) -> list[tuple[str, object]]:
@@ -121,24 +119,18 @@ def test_a_client_that_stops_reading_gets_a_gap_event(live_api: tuple[ServerProc
     assert delivered + missed == produced  # every reading delivered or counted, none twice
 
 
-def test_a_client_that_goes_away_unsubscribes(ingestor: ThreadedIngestor) -> None:
-    api = start_api_process(ingestor.address)
-    try:
-        hub = ingestor.running.hub
-        assert hub is not None
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
-            with http.stream("GET", "/stream") as response:
-                assert response.status_code == 200
-                assert hub.subscribers == 1
-            deadline = time.monotonic() + 10
-            while hub.subscribers and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert hub.subscribers == 0
-            response = http.get("/stream", params={"category": "no spaces"})
-            assert response.status_code == 422
-            assert response.json()["detail"][0]["loc"] == ["query", "category", 0]
-    finally:
-        api.stop()
+def test_a_client_that_goes_away_unsubscribes(ingestor: ThreadedIngestor, make_api_process: MakeProcess) -> None:
+    api = make_api_process(ingestor.address)
+    hub = ingestor.running.hub
+    assert hub is not None
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        with http.stream("GET", "/stream") as response:
+            assert response.status_code == 200
+            assert hub.subscribers == 1
+        wait_until(lambda: hub.subscribers == 0, 10, "the stream's subscription outlived its client")
+        response = http.get("/stream", params={"category": "no spaces"})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["query", "category", 0]
 
 
 def test_events_hold_at_most_a_bounded_number_of_readings() -> None:
@@ -230,87 +222,83 @@ def stream_status(http: httpx.Client) -> int:
         return response.status_code
 
 
-def test_more_streams_than_allowed_are_503_with_retry_after(ingestor: ThreadedIngestor) -> None:
-    api = start_api_process(ingestor.address, STREAM_MAX_CLIENTS="2")
-    try:
-        clients = open_streams(api.address, 2)
-        assert [status_line(client) for client in clients] == [b"HTTP/1.1 200 OK"] * 2
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
-            refused = http.get("/stream")
-            assert refused.status_code == 503
-            assert refused.headers["retry-after"] == "5"
-            assert refused.json() == {"detail": "2 streams are open, the most this server serves"}
-            clients.pop().close()
-            deadline = time.monotonic() + 10
-            while (status := stream_status(http)) == 503 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert status == 200  # the slot came back when its client left
-        for client in clients:
-            client.close()
-    finally:
-        api.stop()
+def unless_busy(http: httpx.Client) -> int | None:
+    """/stream's status, or None while it answers 503 (no slot free)."""
+    status = stream_status(http)
+    return None if status == 503 else status
 
 
-def test_the_ingestor_limit_of_subscribers_is_a_503_with_retry_after_too() -> None:
-    ingestor = start_ingestor_process(max_subscribers=1)
-    api = start_api_process(ingestor.address)
-    try:
-        (client,) = open_streams(api.address, 1)
-        assert status_line(client) == b"HTTP/1.1 200 OK"
-        refused = httpx.get(f"http://{api.address}/api/v1/stream", timeout=10)
+def test_more_streams_than_allowed_are_503_with_retry_after(
+    ingestor: ThreadedIngestor, make_api_process: MakeProcess
+) -> None:
+    api = make_api_process(ingestor.address, STREAM_MAX_CLIENTS="2")
+    clients = open_streams(api.address, 2)
+    assert [status_line(client) for client in clients] == [b"HTTP/1.1 200 OK"] * 2
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        refused = http.get("/stream")
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "5"
-        assert refused.json() == {"detail": "the ingestor serves at most 1 live subscribers: try again later"}
+        assert refused.json() == {"detail": "2 streams are open, the most this server serves"}
+        clients.pop().close()
+        status = wait_until(lambda: unless_busy(http), 10, "no slot came back")
+        assert status == 200  # the slot came back when its client left
+    for client in clients:
         client.close()
-    finally:
-        api.stop()
-        ingestor.stop()
 
 
-def test_a_client_that_reads_nothing_is_closed_and_its_slot_freed() -> None:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=200_000)
-    api = start_api_process(ingestor.address, STREAM_MAX_CLIENTS="1", STREAM_STALL_S="1")
-    try:
-        (stuck,) = open_streams(api.address, 1)
-        assert status_line(stuck) == b"HTTP/1.1 200 OK"
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
-            assert http.post("/start-ingestion").status_code == 200
-            started = time.monotonic()
-            while (status := stream_status(http)) == 503 and time.monotonic() - started < 15:
-                time.sleep(0.1)
-            http.post("/stop-ingestion")
-        assert status == 200
-        assert time.monotonic() - started >= 1.0
-        # What the server had sent is still there to read, then the connection is closed.
-        stuck.settimeout(10)
-        while stuck.recv(1 << 20):
-            pass
-        assert any("closed an event stream whose client took nothing for 1 s" in line for line in api.output)
-    finally:
-        api.stop()
-        ingestor.stop()
+def test_the_ingestor_limit_of_subscribers_is_a_503_with_retry_after_too(
+    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
+    ingestor = make_ingestor_process(max_subscribers=1)
+    api = make_api_process(ingestor.address)
+    (client,) = open_streams(api.address, 1)
+    assert status_line(client) == b"HTTP/1.1 200 OK"
+    refused = httpx.get(f"http://{api.address}/api/v1/stream", timeout=10)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    assert refused.json() == {"detail": "the ingestor serves at most 1 live subscribers: try again later"}
+    client.close()
 
 
-def test_a_stream_the_ingestor_drops_ends_with_an_error_event() -> None:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=300_000, watch_stall_s=1)
-    api = start_api_process(ingestor.address)
-    try:
-        with (
-            httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http,
-            http.stream("GET", "/stream") as response,
-        ):
-            assert response.status_code == 200
-            http.post("/start-ingestion")
-            time.sleep(4.0)  # reads nothing: the function stops reading, the ingestor drops it
-            http.post("/stop-ingestion")
-            text = "".join(response.iter_text())  # ends: the whole stream, then the connection
-        events = parse_events(text)
-        kind, data = events[-1]
-        assert kind == "error"
-        assert re.fullmatch(
-            r"this stream (took no readings for 1 s|fell \d+ s behind \(the limit is 1 s\)) and ends: .*",
-            data["detail"],  # type: ignore[index]
-        )
-    finally:
-        api.stop()
-        ingestor.stop()
+def test_a_client_that_reads_nothing_is_closed_and_its_slot_freed(
+    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
+    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=200_000)
+    api = make_api_process(ingestor.address, STREAM_MAX_CLIENTS="1", STREAM_STALL_S="1")
+    (stuck,) = open_streams(api.address, 1)
+    assert status_line(stuck) == b"HTTP/1.1 200 OK"
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        assert http.post("/start-ingestion").status_code == 200
+        started = time.monotonic()
+        status = wait_until(lambda: unless_busy(http), 15, "the stuck stream kept its slot")
+        http.post("/stop-ingestion")
+    assert status == 200
+    assert time.monotonic() - started >= 1.0
+    # What the server had sent is still there to read, then the connection is closed.
+    stuck.settimeout(10)
+    while stuck.recv(1 << 20):
+        pass
+    assert any("closed an event stream whose client took nothing for 1 s" in line for line in api.output)
+
+
+def test_a_stream_the_ingestor_drops_ends_with_an_error_event(
+    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
+    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=300_000, watch_stall_s=1)
+    api = make_api_process(ingestor.address)
+    with (
+        httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http,
+        http.stream("GET", "/stream") as response,
+    ):
+        assert response.status_code == 200
+        http.post("/start-ingestion")
+        time.sleep(4.0)  # reads nothing: the function stops reading, the ingestor drops it
+        http.post("/stop-ingestion")
+        text = "".join(response.iter_text())  # ends: the whole stream, then the connection
+    events = parse_events(text)
+    kind, data = events[-1]
+    assert kind == "error"
+    assert re.fullmatch(
+        r"this stream (took no readings for 1 s|fell \d+ s behind \(the limit is 1 s\)) and ends: .*",
+        data["detail"],  # type: ignore[index]
+    )

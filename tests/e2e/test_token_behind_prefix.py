@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.processes import ThreadedIngestor, start_api_process, start_uvicorn_process
+from devtools.processes import ThreadedIngestor
 from tests.support.events import http_v2_event, rest_v1_event
+from tests.support.factories import MakeProcess
 from tests.support.lambda_process import invoke_cold, response_headers
 
 API_TOKEN = "prefix-test-token"
@@ -88,15 +89,6 @@ def token_env(protect_reads: bool) -> dict[str, str]:
 
 # --- under uvicorn ---------------------------------------------------------------------------
 
-SERVERS = {
-    "python-m-functions": lambda address, root, env: start_api_process(
-        address, args=("--root-path", root) if root else (), **env
-    ),
-    "plain-uvicorn": lambda address, root, env: start_uvicorn_process(
-        "functions.app:app", args=("--root-path", root) if root else (), INGESTOR_ADDRESS=address, **env
-    ),
-}
-
 
 @pytest.mark.parametrize(
     ("server", "root_path", "protect_reads"),
@@ -109,24 +101,32 @@ SERVERS = {
     ids=["root-path-reads-protected", "root-path-writes-only", "no-root-path-reads-protected", "plain-uvicorn"],
 )
 def test_under_uvicorn_with_and_without_a_root_path(
-    ingestor: ThreadedIngestor, server: str, root_path: str, protect_reads: bool
+    ingestor: ThreadedIngestor,
+    server: str,
+    root_path: str,
+    protect_reads: bool,
+    make_api_process: MakeProcess,
+    make_uvicorn_process: MakeProcess,
 ) -> None:
-    api = SERVERS[server](ingestor.address, root_path, token_env(protect_reads))
-    try:
-        # A proxy in front took the prefix away: the client asked for /prod/api/v1/..., uvicorn
-        # receives /api/v1/... and hands the app /prod/api/v1/... with root_path /prod.
-        with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
-            for call in expected_calls(protect_reads, include_open_stream=True):
-                with http.stream(call.method, call.path, headers=call.headers) as response:
-                    assert response.status_code == call.status, (call, response.read())
-                    if call.path == "/api/v1/stream" and call.status == 200:
-                        assert response.headers["content-type"].startswith("text/event-stream")
-                        continue  # leave the stream: closing the connection ends it
-                    assert_refusal(response.status_code, response.headers, response.read().decode(), call)
-            # The docs still point under the prefix.
-            assert http.get("/openapi.json").json().get("servers") == ([{"url": root_path}] if root_path else None)
-    finally:
-        api.stop()
+    args = ("--root-path", root_path) if root_path else ()
+    if server == "python-m-functions":
+        api = make_api_process(ingestor.address, args=args, **token_env(protect_reads))
+    else:
+        api = make_uvicorn_process(
+            "functions.app:app", args=args, INGESTOR_ADDRESS=ingestor.address, **token_env(protect_reads)
+        )
+    # A proxy in front took the prefix away: the client asked for /prod/api/v1/..., uvicorn
+    # receives /api/v1/... and hands the app /prod/api/v1/... with root_path /prod.
+    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+        for call in expected_calls(protect_reads, include_open_stream=True):
+            with http.stream(call.method, call.path, headers=call.headers) as response:
+                assert response.status_code == call.status, (call, response.read())
+                if call.path == "/api/v1/stream" and call.status == 200:
+                    assert response.headers["content-type"].startswith("text/event-stream")
+                    continue  # leave the stream: closing the connection ends it
+                assert_refusal(response.status_code, response.headers, response.read().decode(), call)
+        # The docs still point under the prefix.
+        assert http.get("/openapi.json").json().get("servers") == ([{"url": root_path}] if root_path else None)
 
 
 # --- through the Lambda handler --------------------------------------------------------------
@@ -139,6 +139,7 @@ GATEWAYS: dict[str, EventFactory] = {
 }
 
 
+@pytest.mark.slow  # a fresh interpreter, as a cold start
 @pytest.mark.parametrize("protect_reads", [True, False], ids=["reads-protected", "writes-only"])
 def test_through_the_lambda_handler_on_every_kind_of_stage(ingestor: ThreadedIngestor, protect_reads: bool) -> None:
     calls = expected_calls(protect_reads, include_open_stream=False)

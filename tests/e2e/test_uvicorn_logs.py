@@ -5,25 +5,19 @@ come out through the function's JSON formatter, and each request is logged once,
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_uvicorn_process
+from devtools.processes import ThreadedIngestor
+from tests.support.factories import MakeProcess
 
 SECRET = "query-secret-0c7d"
 
 
-def wait_for_line(process: ServerProcess, fragment: str, timeout: float = 10) -> None:
-    """The process has exited; its output is read by a thread that may not have caught up yet."""
-    deadline = time.monotonic() + timeout
-    while not any(fragment in line for line in process.output):
-        assert time.monotonic() < deadline, "".join(process.output)
-        time.sleep(0.05)
-
-
-def test_plain_uvicorn_logs_json_only_and_no_query_string(ingestor: ThreadedIngestor) -> None:
-    api = start_uvicorn_process("functions.app:app", INGESTOR_ADDRESS=ingestor.address)
+def test_plain_uvicorn_logs_json_only_and_no_query_string(
+    ingestor: ThreadedIngestor, make_uvicorn_process: MakeProcess
+) -> None:
+    api = make_uvicorn_process("functions.app:app", INGESTOR_ADDRESS=ingestor.address)
     requests = [
         ("GET", f"/api/v1/health?access_token={SECRET}"),
         ("GET", f"/api/v1/raw-data?limit=5&token={SECRET}"),
@@ -31,13 +25,10 @@ def test_plain_uvicorn_logs_json_only_and_no_query_string(ingestor: ThreadedInge
         ("GET", f"/api/v1/nowhere?{SECRET}"),
         ("POST", f"/api/v1/stop-ingestion?key={SECRET}"),
     ]
-    try:
-        with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
-            statuses = [http.request(method, path).status_code for method, path in requests]
-        assert statuses == [200, 200, 200, 404, 200]
-    finally:
-        api.stop()
-    wait_for_line(api, "Finished server process")
+    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+        statuses = [http.request(method, path).status_code for method, path in requests]
+    assert statuses == [200, 200, 200, 404, 200]
+    api.stop()  # returns once its last line is read
 
     lines = [line for line in api.output if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line is one JSON object

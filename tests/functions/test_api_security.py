@@ -9,11 +9,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from devtools.processes import ThreadedIngestor, start_api_process, start_ingestor_process
+from devtools.processes import ThreadedIngestor
 from functions.app import create_app
 from functions.limits import BodySizeLimitMiddleware
 from functions.settings import FunctionSettings
 from tests.support.certs import make_self_signed
+from tests.support.factories import MakeIngestor, MakeProcess
 from tests.support.inprocess import api_client
 
 pytestmark = pytest.mark.anyio
@@ -160,17 +161,17 @@ async def test_request_ids_are_returned_and_only_well_formed_ones_are_kept(inges
         assert len(hostile.headers["x-request-id"]) == 32
 
 
-def test_the_request_id_reaches_the_ingestor_and_both_log_json() -> None:
-    ingestor = start_ingestor_process(log_level="DEBUG")
-    api = start_api_process(ingestor.address)
-    try:
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
-            response = http.get("/status", headers={"X-Request-ID": "trace-me-42"})
-            assert response.status_code == 200
-            assert response.headers["x-request-id"] == "trace-me-42"
-    finally:
-        assert api.stop() == 0
-        assert ingestor.stop() == 0
+def test_the_request_id_reaches_the_ingestor_and_both_log_json(
+    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
+    ingestor = make_ingestor_process(log_level="DEBUG")
+    api = make_api_process(ingestor.address)
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+        response = http.get("/status", headers={"X-Request-ID": "trace-me-42"})
+        assert response.status_code == 200
+        assert response.headers["x-request-id"] == "trace-me-42"
+    assert api.stop() == 0
+    assert ingestor.stop() == 0
     ingestor_calls = [json.loads(line) for line in ingestor.output]
     assert any(
         entry.get("request_id") == "trace-me-42" and entry.get("method") == "/ingestor.v1.IngestorService/GetStatus"
@@ -186,36 +187,32 @@ def test_the_request_id_reaches_the_ingestor_and_both_log_json() -> None:
     }.items() <= next(entry for entry in api_lines if entry.get("request_id") == "trace-me-42").items()
 
 
-async def test_the_function_sends_the_ingestor_token() -> None:
-    guarded = ThreadedIngestor(capacity=100, token=INGESTOR_TOKEN)
-    try:
-        async with api_client(ingestor_address=guarded.address, ingestor_token=INGESTOR_TOKEN) as http:
-            assert (await http.post("/start-ingestion")).status_code == 200
-            assert (await http.get("/status")).json()["running"] is True
-        async with api_client(ingestor_address=guarded.address, ingestor_token="wrong") as http:
-            response = await http.get("/status")
-            assert (response.status_code, response.json()) == (502, {"detail": "the ingestor failed (UNAUTHENTICATED)"})
-        async with api_client(ingestor_address=guarded.address) as http:
-            response = await http.get("/raw-data")
-            assert response.status_code == 502
-            assert INGESTOR_TOKEN not in response.text
-            assert guarded.address not in response.text
-    finally:
-        guarded.close()
+async def test_the_function_sends_the_ingestor_token(make_ingestor: MakeIngestor) -> None:
+    guarded = make_ingestor(capacity=100, token=INGESTOR_TOKEN)
+    async with api_client(ingestor_address=guarded.address, ingestor_token=INGESTOR_TOKEN) as http:
+        assert (await http.post("/start-ingestion")).status_code == 200
+        assert (await http.get("/status")).json()["running"] is True
+    async with api_client(ingestor_address=guarded.address, ingestor_token="wrong") as http:
+        response = await http.get("/status")
+        assert (response.status_code, response.json()) == (502, {"detail": "the ingestor failed (UNAUTHENTICATED)"})
+    async with api_client(ingestor_address=guarded.address) as http:
+        response = await http.get("/raw-data")
+        assert response.status_code == 502
+        assert INGESTOR_TOKEN not in response.text
+        assert guarded.address not in response.text
 
 
-async def test_the_function_reaches_a_tls_ingestor_through_a_configured_ca(tmp_path: Path) -> None:
+async def test_the_function_reaches_a_tls_ingestor_through_a_configured_ca(
+    tmp_path: Path, make_ingestor: MakeIngestor
+) -> None:
     files = make_self_signed(tmp_path)
-    server = ThreadedIngestor(capacity=100, tls_cert_file=files.certificate, tls_key_file=files.key)
-    try:
-        async with api_client(ingestor_address=server.address, ingestor_ca_file=files.certificate) as http:
-            response = await http.get("/status")
-            assert (response.status_code, response.json()["capacity"]) == (200, 100)
-        # Without the CA (plaintext), the ingestor cannot be reached: 503, not a hang or a 500.
-        async with api_client(ingestor_address=server.address) as http:
-            assert (await http.get("/status")).status_code == 503
-    finally:
-        server.close()
+    server = make_ingestor(capacity=100, tls_cert_file=files.certificate, tls_key_file=files.key)
+    async with api_client(ingestor_address=server.address, ingestor_ca_file=files.certificate) as http:
+        response = await http.get("/status")
+        assert (response.status_code, response.json()["capacity"]) == (200, 100)
+    # Without the CA (plaintext), the ingestor cannot be reached: 503, not a hang or a 500.
+    async with api_client(ingestor_address=server.address) as http:
+        assert (await http.get("/status")).status_code == 503
 
 
 def test_the_schema_documents_the_token_on_reads_when_they_need_it() -> None:

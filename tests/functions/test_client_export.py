@@ -7,12 +7,12 @@ import asyncio
 import grpc
 import numpy as np
 
-from devtools.processes import ThreadedIngestor
 from functions.client import EXPORT_CHUNK_SIZE, IngestorClient
 from functions.readings import Readings
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeIngestor
 
 
 def write_columns(stub: pb_grpc.IngestorServiceStub, start: int, n: int, categories: list[str]) -> None:
@@ -29,19 +29,16 @@ def export(address: str, max_readings: int = 0) -> Readings:
     return asyncio.run(client.export_readings(max_readings))
 
 
-def test_a_buffer_of_several_chunks_arrives_whole_and_in_order() -> None:
+def test_a_buffer_of_several_chunks_arrives_whole_and_in_order(make_ingestor: MakeIngestor) -> None:
     n = 3 * EXPORT_CHUNK_SIZE + 123
-    ingestor = ThreadedIngestor(capacity=n)
-    try:
-        with grpc.insecure_channel(ingestor.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            # A category first seen late in the buffer reaches the client with a later chunk.
-            write_columns(stub, 0, n - 10, ["A", "B"])
-            write_columns(stub, n - 10, 10, ["late"])
-        readings = export(ingestor.address)
-        newest = export(ingestor.address, max_readings=5)
-    finally:
-        ingestor.close()
+    ingestor = make_ingestor(capacity=n)
+    with grpc.insecure_channel(ingestor.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        # A category first seen late in the buffer reaches the client with a later chunk.
+        write_columns(stub, 0, n - 10, ["A", "B"])
+        write_columns(stub, n - 10, 10, ["late"])
+    readings = export(ingestor.address)
+    newest = export(ingestor.address, max_readings=5)
     assert len(readings) == n
     assert readings.timestamps_ns.tolist() == list(range(n))
     assert readings.values.tolist() == (np.arange(n) / 4).tolist()

@@ -10,7 +10,7 @@ import fastapi.routing
 import pytest
 
 from devtools.processes import ThreadedIngestor
-from tests.e2e.test_faults import DATA_ENDPOINTS
+from tests.support.endpoints import DATA_ENDPOINTS
 from tests.support.inprocess import api_client
 
 

@@ -28,6 +28,9 @@ from functions.app import create_app
 from functions.filters import CATEGORY_PATTERN
 from functions.settings import FunctionSettings
 
+# Property-based: seconds of generated requests.
+pytestmark = pytest.mark.slow
+
 EXAMPLES_PER_OPERATION = 12
 
 API_TOKEN = "fuzz-token"
@@ -56,9 +59,8 @@ GUARDS = {"open": None, "token": API_TOKEN}
 
 @pytest.fixture(scope="module")
 def fuzzed_ingestor() -> Iterator[ThreadedIngestor]:
-    server = ThreadedIngestor(capacity=5000, rate_hz=200)
-    yield server
-    server.close()
+    with ThreadedIngestor(capacity=5000, rate_hz=200) as server:
+        yield server
 
 
 def assert_fastapi_validation_error(body: object) -> None:

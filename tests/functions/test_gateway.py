@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from devtools.processes import ThreadedIngestor
+from devtools.waiting import wait_until
 from functions.app import handler
 from functions.gateway import gateway_prefix
 from functions.settings import get_settings
@@ -64,7 +64,7 @@ def test_every_endpoint_routes_behind_the_prefix(function_ingestor: ThreadedInge
     code, status = gateway.call("GET", "/api/v1/status")
     assert code == 200
     assert status["running"] is True
-    time.sleep(1.2)  # the generator makes one reading a second
+    wait_until(lambda: gateway.call("GET", "/api/v1/status")[1]["total_ingested"], 5, "nothing was generated")
     assert gateway.call("POST", "/api/v1/stop-ingestion") == (200, {"message": "Data ingestion stopped"})
     code, status = gateway.call("GET", "/api/v1/status")
     assert (code, status["running"]) == (200, False)

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from devtools.processes import ServerProcess, start_ingestor_process
+from devtools.processes import ServerProcess
+from devtools.waiting import wait_until
 from functions.app import app, handler
 from functions.settings import get_settings
 from tests.support.events import LambdaContext, http_v2_event, rest_v1_event
+from tests.support.factories import MakeProcess
 
 EventFactory = Callable[..., dict[str, Any]]
 PAYLOADS = [pytest.param(rest_v1_event, id="rest-v1"), pytest.param(http_v2_event, id="http-v2")]
@@ -33,17 +35,23 @@ def point_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]
 
 
 @pytest.fixture
-def lambda_ingestor(point_at: Callable[[str], None]) -> Iterator[ServerProcess]:
-    process = start_ingestor_process(capacity=10_000, rate_hz=200)
+def lambda_ingestor(point_at: Callable[[str], None], make_ingestor_process: MakeProcess) -> ServerProcess:
+    process = make_ingestor_process(capacity=10_000, rate_hz=200)
     point_at(process.address)
-    yield process
-    process.stop()
+    return process
 
 
 def invoke(make_event: EventFactory, method: str, path: str, **query: str) -> tuple[int, Any]:
     response = handler(make_event(method, path, query or None), LambdaContext())
     assert response["isBase64Encoded"] is False
     return response["statusCode"], json.loads(response["body"])
+
+
+def wait_for_readings(make_event: EventFactory, more_than: int) -> None:
+    def ingested() -> int:
+        return int(invoke(make_event, "GET", "/api/v1/status")[1]["total_ingested"])
+
+    wait_until(lambda: ingested() > more_than, 10, f"no more than {more_than} readings were generated")
 
 
 @pytest.mark.parametrize("make_event", PAYLOADS)
@@ -55,7 +63,7 @@ def test_every_endpoint_through_the_handler(lambda_ingestor: ServerProcess, make
         200,
         {"message": "Data ingestion already running"},
     )
-    time.sleep(0.2)
+    wait_for_readings(make_event, 10)
     assert invoke(make_event, "POST", "/api/v1/stop-ingestion") == (200, {"message": "Data ingestion stopped"})
     assert invoke(make_event, "POST", "/api/v1/stop-ingestion") == (
         200,
@@ -86,7 +94,7 @@ def test_every_endpoint_through_the_handler(lambda_ingestor: ServerProcess, make
 
 @pytest.mark.parametrize("make_event", PAYLOADS)
 def test_a_hundred_invocations_and_an_ingestor_restart(
-    lambda_ingestor: ServerProcess, make_event: EventFactory, point_at: Callable[[str], None]
+    lambda_ingestor: ServerProcess, make_event: EventFactory, make_ingestor_process: MakeProcess
 ) -> None:
     invoke(make_event, "POST", "/api/v1/start-ingestion")
     for i in range(100):
@@ -109,17 +117,14 @@ def test_a_hundred_invocations_and_an_ingestor_restart(
     assert (code, body) == (503, {"detail": "the ingestor is unavailable: it refused the connection"})
     assert time.monotonic() - down_started < 2
 
-    restarted = start_ingestor_process(port=port, capacity=10_000, rate_hz=200)
-    try:
-        # The first call after the restart succeeds: no restart of the function needed.
-        code, body = invoke(make_event, "GET", "/api/v1/status")
-        assert code == 200, body
-        assert body["total_ingested"] == 0  # a new ingestor: memory only
-        for i in range(100):
-            path = ("/api/v1/status", "/api/v1/raw-data", "/api/v1/processed-data")[i % 3]
-            assert invoke(make_event, "GET", path)[0] == 200
-    finally:
-        restarted.stop()
+    make_ingestor_process(port=port, capacity=10_000, rate_hz=200)
+    # The first call after the restart succeeds: no restart of the function needed.
+    code, body = invoke(make_event, "GET", "/api/v1/status")
+    assert code == 200, body
+    assert body["total_ingested"] == 0  # a new ingestor: memory only
+    for i in range(100):
+        path = ("/api/v1/status", "/api/v1/raw-data", "/api/v1/processed-data")[i % 3]
+        assert invoke(make_event, "GET", path)[0] == 200
 
 
 def test_unreachable_ingestor_is_a_fast_503(point_at: Callable[[str], None]) -> None:
@@ -151,7 +156,7 @@ def test_the_shared_channel_follows_the_event_loop(lambda_ingestor: ServerProces
 
 def test_next_page_link_keeps_the_stage_prefix(lambda_ingestor: ServerProcess) -> None:
     assert invoke(rest_v1_event, "POST", "/api/v1/start-ingestion")[0] == 200
-    time.sleep(0.1)
+    wait_for_readings(rest_v1_event, 2)  # more than a page of two
     invoke(rest_v1_event, "POST", "/api/v1/stop-ingestion")
     for make_event, prefix in ((rest_v1_event, "/prod"), (http_v2_event, "")):
         response = handler(make_event("GET", "/api/v1/raw-data", {"limit": "2"}), LambdaContext())

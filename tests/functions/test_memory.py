@@ -39,6 +39,7 @@ print(json.dumps({"default": default, "applied": applied, "retained": faults_per
 """
 
 
+@pytest.mark.slow  # counted in a fresh interpreter
 def test_freed_columns_are_reused_without_page_faults() -> None:
     run = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True)
     faults = json.loads(run.stdout)
@@ -48,6 +49,7 @@ def test_freed_columns_are_reused_without_page_faults() -> None:
     assert faults["retained"] < 50
 
 
+@pytest.mark.slow  # counted in a fresh interpreter
 def test_the_app_applies_it_where_the_process_starts() -> None:
     script = _SCRIPT.split("faults_per_request()\ndefault")[0] + (
         "import functions.app\nfaults_per_request()\nprint(json.dumps({'retained': faults_per_request()}))\n"
@@ -68,6 +70,7 @@ def rss_kb():
 
 # Freed buffers that glibc keeps (here made certain by telling it to keep them all).
 from functions.memory import retain_freed_memory
+
 retain_freed_memory()
 buffers = [bytearray(b"x" * 600_000) for _ in range(40)]
 del buffers
@@ -77,6 +80,7 @@ print(json.dumps({"before": before, "after": rss_kb()}))
 """
 
 
+@pytest.mark.slow  # counted in a fresh interpreter
 def test_freed_write_buffers_are_handed_back_to_the_system() -> None:
     run = subprocess.run([sys.executable, "-c", _RELEASE_SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True)
     rss = json.loads(run.stdout)

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from devtools.processes import ThreadedIngestor, start_api_process
 from functions.app import create_app
 from functions.settings import FunctionSettings
 from tests.support.events import http_v2_event, rest_v1_event
+from tests.support.factories import MakeIngestor, MakeProcess
 from tests.support.lambda_process import invoke_cold, response_headers
 
 API_TOKEN = "headers-test-token"
@@ -75,33 +75,26 @@ def header_lists(response: httpx.Response) -> dict[str, list[str]]:
     return {name: response.headers.get_list(name) for name in response.headers}
 
 
-def test_under_uvicorn() -> None:
-    ingestor = ThreadedIngestor(capacity=100)
-    api = start_api_process(ingestor.address, **ENV)
-    try:
-        with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
-            for call in WITHOUT_INGESTOR:
-                response = http.request(
-                    call.method, call.path, params=call.query, headers=call.headers, content=call.body
-                )
-                check(call, response.status_code, header_lists(response))
-            started = Call("POST", "/api/v1/start-ingestion", 200, JSON_ANSWER, headers=TOKEN)
-            response = http.post(started.path, headers=TOKEN)
-            check(started, response.status_code, header_lists(response))
-            stream = Call("GET", "/api/v1/stream", 200, "no-cache", media_type="text/event-stream", headers=TOKEN)
-            with http.stream("GET", stream.path, headers=TOKEN) as response:
-                check(stream, response.status_code, header_lists(response))
-            ingestor.close()
-            ingestor = None
-            down = Call("GET", "/api/v1/status", 503, JSON_ANSWER, headers=TOKEN)
-            response = http.get(down.path, headers=TOKEN)
-            check(down, response.status_code, header_lists(response))
-    finally:
-        api.stop()
-        if ingestor is not None:
-            ingestor.close()
+def test_under_uvicorn(make_ingestor: MakeIngestor, make_api_process: MakeProcess) -> None:
+    ingestor = make_ingestor(capacity=100)
+    api = make_api_process(ingestor.address, **ENV)
+    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+        for call in WITHOUT_INGESTOR:
+            response = http.request(call.method, call.path, params=call.query, headers=call.headers, content=call.body)
+            check(call, response.status_code, header_lists(response))
+        started = Call("POST", "/api/v1/start-ingestion", 200, JSON_ANSWER, headers=TOKEN)
+        response = http.post(started.path, headers=TOKEN)
+        check(started, response.status_code, header_lists(response))
+        stream = Call("GET", "/api/v1/stream", 200, "no-cache", media_type="text/event-stream", headers=TOKEN)
+        with http.stream("GET", stream.path, headers=TOKEN) as response:
+            check(stream, response.status_code, header_lists(response))
+        ingestor.close()
+        down = Call("GET", "/api/v1/status", 503, JSON_ANSWER, headers=TOKEN)
+        response = http.get(down.path, headers=TOKEN)
+        check(down, response.status_code, header_lists(response))
 
 
+@pytest.mark.slow  # a fresh interpreter, as a cold start
 def test_through_the_lambda_handler() -> None:
     calls = [
         *WITHOUT_INGESTOR,

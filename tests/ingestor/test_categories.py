@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 
-from devtools.processes import ThreadedIngestor, start_api_process, start_ingestor_process
+from devtools.processes import ThreadedIngestor
+from devtools.waiting import wait_until
 from functions.wire import decode_export
 from ingestor.categories import FREE, MAX_CATEGORIES, CategoryDictionary, StreamDictionary
 from ingestor.errors import CategoryLimitError
@@ -23,16 +23,9 @@ from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.disks import small_tmpfs
+from tests.support.factories import MakeIngestor, MakeProcess
 
 T0_NS = 1_705_744_800 * 1_000_000_000
-
-
-def wait_until(read: Callable[[], dict], done: Callable[[dict], bool], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while not done(value := read()):
-        assert time.monotonic() < deadline, f"still {value} after {timeout} s"
-        time.sleep(0.1)
-    return value
 
 
 def named(store: ReadingStore, names: list[str], first_value: int = 0) -> Columns:
@@ -209,10 +202,8 @@ def write_names(stub: pb_grpc.IngestorServiceStub, names: list[str], first_value
 
 
 @pytest.fixture
-def small_ingestor() -> Iterator[ThreadedIngestor]:
-    server = ThreadedIngestor(capacity=20_000)
-    yield server
-    server.close()
+def small_ingestor(make_ingestor: MakeIngestor) -> ThreadedIngestor:
+    return make_ingestor(capacity=20_000)
 
 
 def test_names_pushed_and_evicted_do_not_reach_later_answers(small_ingestor: ThreadedIngestor) -> None:
@@ -246,58 +237,61 @@ def test_unused_names_of_a_column_dictionary_are_not_kept(small_ingestor: Thread
 
 
 @pytest.fixture
-def full_ingestor() -> Iterator[ThreadedIngestor]:
+def full_ingestor(make_ingestor: MakeIngestor) -> ThreadedIngestor:
     """65,536 categories in use, each by one held reading."""
-    server = ThreadedIngestor(capacity=70_000)
+    server = make_ingestor(capacity=70_000)
     with grpc.insecure_channel(server.address) as channel:
         names = [f"c{i}" for i in range(MAX_CATEGORIES)]
         assert write_names(pb_grpc.IngestorServiceStub(channel), names).accepted == MAX_CATEGORIES
-    yield server
-    server.close()
+    return server
 
 
-def test_a_full_dictionary_refuses_whole_pushes_and_starts_up_front(full_ingestor: ThreadedIngestor) -> None:
-    api = start_api_process(full_ingestor.address)
-    try:
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
-            push = [
-                {"timestamp": "2024-01-20T10:00:00Z", "value": 1.0, "category": "c7"},
-                {"timestamp": "2024-01-20T10:00:01Z", "value": 2.0, "category": "brand-new"},
-            ]
-            response = http.post("/readings", json=push)
-            assert response.status_code == 507
-            assert "65536 categories are in use" in response.json()["detail"]
-            assert http.get("/status").json()["total_ingested"] == MAX_CATEGORIES  # nothing stored
+def test_a_full_dictionary_refuses_whole_pushes_and_starts_up_front(
+    full_ingestor: ThreadedIngestor, make_api_process: MakeProcess
+) -> None:
+    api = make_api_process(full_ingestor.address)
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+        push = [
+            {"timestamp": "2024-01-20T10:00:00Z", "value": 1.0, "category": "c7"},
+            {"timestamp": "2024-01-20T10:00:01Z", "value": 2.0, "category": "brand-new"},
+        ]
+        response = http.post("/readings", json=push)
+        assert response.status_code == 507
+        assert "65536 categories are in use" in response.json()["detail"]
+        assert http.get("/status").json()["total_ingested"] == MAX_CATEGORIES  # nothing stored
 
-            response = http.post("/start-ingestion", json={"categories": ["fresh"]})
-            assert response.status_code == 507
-            assert "65536 categories are in use" in response.json()["detail"]
-            status = http.get("/status").json()
-            assert status["running"] is False
-            assert "generator_error" not in status  # refused before it ran: it did not fail
+        response = http.post("/start-ingestion", json={"categories": ["fresh"]})
+        assert response.status_code == 507
+        assert "65536 categories are in use" in response.json()["detail"]
+        status = http.get("/status").json()
+        assert status["running"] is False
+        assert "generator_error" not in status  # refused before it ran: it did not fail
 
-            # Names already in use can still be stored and generated.
-            assert http.post("/readings", json=[push[0]]).status_code == 202
-            assert http.post("/start-ingestion", json={"categories": ["c1", "c2"]}).status_code == 200
-            assert http.get("/status").json()["running"] is True
-    finally:
-        api.stop()
+        # Names already in use can still be stored and generated.
+        assert http.post("/readings", json=[push[0]]).status_code == 202
+        assert http.post("/start-ingestion", json={"categories": ["c1", "c2"]}).status_code == 200
+        assert http.get("/status").json()["running"] is True
 
 
-def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log() -> None:
+def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log(
+    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
     # The data directory is on a 1 MB file system: generating 200,000 readings a second fills it.
     with small_tmpfs(1024 * 1024) as disk:
-        ingestor = start_ingestor_process(rate_hz=200_000, data_dir=disk / "data")
-        api = start_api_process(ingestor.address)
-        try:
-            with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
-                assert http.post("/start-ingestion").status_code == 200
-                status = wait_until(lambda: http.get("/status").json(), lambda s: not s["running"], timeout=20)
-            assert "data directory cannot be written" in status["generator_error"]
-            assert status["generator_error"].startswith("the generator stopped: ")
-        finally:
-            api.stop()
-            ingestor.stop()
+        ingestor = make_ingestor_process(rate_hz=200_000, data_dir=disk / "data")
+        api = make_api_process(ingestor.address)
+        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+            assert http.post("/start-ingestion").status_code == 200
+
+            def status_once_stopped() -> dict[str, Any] | None:
+                status = http.get("/status").json()
+                return None if status["running"] else status
+
+            status = wait_until(status_once_stopped, 20, "the generator kept running")
+        assert "data directory cannot be written" in status["generator_error"]
+        assert status["generator_error"].startswith("the generator stopped: ")
+        api.stop()
+        ingestor.stop()
     logged = [json.loads(line) for line in ingestor.output if line.startswith("{")]
     stopped = [line for line in logged if line["message"].startswith("the generator stopped by itself")]
     assert len(stopped) == 1

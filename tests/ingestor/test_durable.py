@@ -12,12 +12,14 @@ import grpc
 import numpy as np
 import pytest
 
-from devtools.processes import ThreadedIngestor, start_ingestor_process
+from devtools.processes import ThreadedIngestor
+from devtools.waiting import wait_until
 from functions.wire import decode_export
 from ingestor.journal import Journal
 from ingestor.settings import IngestorSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeIngestor, MakeProcess
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 
@@ -38,14 +40,15 @@ def columns_request(first: int, count: int, category: str = "W", batch_id: str =
 class Session:
     """A ThreadedIngestor and a stub on it, that can be restarted on the same data directory."""
 
-    def __init__(self, **settings: object) -> None:
+    def __init__(self, make_ingestor: MakeIngestor, **settings: object) -> None:
+        self.make_ingestor = make_ingestor
         self.settings = settings
         self.server: ThreadedIngestor | None = None
         self.channel: grpc.Channel | None = None
         self.start()
 
     def start(self) -> None:
-        self.server = ThreadedIngestor(**self.settings)
+        self.server = self.make_ingestor(**self.settings)
         self.channel = grpc.insecure_channel(self.server.address)
         self.stub = pb_grpc.IngestorServiceStub(self.channel)
 
@@ -70,15 +73,15 @@ class Session:
 
 
 @pytest.fixture
-def durable(tmp_path: Path) -> Iterator[Session]:
-    session = Session(capacity=1000, data_dir=tmp_path / "data")
+def durable(tmp_path: Path, make_ingestor: MakeIngestor) -> Iterator[Session]:
+    session = Session(make_ingestor, capacity=1000, data_dir=tmp_path / "data")
     yield session
     session.stop()
 
 
 @pytest.fixture
-def in_memory() -> Iterator[Session]:
-    session = Session(capacity=1000)
+def in_memory(make_ingestor: MakeIngestor) -> Iterator[Session]:
+    session = Session(make_ingestor, capacity=1000)
     yield session
     session.stop()
 
@@ -110,10 +113,8 @@ def test_acknowledged_readings_and_counters_survive_a_restart(durable: Session) 
 
 
 def test_generated_readings_are_persisted_too(durable: Session) -> None:
-    durable.stub.StartIngestion(pb.StartIngestionRequest(), timeout=5)
-    deadline = time.monotonic() + 10
-    while durable.status().total_ingested < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    durable.stub.StartIngestion(pb.StartIngestionRequest(rate_hz=100), timeout=5)
+    wait_until(lambda: durable.status().total_ingested >= 3, 10, "fewer than 3 readings generated")
     durable.stub.StopIngestion(pb.StopIngestionRequest(), timeout=5)
     before = durable.status().total_ingested
     generated = durable.values()
@@ -226,13 +227,12 @@ def test_an_empty_data_dir_means_memory_only(monkeypatch: pytest.MonkeyPatch, tm
     assert IngestorSettings().data_dir == tmp_path
 
 
-def test_a_second_ingestor_on_the_same_directory_refuses_to_start(tmp_path: Path) -> None:
-    first = start_ingestor_process(data_dir=tmp_path)
-    try:
-        with pytest.raises(RuntimeError, match="exited with 1") as caught:
-            start_ingestor_process(data_dir=tmp_path)
-        assert "cannot start:" in str(caught.value)
-        assert "in use by another ingestor" in str(caught.value)
-        assert "Traceback" not in str(caught.value)
-    finally:
-        first.stop()
+def test_a_second_ingestor_on_the_same_directory_refuses_to_start(
+    tmp_path: Path, make_ingestor_process: MakeProcess
+) -> None:
+    make_ingestor_process(data_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="exited with 1") as caught:
+        make_ingestor_process(data_dir=tmp_path)
+    assert "cannot start:" in str(caught.value)
+    assert "in use by another ingestor" in str(caught.value)
+    assert "Traceback" not in str(caught.value)

@@ -10,15 +10,20 @@ from __future__ import annotations
 import os
 import re
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
-from devtools.processes import start_ingestor_process
+from devtools.processes import ServerProcess, start_ingestor_process
 from ingestor.journal_file import FILE_NAME
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+
+# The ingestor runs under strace.
+pytestmark = pytest.mark.slow
 
 ACCEPTED = 12_345
 # The serialized WriteReadingsResponse(accepted=12345, durable=true) as strace -x prints it (a string
@@ -43,30 +48,42 @@ def wal_sync_returned(lines: list[str]) -> bool:
     return False
 
 
-def test_the_response_is_sent_after_the_wal_is_synced(tmp_path: Path) -> None:
+def kill_traced(process: ServerProcess) -> None:
+    """End strace and its ingestor; strace leaves its tracee running when it dies: end the ingestor first."""
+    if process.process.poll() is not None:
+        return
+    tracer = process.process.pid
+    for child in Path(f"/proc/{tracer}/task/{tracer}/children").read_text().split():
+        os.kill(int(child), signal.SIGKILL)
+    process.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def traced_ingestor(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
+    """A durable ingestor under strace, and the file strace writes; both ended at teardown."""
     trace = tmp_path / "strace.log"
     prefix = ["strace", "-f", "-qq", "-y", "-x", "-s", "256", "-o", str(trace)]
     prefix += ["-e", "trace=pwrite64,fdatasync,fsync,sendmsg,sendto,write,writev", "-e", "signal=none"]
     process = start_ingestor_process(prefix=prefix, timeout=60, data_dir=tmp_path / "data")
-    try:
-        values = np.arange(ACCEPTED, dtype="<f8")
-        request = pb.WriteReadingsRequest(
-            columns=pb.ReadingColumns(
-                timestamps_ns=values.astype("<i8").tobytes(),
-                values=values.tobytes(),
-                category_codes=np.zeros(ACCEPTED, dtype="<u2").tobytes(),
-            ),
-            column_categories=["A"],
-        )
-        with grpc.insecure_channel(process.address) as channel:
-            response = pb_grpc.IngestorServiceStub(channel).WriteReadings(request, timeout=30)
-        assert (response.accepted, response.durable) == (ACCEPTED, True)
-    finally:
-        # strace leaves its tracee running when it dies: end the ingestor first, then strace.
-        tracer = process.process.pid
-        for child in Path(f"/proc/{tracer}/task/{tracer}/children").read_text().split():
-            os.kill(int(child), signal.SIGKILL)
-        process.stop(signal.SIGKILL)
+    yield process, trace
+    kill_traced(process)
+
+
+def test_the_response_is_sent_after_the_wal_is_synced(traced_ingestor: tuple[ServerProcess, Path]) -> None:
+    process, trace = traced_ingestor
+    values = np.arange(ACCEPTED, dtype="<f8")
+    request = pb.WriteReadingsRequest(
+        columns=pb.ReadingColumns(
+            timestamps_ns=values.astype("<i8").tobytes(),
+            values=values.tobytes(),
+            category_codes=np.zeros(ACCEPTED, dtype="<u2").tobytes(),
+        ),
+        column_categories=["A"],
+    )
+    with grpc.insecure_channel(process.address) as channel:
+        response = pb_grpc.IngestorServiceStub(channel).WriteReadings(request, timeout=30)
+    assert (response.accepted, response.durable) == (ACCEPTED, True)
+    kill_traced(process)  # strace has written every call to the file once it has ended
 
     lines = trace.read_text().splitlines()
     sent = [i for i, line in enumerate(lines) if RESPONSE in line]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -10,10 +9,11 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devtools.processes import ThreadedIngestor, start_ingestor_process
+from devtools.waiting import wait_until
 from functions.wire import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeIngestor, MakeProcess
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 
@@ -36,9 +36,7 @@ def test_start_stop_status_are_idempotent(stub: pb_grpc.IngestorServiceStub) -> 
     assert status(stub).running is False
     assert stub.StartIngestion(pb.StartIngestionRequest()).already_running is False
     assert stub.StartIngestion(pb.StartIngestionRequest()).already_running is True
-    deadline = time.monotonic() + 5
-    while status(stub).total_ingested == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: status(stub).total_ingested, 5, "nothing was generated")
     running = status(stub)
     assert running.running is True
     assert running.total_ingested >= 1
@@ -182,12 +180,11 @@ def test_readings_keep_their_categories_when_the_dictionary_outgrows_a_byte(
 
 
 @pytest.fixture
-def roomy_stub() -> Iterator[pb_grpc.IngestorServiceStub]:
+def roomy_stub(make_ingestor: MakeIngestor) -> Iterator[pb_grpc.IngestorServiceStub]:
     """An ingestor that holds a reading of each of 65,536 categories."""
-    server = ThreadedIngestor(capacity=70_000)
+    server = make_ingestor(capacity=70_000)
     with grpc.insecure_channel(server.address) as channel:
         yield pb_grpc.IngestorServiceStub(channel)
-    server.close()
 
 
 def test_too_many_categories_is_resource_exhausted(roomy_stub: pb_grpc.IngestorServiceStub) -> None:
@@ -221,8 +218,8 @@ def test_page_size_defaults_and_caps(stub: pb_grpc.IngestorServiceStub) -> None:
     assert len(stub.ListReadings(pb.ListReadingsRequest(page_size=5000)).readings) == 1000
 
 
-def test_health_reports_serving_then_not_serving_on_shutdown() -> None:
-    server = ThreadedIngestor(capacity=10)
+def test_health_reports_serving_then_not_serving_on_shutdown(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=10)
     with grpc.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "ingestor.v1.IngestorService"):
@@ -234,16 +231,13 @@ def test_health_reports_serving_then_not_serving_on_shutdown() -> None:
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def test_a_second_ingestor_on_a_taken_port_refuses_to_start() -> None:
+def test_a_second_ingestor_on_a_taken_port_refuses_to_start(make_ingestor_process: MakeProcess) -> None:
     # gRPC shares ports between processes by default: two ingestors would split the callers
     # between two different buffers.
-    first = start_ingestor_process()
-    try:
-        with pytest.raises(RuntimeError, match="exited with 1") as caught:
-            start_ingestor_process(port=first.port)
-        assert f"cannot start: cannot listen on 127.0.0.1:{first.port}: the port is in use" in str(caught.value)
-        assert "Traceback" not in str(caught.value)
-        with grpc.insecure_channel(first.address) as channel:
-            assert pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5).capacity > 0
-    finally:
-        first.stop()
+    first = make_ingestor_process()
+    with pytest.raises(RuntimeError, match="exited with 1") as caught:
+        make_ingestor_process(port=first.port)
+    assert f"cannot start: cannot listen on 127.0.0.1:{first.port}: the port is in use" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    with grpc.insecure_channel(first.address) as channel:
+        assert pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5).capacity > 0

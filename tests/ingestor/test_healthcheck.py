@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from devtools.processes import ROOT, ThreadedIngestor, start_ingestor_process
+from devtools.processes import ROOT, ThreadedIngestor
 from ingestor.healthcheck import local_address
 from ingestor.settings import IngestorSettings
+from tests.support.factories import MakeProcess
 
 
 def run_healthcheck(port: int, host: str = "0.0.0.0") -> subprocess.CompletedProcess[str]:
@@ -20,18 +21,17 @@ def run_healthcheck(port: int, host: str = "0.0.0.0") -> subprocess.CompletedPro
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_healthy_while_serving_and_unhealthy_once_stopped() -> None:
-    process = start_ingestor_process()
-    try:
-        healthy = run_healthcheck(process.port)
-        assert (healthy.returncode, healthy.stdout) == (0, f"127.0.0.1:{process.port}: SERVING\n")
-    finally:
-        assert process.stop() == 0
+def test_healthy_while_serving_and_unhealthy_once_stopped(make_ingestor_process: MakeProcess) -> None:
+    process = make_ingestor_process()
+    healthy = run_healthcheck(process.port)
+    assert (healthy.returncode, healthy.stdout) == (0, f"127.0.0.1:{process.port}: SERVING\n")
+    assert process.stop() == 0
     down = run_healthcheck(process.port)
     assert down.returncode == 1
     assert down.stderr.startswith(f"127.0.0.1:{process.port}: UNAVAILABLE")
 
 
+@pytest.mark.slow  # runs the healthcheck command
 def test_unhealthy_while_shutting_down(ingestor: ThreadedIngestor) -> None:
     assert run_healthcheck(ingestor.running.port, host="127.0.0.1").returncode == 0
     ingestor.call(ingestor.running.health.enter_graceful_shutdown())
@@ -47,6 +47,7 @@ def test_the_address_it_checks(host: str, address: str) -> None:
     assert local_address(IngestorSettings(host=host)) == address
 
 
+@pytest.mark.slow  # runs the healthcheck command
 def test_a_bad_configuration_is_unhealthy() -> None:
     result = run_healthcheck(port=70000)
     assert result.returncode == 1

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,21 +15,20 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from devtools.processes import ThreadedIngestor, start_ingestor_process
+from devtools.processes import ThreadedIngestor
 from ingestor.settings import IngestorSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.certs import make_self_signed
+from tests.support.factories import MakeIngestor, MakeProcess
 
 TOKEN = "s3cret-token-for-tests"
 T0 = 1_705_744_800
 
 
 @pytest.fixture
-def guarded() -> Iterator[ThreadedIngestor]:
-    server = ThreadedIngestor(capacity=100, token=TOKEN)
-    yield server
-    server.close()
+def guarded(make_ingestor: MakeIngestor) -> ThreadedIngestor:
+    return make_ingestor(capacity=100, token=TOKEN)
 
 
 def rpc_error(call: object) -> grpc.RpcError:
@@ -104,59 +103,49 @@ def test_the_ingestor_listens_on_loopback_unless_told_otherwise(monkeypatch: pyt
     assert IngestorSettings().host == "0.0.0.0"
 
 
-def test_refused_calls_are_logged_with_their_request_id() -> None:
-    process = start_ingestor_process(token=TOKEN)
-    try:
-        with grpc.insecure_channel(process.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            rpc_error(
-                lambda: stub.GetStatus(pb.GetStatusRequest(), metadata=(("x-request-id", "no-token-1"),), timeout=5)
-            )
-    finally:
-        assert process.stop() == 0
+def test_refused_calls_are_logged_with_their_request_id(make_ingestor_process: MakeProcess) -> None:
+    process = make_ingestor_process(token=TOKEN)
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        rpc_error(lambda: stub.GetStatus(pb.GetStatusRequest(), metadata=(("x-request-id", "no-token-1"),), timeout=5))
+    assert process.stop() == 0
     entries = [json.loads(line) for line in process.output]
     refused = next(entry for entry in entries if entry.get("request_id") == "no-token-1")
     assert (refused["code"], refused["method"]) == ("UNAUTHENTICATED", "/ingestor.v1.IngestorService/GetStatus")
     assert TOKEN not in "".join(process.output)
 
 
-def test_tls_from_configured_files(tmp_path: Path) -> None:
+def test_tls_from_configured_files(tmp_path: Path, make_ingestor: MakeIngestor) -> None:
     files = make_self_signed(tmp_path)
-    server = ThreadedIngestor(capacity=10, tls_cert_file=files.certificate, tls_key_file=files.key)
-    try:
-        credentials = grpc.ssl_channel_credentials(root_certificates=files.certificate.read_bytes())
-        with grpc.secure_channel(server.address, credentials) as channel:
-            status = pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5)
-            assert status.capacity == 10
-        # Plaintext is refused: the server speaks TLS only.
-        with grpc.insecure_channel(server.address) as channel:
-            error = rpc_error(lambda: pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5))
-            assert error.code() is grpc.StatusCode.UNAVAILABLE
-        # A client that trusts another certificate does not connect.
-        other = make_self_signed(tmp_path, common_name="other.test")
-        credentials = grpc.ssl_channel_credentials(root_certificates=other.certificate.read_bytes())
-        with grpc.secure_channel(server.address, credentials) as channel:
-            error = rpc_error(lambda: pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5))
-            assert error.code() is grpc.StatusCode.UNAVAILABLE
-    finally:
-        server.close()
+    server = make_ingestor(capacity=10, tls_cert_file=files.certificate, tls_key_file=files.key)
+    credentials = grpc.ssl_channel_credentials(root_certificates=files.certificate.read_bytes())
+    with grpc.secure_channel(server.address, credentials) as channel:
+        status = pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5)
+        assert status.capacity == 10
+    # Plaintext is refused: the server speaks TLS only.
+    with grpc.insecure_channel(server.address) as channel:
+        error = rpc_error(lambda: pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5))
+        assert error.code() is grpc.StatusCode.UNAVAILABLE
+    # A client that trusts another certificate does not connect.
+    other = make_self_signed(tmp_path, common_name="other.test")
+    credentials = grpc.ssl_channel_credentials(root_certificates=other.certificate.read_bytes())
+    with grpc.secure_channel(server.address, credentials) as channel:
+        error = rpc_error(lambda: pb_grpc.IngestorServiceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5))
+        assert error.code() is grpc.StatusCode.UNAVAILABLE
 
 
-def test_a_request_beyond_the_configured_size_is_resource_exhausted() -> None:
-    server = ThreadedIngestor(capacity=100_000, max_message_bytes=64 * 1024)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            small = [pb.Reading(timestamp={"seconds": T0}, value=1.0, category="A")] * 100
-            assert stub.WriteReadings(pb.WriteReadingsRequest(readings=small), timeout=5).accepted == 100
-            large = pb.WriteReadingsRequest(readings=small * 100)
-            assert large.ByteSize() > 64 * 1024
-            error = rpc_error(lambda: stub.WriteReadings(large, timeout=5))
-            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "65536" in (error.details() or "")
-            assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).total_ingested == 100
-    finally:
-        server.close()
+def test_a_request_beyond_the_configured_size_is_resource_exhausted(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=100_000, max_message_bytes=64 * 1024)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        small = [pb.Reading(timestamp={"seconds": T0}, value=1.0, category="A")] * 100
+        assert stub.WriteReadings(pb.WriteReadingsRequest(readings=small), timeout=5).accepted == 100
+        large = pb.WriteReadingsRequest(readings=small * 100)
+        assert large.ByteSize() > 64 * 1024
+        error = rpc_error(lambda: stub.WriteReadings(large, timeout=5))
+        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "65536" in (error.details() or "")
+        assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).total_ingested == 100
 
 
 # The largest push the function makes: 10,000 readings (POST /api/v1/readings' limit), each with a
@@ -194,21 +183,18 @@ def largest_pushes() -> tuple[pb.WriteReadingsRequest, pb.WriteReadingsRequest]:
     return messages, columns
 
 
-def test_the_default_message_limit_holds_the_largest_push_four_times_over() -> None:
+def test_the_default_message_limit_holds_the_largest_push_four_times_over(make_ingestor: MakeIngestor) -> None:
     messages, columns = largest_pushes()
     assert (messages.ByteSize(), columns.ByteSize()) == (MESSAGE_FORM, COLUMN_FORM) == (960_131, 840_147)
     limit = IngestorSettings().max_message_bytes
     assert limit == 4 * 1024 * 1024
     assert 4 * max(MESSAGE_FORM, COLUMN_FORM) < limit
-    server = ThreadedIngestor(capacity=2 * PUSH)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            assert stub.WriteReadings(messages, timeout=10).accepted == PUSH
-            assert stub.WriteReadings(columns, timeout=10).accepted == PUSH
-            assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).total_ingested == 2 * PUSH
-    finally:
-        server.close()
+    server = make_ingestor(capacity=2 * PUSH)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        assert stub.WriteReadings(messages, timeout=10).accepted == PUSH
+        assert stub.WriteReadings(columns, timeout=10).accepted == PUSH
+        assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).total_ingested == 2 * PUSH
 
 
 def test_settings_reject_half_a_tls_pair(tmp_path: Path) -> None:
@@ -217,19 +203,17 @@ def test_settings_reject_half_a_tls_pair(tmp_path: Path) -> None:
         ThreadedIngestor(tls_cert_file=files.certificate)
 
 
-def test_logs_are_json_lines_with_the_callers_request_id() -> None:
-    process = start_ingestor_process(log_level="DEBUG")
-    try:
-        with grpc.insecure_channel(process.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            stub.GetStatus(pb.GetStatusRequest(), metadata=(("x-request-id", "req-123"),), timeout=5)
-            rpc_error(
-                lambda: stub.ListReadings(
-                    pb.ListReadingsRequest(page_size=-1), metadata=(("x-request-id", "req-456"),), timeout=5
-                )
+def test_logs_are_json_lines_with_the_callers_request_id(make_ingestor_process: MakeProcess) -> None:
+    process = make_ingestor_process(log_level="DEBUG")
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        stub.GetStatus(pb.GetStatusRequest(), metadata=(("x-request-id", "req-123"),), timeout=5)
+        rpc_error(
+            lambda: stub.ListReadings(
+                pb.ListReadingsRequest(page_size=-1), metadata=(("x-request-id", "req-456"),), timeout=5
             )
-    finally:
-        assert process.stop() == 0
+        )
+    assert process.stop() == 0
     entries = [json.loads(line) for line in process.output]
     calls = {entry["request_id"]: entry for entry in entries if entry["message"] == "rpc"}
     assert calls["req-123"]["method"] == "/ingestor.v1.IngestorService/GetStatus"
@@ -264,14 +248,18 @@ OVERSIZED = 4
 RSS_GROWTH_BOUND = 16 * 1024 * 1024
 
 
-def test_unauthenticated_writes_are_refused_before_their_messages_are_received() -> None:
+def test_unauthenticated_writes_are_refused_before_their_messages_are_received(
+    make_ingestor_process: MakeProcess,
+) -> None:
     near_limit = message_form_write(180_000)
     oversized = message_form_write(700_000)
     assert 3_900_000 < len(near_limit) < IngestorSettings().max_message_bytes < 15_000_000 < len(oversized)
-    process = start_ingestor_process(token=TOKEN, capacity=1000)
+    process = make_ingestor_process(token=TOKEN, capacity=1000)
     pid = process.process.pid
-    channels = [grpc.insecure_channel(process.address) for _ in range(UNAUTHENTICATED_CALLERS + 1)]
-    try:
+    with contextlib.ExitStack() as opened:
+        channels = [
+            opened.enter_context(grpc.insecure_channel(process.address)) for _ in range(UNAUTHENTICATED_CALLERS + 1)
+        ]
         authorized = pb_grpc.IngestorServiceStub(channels[-1])
         metadata = (("authorization", f"Bearer {TOKEN}"),)
         assert authorized.GetStatus(pb.GetStatusRequest(), metadata=metadata, timeout=5).total_ingested == 0
@@ -321,7 +309,4 @@ def test_unauthenticated_writes_are_refused_before_their_messages_are_received()
         )
         assert written.accepted == 1
         assert authorized.GetStatus(pb.GetStatusRequest(), metadata=metadata, timeout=5).total_ingested == 1
-    finally:
-        for channel in channels:
-            channel.close()
-        assert process.stop() == 0
+    assert process.stop() == 0

@@ -284,6 +284,7 @@ def test_a_failed_commit_acknowledges_nothing_more(
     assert reopen(opened, durable).everything().values.tolist() == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow  # waits out SQLite's busy timeout
 def test_a_second_ingestor_cannot_open_the_same_directory(tmp_path: Path, opened: list[Durable]) -> None:
     open_durable(opened, tmp_path)
     with pytest.raises(JournalError, match="in use by another ingestor"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -65,7 +66,9 @@ class Faulty:
         raise self.error
 
 
-async def start(faulty: Faulty) -> tuple[grpc.aio.Server, int]:
+@asynccontextmanager
+async def serving(faulty: Faulty) -> AsyncIterator[str]:
+    """Serve ``faulty`` on a free loopback port and yield its address; stop it at the end."""
     server = grpc.aio.server()
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(faulty.Unary),
@@ -73,9 +76,12 @@ async def start(faulty: Faulty) -> tuple[grpc.aio.Server, int]:
         "Writing": grpc.unary_stream_rpc_method_handler(faulty.Writing),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     await server.start()
-    return server, port
+    try:
+        yield address
+    finally:
+        await server.stop(0)
 
 
 async def read_all(call: AsyncIterator[Any], into: list[Any]) -> None:
@@ -88,21 +94,17 @@ async def read_all(call: AsyncIterator[Any], into: list[Any]) -> None:
 async def test_each_error_ends_unary_and_streaming_calls_with_its_status(
     error: Exception, code: grpc.StatusCode, details: str
 ) -> None:
-    server, port = await start(Faulty(error))
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as unary:
-                await channel.unary_unary(f"/{SERVICE}/Unary")(b"", timeout=5)
-            assert (unary.value.code(), unary.value.details()) == (code, details)
-            for method in ("Yielding", "Writing"):
-                received: list[Any] = []
-                call = channel.unary_stream(f"/{SERVICE}/{method}")(b"", timeout=5)
-                with pytest.raises(grpc.aio.AioRpcError) as streaming:
-                    await read_all(call, received)
-                assert received == SENT, method  # what was sent before the error still arrives
-                assert (streaming.value.code(), streaming.value.details()) == (code, details), method
-    finally:
-        await server.stop(0)
+    async with serving(Faulty(error)) as address, grpc.aio.insecure_channel(address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as unary:
+            await channel.unary_unary(f"/{SERVICE}/Unary")(b"", timeout=5)
+        assert (unary.value.code(), unary.value.details()) == (code, details)
+        for method in ("Yielding", "Writing"):
+            received: list[Any] = []
+            call = channel.unary_stream(f"/{SERVICE}/{method}")(b"", timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError) as streaming:
+                await read_all(call, received)
+            assert received == SENT, method  # what was sent before the error still arrives
+            assert (streaming.value.code(), streaming.value.details()) == (code, details), method
 
 
 def test_the_decorated_methods_keep_their_kind() -> None:

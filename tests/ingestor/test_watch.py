@@ -14,13 +14,14 @@ import grpc
 import numpy as np
 import pytest
 
-from devtools.processes import ThreadedIngestor
+from devtools.waiting import wait_until
 from ingestor.errors import ShuttingDown, TooManySubscribers
 from ingestor.named_columns import NamedColumns, name_columns
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from ingestor.watch import Subscription, WatchHub
+from tests.support.factories import MakeIngestor
 
 
 def append(store: ReadingStore, values: list[float], category: str = "A") -> None:
@@ -69,63 +70,59 @@ def test_category_filter_and_close() -> None:
     asyncio.run(scenario())
 
 
-def test_grpc_subscriber_that_stops_reading_at_a_high_rate() -> None:
-    server = ThreadedIngestor(capacity=1_000_000, rate_hz=200_000, watch_buffer=5_000)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            stuck = stub.WatchReadings(pb.WatchReadingsRequest(), timeout=60)
-            stuck.initial_metadata()  # subscribed
-            filtered = stub.WatchReadings(pb.WatchReadingsRequest(categories=["B"]), timeout=60)
-            filtered.initial_metadata()
-            other: dict[str, int] = {"delivered": 0, "missed": 0, "wrong": 0}
+@pytest.mark.slow  # a second of generating at 200,000 readings/s
+def test_grpc_subscriber_that_stops_reading_at_a_high_rate(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=1_000_000, rate_hz=200_000, watch_buffer=5_000)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        stuck = stub.WatchReadings(pb.WatchReadingsRequest(), timeout=60)
+        stuck.initial_metadata()  # subscribed
+        filtered = stub.WatchReadings(pb.WatchReadingsRequest(categories=["B"]), timeout=60)
+        filtered.initial_metadata()
+        other: dict[str, int] = {"delivered": 0, "missed": 0, "wrong": 0}
 
-            def read_other() -> None:
-                try:
-                    for message in filtered:
-                        other["wrong"] += sum(r.category != "B" for r in message.readings)
-                        other["delivered"] += len(message.readings)
-                        other["missed"] += message.missed
-                except grpc.RpcError as error:  # cancelled at the end of the test
-                    other["cancelled"] = int(error.code() is grpc.StatusCode.CANCELLED)
+        def read_other() -> None:
+            try:
+                for message in filtered:
+                    other["wrong"] += sum(r.category != "B" for r in message.readings)
+                    other["delivered"] += len(message.readings)
+                    other["missed"] += message.missed
+            except grpc.RpcError as error:  # cancelled at the end of the test
+                other["cancelled"] = int(error.code() is grpc.StatusCode.CANCELLED)
 
-            before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
-            started = time.monotonic()
-            stub.StartIngestion(pb.StartIngestionRequest(categories=["A", "B"], seed=1))
-            reader = threading.Thread(target=read_other, daemon=True)
-            reader.start()
-            time.sleep(1.0)  # `stuck` reads nothing meanwhile
-            stub.StopIngestion(pb.StopIngestionRequest())
-            elapsed = time.monotonic() - started
-            after = stub.GetStatus(pb.GetStatusRequest()).total_ingested
-            produced = after - before
-            # Ingestion kept its schedule: a stuck subscriber does not slow it down (generous bound).
-            assert produced >= 200_000 * 0.5 * elapsed
-            exported = server.running.store.read(before, after)
-            codes = server.running.store.encode_categories(["B"])
-            total_b = int(np.count_nonzero(exported.codes == codes[0]))
+        before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
+        started = time.monotonic()
+        stub.StartIngestion(pb.StartIngestionRequest(categories=["A", "B"], seed=1))
+        reader = threading.Thread(target=read_other, daemon=True)
+        reader.start()
+        time.sleep(1.0)  # `stuck` reads nothing meanwhile
+        stub.StopIngestion(pb.StopIngestionRequest())
+        elapsed = time.monotonic() - started
+        after = stub.GetStatus(pb.GetStatusRequest()).total_ingested
+        produced = after - before
+        # Ingestion kept its schedule: a stuck subscriber does not slow it down (generous bound).
+        assert produced >= 200_000 * 0.5 * elapsed
+        exported = server.running.store.read(before, after)
+        codes = server.running.store.encode_categories(["B"])
+        total_b = int(np.count_nonzero(exported.codes == codes[0]))
 
-            delivered = missed = 0
-            for message in stuck:
-                delivered += len(message.readings)
-                missed += message.missed
-                if delivered + missed >= produced:
-                    break
-            assert delivered + missed == produced  # every reading is either delivered or counted
-            assert missed > 0
-            assert delivered < produced
-            deadline = time.monotonic() + 30
-            while other["delivered"] + other["missed"] < total_b and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert other["delivered"] + other["missed"] == total_b
-            assert other["delivered"] > 0
-            assert other["wrong"] == 0
-            stuck.cancel()
-            filtered.cancel()
-            reader.join(timeout=10)
-            assert other["cancelled"] == 1
-    finally:
-        server.close()
+        delivered = missed = 0
+        for message in stuck:
+            delivered += len(message.readings)
+            missed += message.missed
+            if delivered + missed >= produced:
+                break
+        assert delivered + missed == produced  # every reading is either delivered or counted
+        assert missed > 0
+        assert delivered < produced
+        wait_until(lambda: other["delivered"] + other["missed"] >= total_b, 30, "the filtered stream fell short")
+        assert other["delivered"] + other["missed"] == total_b
+        assert other["delivered"] > 0
+        assert other["wrong"] == 0
+        stuck.cancel()
+        filtered.cancel()
+        reader.join(timeout=10)
+        assert other["cancelled"] == 1
 
 
 def test_watch_rejects_bad_categories(stub: pb_grpc.IngestorServiceStub) -> None:
@@ -257,103 +254,88 @@ def read_watch(call: grpc.Call, until: int) -> tuple[list[tuple[int, float, str]
     return readings, missed
 
 
-def test_the_columnar_form_carries_what_the_message_form_does() -> None:
-    server = ThreadedIngestor(capacity=1_000_000, rate_hz=20_000, watch_buffer=1_000_000)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            calls = {
-                "messages": stub.WatchReadings(pb.WatchReadingsRequest(), timeout=60),
-                "columns": stub.WatchReadings(pb.WatchReadingsRequest(columnar=True), timeout=60),
-                "columns of B": stub.WatchReadings(
-                    pb.WatchReadingsRequest(categories=["B"], columnar=True), timeout=60
-                ),
-            }
-            for call in calls.values():
-                call.initial_metadata()
-            before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
-            stub.StartIngestion(pb.StartIngestionRequest(categories=["A", "B"], seed=3))
-            time.sleep(0.5)
-            stub.StopIngestion(pb.StopIngestionRequest())
-            after = stub.GetStatus(pb.GetStatusRequest()).total_ingested
-            stored = server.running.store.read(before, after)
-            names = server.running.store.categories
-            expected = list(
-                zip(
-                    stored.timestamps_ns.tolist(), stored.values.tolist(), [names[c] for c in stored.codes], strict=True
-                )
-            )
-            assert len(expected) > 5000
-            got = {name: read_watch(call, until=after - before) for name, call in list(calls.items())[:2]}
-            assert got["messages"] == got["columns"] == (expected, 0)
-            only_b = [reading for reading in expected if reading[2] == "B"]
-            assert read_watch(calls["columns of B"], until=len(only_b)) == (only_b, 0)
-            for call in calls.values():
-                call.cancel()
-    finally:
-        server.close()
+def test_the_columnar_form_carries_what_the_message_form_does(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=1_000_000, rate_hz=20_000, watch_buffer=1_000_000)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        calls = {
+            "messages": stub.WatchReadings(pb.WatchReadingsRequest(), timeout=60),
+            "columns": stub.WatchReadings(pb.WatchReadingsRequest(columnar=True), timeout=60),
+            "columns of B": stub.WatchReadings(pb.WatchReadingsRequest(categories=["B"], columnar=True), timeout=60),
+        }
+        for call in calls.values():
+            call.initial_metadata()
+        before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
+        stub.StartIngestion(pb.StartIngestionRequest(categories=["A", "B"], seed=3))
+        time.sleep(0.5)
+        stub.StopIngestion(pb.StopIngestionRequest())
+        after = stub.GetStatus(pb.GetStatusRequest()).total_ingested
+        stored = server.running.store.read(before, after)
+        names = server.running.store.categories
+        expected = list(
+            zip(stored.timestamps_ns.tolist(), stored.values.tolist(), [names[c] for c in stored.codes], strict=True)
+        )
+        assert len(expected) > 5000
+        got = {name: read_watch(call, until=after - before) for name, call in list(calls.items())[:2]}
+        assert got["messages"] == got["columns"] == (expected, 0)
+        only_b = [reading for reading in expected if reading[2] == "B"]
+        assert read_watch(calls["columns of B"], until=len(only_b)) == (only_b, 0)
+        for call in calls.values():
+            call.cancel()
 
 
-def test_subscribers_beyond_max_subscribers_are_resource_exhausted() -> None:
-    server = ThreadedIngestor(capacity=1000, max_subscribers=2)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            first, second = (stub.WatchReadings(pb.WatchReadingsRequest(), timeout=30) for _ in range(2))
-            first.initial_metadata()
-            second.initial_metadata()
-            with pytest.raises(grpc.RpcError) as caught:
-                next(stub.WatchReadings(pb.WatchReadingsRequest(), timeout=5))
-            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert caught.value.details() == "the ingestor serves at most 2 live subscribers: try again later"
-            second.cancel()
-            deadline = time.monotonic() + 10
-            while server.running.hub.subscribers > 1 and time.monotonic() < deadline:  # type: ignore[union-attr]
-                time.sleep(0.02)
-            third = stub.WatchReadings(pb.WatchReadingsRequest(), timeout=30)
-            third.initial_metadata()
-            assert server.running.hub.subscribers == 2  # type: ignore[union-attr]
-            first.cancel()
-            third.cancel()
-    finally:
-        server.close()
+def test_subscribers_beyond_max_subscribers_are_resource_exhausted(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=1000, max_subscribers=2)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        first, second = (stub.WatchReadings(pb.WatchReadingsRequest(), timeout=30) for _ in range(2))
+        first.initial_metadata()
+        second.initial_metadata()
+        with pytest.raises(grpc.RpcError) as caught:
+            next(stub.WatchReadings(pb.WatchReadingsRequest(), timeout=5))
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert caught.value.details() == "the ingestor serves at most 2 live subscribers: try again later"
+        second.cancel()
+        wait_until(lambda: server.running.hub.subscribers <= 1, 10, "the cancelled subscriber stayed")  # type: ignore[union-attr]
+        third = stub.WatchReadings(pb.WatchReadingsRequest(), timeout=30)
+        third.initial_metadata()
+        assert server.running.hub.subscribers == 2  # type: ignore[union-attr]
+        first.cancel()
+        third.cancel()
 
 
 # A client whose receive window does not grow: unread messages stop the server's writes at 64 KiB.
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
 
-def test_a_subscriber_that_takes_nothing_is_dropped_after_the_stall_limit() -> None:
-    server = ThreadedIngestor(capacity=1_000_000, rate_hz=200_000, watch_stall_s=1)
-    try:
-        with (
-            grpc.insecure_channel(server.address) as channel,
-            grpc.insecure_channel(server.address, options=SMALL_WINDOW) as stuck_channel,
-        ):
-            stub = pb_grpc.IngestorServiceStub(channel)
-            stuck = pb_grpc.IngestorServiceStub(stuck_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
-            stuck.initial_metadata()
-            hub = server.running.hub
-            assert hub is not None
-            assert hub.subscribers == 1
-            stub.StartIngestion(pb.StartIngestionRequest())
-            started = time.monotonic()
-            while hub.subscribers and time.monotonic() - started < 10:
-                time.sleep(0.02)
-            dropped_after = time.monotonic() - started
-            stub.StopIngestion(pb.StopIngestionRequest())
-            assert hub.subscribers == 0  # unsubscribed, its buffer released
-            assert 1.0 <= dropped_after < 4.0
-            with pytest.raises(grpc.RpcError) as caught:
-                for _ in stuck:  # what was sent before the drop, then the status
-                    pass
-            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert re.fullmatch(
-                r"this stream took no readings for 1 s and ends: it lost \d+ readings after its last message",
-                caught.value.details(),
-            )
-    finally:
-        server.close()
+@pytest.mark.slow  # waits out the stall limit
+def test_a_subscriber_that_takes_nothing_is_dropped_after_the_stall_limit(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=1_000_000, rate_hz=200_000, watch_stall_s=1)
+    with (
+        grpc.insecure_channel(server.address) as channel,
+        grpc.insecure_channel(server.address, options=SMALL_WINDOW) as stuck_channel,
+    ):
+        stub = pb_grpc.IngestorServiceStub(channel)
+        stuck = pb_grpc.IngestorServiceStub(stuck_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
+        stuck.initial_metadata()
+        hub = server.running.hub
+        assert hub is not None
+        assert hub.subscribers == 1
+        stub.StartIngestion(pb.StartIngestionRequest())
+        started = time.monotonic()
+        wait_until(lambda: hub.subscribers == 0, 10, "the stuck subscriber was not dropped")
+        dropped_after = time.monotonic() - started
+        stub.StopIngestion(pb.StopIngestionRequest())
+        assert hub.subscribers == 0  # unsubscribed, its buffer released
+        assert 1.0 <= dropped_after < 4.0
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in stuck:  # what was sent before the drop, then the status
+                pass
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert re.fullmatch(
+            r"this stream took no readings for 1 s and ends: it lost \d+ readings after its last message",
+            caught.value.details(),
+        )
 
 
 def read_slowly(call: grpc.Call, messages: list[pb.WatchReadingsResponse]) -> None:
@@ -362,40 +344,38 @@ def read_slowly(call: grpc.Call, messages: list[pb.WatchReadingsResponse]) -> No
         time.sleep(0.3)
 
 
-def test_a_subscriber_that_stays_behind_is_told_what_it_lost_and_dropped() -> None:
-    server = ThreadedIngestor(capacity=1_000_000, rate_hz=100_000, watch_buffer=60_000, watch_stall_s=1)
-    try:
-        with (
-            grpc.insecure_channel(server.address) as channel,
-            grpc.insecure_channel(server.address, options=SMALL_WINDOW) as slow_channel,
-        ):
-            stub = pb_grpc.IngestorServiceStub(channel)
-            slow = pb_grpc.IngestorServiceStub(slow_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
-            slow.initial_metadata()
-            before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
-            stub.StartIngestion(pb.StartIngestionRequest())
-            messages: list[pb.WatchReadingsResponse] = []
-            with pytest.raises(grpc.RpcError) as caught:
-                read_slowly(slow, messages)  # 15 messages of the buffer would take 4.5 s
-            stub.StopIngestion(pb.StopIngestionRequest())
-            produced = stub.GetStatus(pb.GetStatusRequest()).total_ingested - before
-            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            found = re.fullmatch(
-                r"this stream fell (\d+) s behind \(the limit is 1 s\) and ends: "
-                r"its last message counts the (\d+) readings it lost",
-                caught.value.details(),
-            )
-            assert found is not None, caught.value.details()
-            assert int(found[1]) >= 1
-            assert messages[-1].readings == []
-            assert messages[-1].missed == int(found[2]) > 0
-            delivered = sum(len(message.readings) for message in messages)
-            missed = sum(message.missed for message in messages)
-            assert 0 < delivered < produced
-            assert delivered + missed <= produced  # readings after the drop are nobody's
-            assert server.running.hub.subscribers == 0  # type: ignore[union-attr]
-    finally:
-        server.close()
+@pytest.mark.slow  # waits out the stall limit
+def test_a_subscriber_that_stays_behind_is_told_what_it_lost_and_dropped(make_ingestor: MakeIngestor) -> None:
+    server = make_ingestor(capacity=1_000_000, rate_hz=100_000, watch_buffer=60_000, watch_stall_s=1)
+    with (
+        grpc.insecure_channel(server.address) as channel,
+        grpc.insecure_channel(server.address, options=SMALL_WINDOW) as slow_channel,
+    ):
+        stub = pb_grpc.IngestorServiceStub(channel)
+        slow = pb_grpc.IngestorServiceStub(slow_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
+        slow.initial_metadata()
+        before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
+        stub.StartIngestion(pb.StartIngestionRequest())
+        messages: list[pb.WatchReadingsResponse] = []
+        with pytest.raises(grpc.RpcError) as caught:
+            read_slowly(slow, messages)  # 15 messages of the buffer would take 4.5 s
+        stub.StopIngestion(pb.StopIngestionRequest())
+        produced = stub.GetStatus(pb.GetStatusRequest()).total_ingested - before
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        found = re.fullmatch(
+            r"this stream fell (\d+) s behind \(the limit is 1 s\) and ends: "
+            r"its last message counts the (\d+) readings it lost",
+            caught.value.details(),
+        )
+        assert found is not None, caught.value.details()
+        assert int(found[1]) >= 1
+        assert messages[-1].readings == []
+        assert messages[-1].missed == int(found[2]) > 0
+        delivered = sum(len(message.readings) for message in messages)
+        missed = sum(message.missed for message in messages)
+        assert 0 < delivered < produced
+        assert delivered + missed <= produced  # readings after the drop are nobody's
+        assert server.running.hub.subscribers == 0  # type: ignore[union-attr]
 
 
 def test_subscribers_get_the_names_of_readings_a_batch_skips() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.run import WRITE_CHUNK, bench_size, column_requests, make_readings, message_requests, table
 from ingestor.settings import IngestorSettings
 
 
+@pytest.mark.slow  # starts the ingestor, the API and a baseline
 def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
     row = bench_size(10_000, repeats=2, with_baseline=True)
     assert row["naive_agrees"] is True

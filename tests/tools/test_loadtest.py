@@ -6,7 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from devtools.processes import ROOT
+
+# A load run of both processes.
+pytestmark = pytest.mark.slow
 
 
 def test_a_short_load_run_has_no_errors_and_exact_accounting() -> None:

@@ -9,9 +9,13 @@ import socket
 import sys
 
 import httpx
+import pytest
 
 from devtools.processes import start_server_process
 from devtools.waiting import wait_until
+
+# Starts the launcher and both its processes.
+pytestmark = pytest.mark.slow
 
 READY = re.compile(r"API on http://127\.0\.0\.1:(\d+)/api/v1 .* ingestor on 127\.0\.0\.1:(\d+)")
 
