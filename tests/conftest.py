@@ -12,6 +12,7 @@ A test that starts a subprocess is marked ``slow``: ``make test-fast`` (``-m "no
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -117,6 +118,29 @@ def api_process(ingestor_process: ServerProcess, make_api_process: MakeProcess) 
     """``python -m functions`` (uvicorn serving functions.app:app) on a free port, pointed at ingestor_process;
     stopped before it."""
     return make_api_process(ingestor_process.address)
+
+
+def _close_the_current_loop() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+ warns when none is current
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # none is current
+            return
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def no_event_loop_left_behind() -> Iterator[None]:
+    """Mangum makes the main thread an event loop whenever it finds none current (importing
+    functions.app builds its handler, test_links builds more), as a Lambda process needs one, and
+    never closes it: close whatever loop is current before and after each test, so that none is
+    dropped unclosed (its sockets would be reported as a ResourceWarning)."""
+    _close_the_current_loop()
+    yield
+    _close_the_current_loop()
 
 
 @pytest.fixture

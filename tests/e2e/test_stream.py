@@ -275,9 +275,10 @@ def test_a_client_that_reads_nothing_is_closed_and_its_slot_freed(
     assert status == 200
     assert time.monotonic() - started >= 1.0
     # What the server had sent is still there to read, then the connection is closed.
-    stuck.settimeout(10)
-    while stuck.recv(1 << 20):
-        pass
+    with stuck:
+        stuck.settimeout(10)
+        while stuck.recv(1 << 20):
+            pass
     assert any("closed an event stream whose client took nothing for 1 s" in line for line in api.output)
 
 

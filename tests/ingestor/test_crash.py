@@ -92,7 +92,7 @@ def attach_strace() -> Iterator[Callable[[int, Path, KillPoint], subprocess.Pope
     for tracer in tracers:
         if tracer.poll() is None:
             tracer.kill()
-            tracer.wait()
+        tracer.communicate()  # waits, and closes its stderr pipe
 
 
 def recover(
