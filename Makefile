@@ -15,7 +15,7 @@ help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make test-fast  the tests that start no process (-m 'not slow'): the inner loop, no lint"
-	@echo "make lint     ruff, mypy (strict), buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
+	@echo "make lint     ruff, mypy (strict, devtools too), buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
 	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
 	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
