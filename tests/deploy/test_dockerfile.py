@@ -231,6 +231,7 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies_and_little_else(dockerf
         ".venv",
         ".git",
         "README.md",
+        "docs/deploy.md",
         "template.yaml",
         "ingestor/__pycache__",
     ]:

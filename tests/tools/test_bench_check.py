@@ -12,7 +12,7 @@ import pytest
 
 from bench.check import TARGETS, main
 
-# The figures of a full `make bench` on the development machine (README, Performance).
+# The figures of a full `make bench` on the development machine (docs/performance.md).
 RUN: dict[str, Any] = {
     "machine": {"cpus": 2, "load_avg": [0.4, 0.3, 0.2]},
     "sizes": [
