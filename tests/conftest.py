@@ -2,7 +2,8 @@
 
 ``make_ingestor(**settings)`` starts an ingestor in this process, ``make_ingestor_process(**settings)``
 and ``make_api_process(address, **env)`` start ``python -m ingestor`` and ``python -m functions``,
-``make_uvicorn_process(app, **env)`` plain uvicorn; each returns the running server, and every server
+``make_uvicorn_process(app, **env)`` plain uvicorn, ``make_stack(api_env, **settings)`` an ingestor
+process and an API process in front of it; each returns the running server, and every server
 a factory made is stopped when the test ends, however it ends. A test that stops one itself (to
 read its exit code, to restart it) may: stopping twice is harmless.
 
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -28,13 +29,22 @@ from devtools.processes import (
     start_uvicorn_process,
 )
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.support.factories import MakeIngestor, MakeProcess
+from tests.support.factories import MakeIngestor, MakeProcess, MakeStack
 
 # The crash tests' checks live in a helper module: give their asserts pytest's detailed messages.
 pytest.register_assert_rewrite("tests.support.crashing")
 
+T = TypeVar("T")
+
 SUBPROCESS_FIXTURES = frozenset(
-    {"make_ingestor_process", "make_api_process", "make_uvicorn_process", "ingestor_process", "api_process"}
+    {
+        "make_ingestor_process",
+        "make_api_process",
+        "make_uvicorn_process",
+        "make_stack",
+        "ingestor_process",
+        "api_process",
+    }
 )
 """Fixtures that start a process: the tests that use them are slow, wherever they live."""
 
@@ -45,49 +55,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def _factory(start: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """A factory fixture's body: ``start`` what each call asks for, and stop all of it at teardown."""
+    with ExitStack() as started:
+        yield lambda *args, **kwargs: started.enter_context(start(*args, **kwargs))
+
+
 @pytest.fixture
 def make_ingestor() -> Iterator[MakeIngestor]:
     """``make_ingestor(**settings)``: a real ingestor server on a free loopback port, in this process."""
-    with ExitStack() as started:
-
-        def make(**settings: Any) -> ThreadedIngestor:
-            return started.enter_context(ThreadedIngestor(**settings))
-
-        yield make
+    yield from _factory(ThreadedIngestor)
 
 
 @pytest.fixture
 def make_ingestor_process() -> Iterator[MakeProcess]:
     """``make_ingestor_process(**settings)``: ``python -m ingestor`` on a free loopback port (or ``port=``);
     takes what ``devtools.processes.start_ingestor_process`` takes."""
-    with ExitStack() as started:
-
-        def make(**settings: Any) -> ServerProcess:
-            return started.enter_context(start_ingestor_process(**settings))
-
-        yield make
+    yield from _factory(start_ingestor_process)
 
 
 @pytest.fixture
 def make_api_process() -> Iterator[MakeProcess]:
     """``make_api_process(ingestor_address, **env)``: ``python -m functions`` on a free loopback port."""
-    with ExitStack() as started:
-
-        def make(ingestor_address: str, **options: Any) -> ServerProcess:
-            return started.enter_context(start_api_process(ingestor_address, **options))
-
-        yield make
+    yield from _factory(start_api_process)
 
 
 @pytest.fixture
 def make_uvicorn_process() -> Iterator[MakeProcess]:
     """``make_uvicorn_process(app, **env)``: plain ``uvicorn APP`` on a free loopback port."""
-    with ExitStack() as started:
+    yield from _factory(start_uvicorn_process)
 
-        def make(app: str, **options: Any) -> ServerProcess:
-            return started.enter_context(start_uvicorn_process(app, **options))
 
-        yield make
+@pytest.fixture
+def make_stack(make_ingestor_process: MakeProcess, make_api_process: MakeProcess) -> MakeStack:
+    """``make_stack(api_env={...}, **settings)``: ``python -m ingestor`` with those settings, and
+    ``python -m functions`` pointed at it with that environment; the API is stopped first."""
+
+    def make(api_env: Mapping[str, str] | None = None, **settings: Any) -> tuple[ServerProcess, ServerProcess]:
+        ingestor = make_ingestor_process(**settings)
+        return ingestor, make_api_process(ingestor.address, **(api_env or {}))
+
+    return make
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ from datetime import datetime
 import httpx
 
 from devtools.processes import ServerProcess
+from tests.support.clients import api_http
 from tests.support.factories import MakeProcess
 
 
 def test_happy_path_with_exact_bodies(api_process: ServerProcess) -> None:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as http:
+    with api_http(api_process) as http:
         assert http.get("/health").json() == {"status": "healthy"}
         response = http.post("/start-ingestion")
         assert (response.status_code, response.json()) == (200, {"message": "Data ingestion started"})
@@ -91,7 +92,7 @@ def test_limit_validation_and_docs(api_process: ServerProcess) -> None:
 def test_api_answers_503_fast_when_the_ingestor_goes_away(
     ingestor_process: ServerProcess, api_process: ServerProcess
 ) -> None:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as http:
+    with api_http(api_process) as http:
         assert http.get("/status").status_code == 200
         ingestor_process.stop()
         started = time.monotonic()

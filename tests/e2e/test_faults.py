@@ -22,8 +22,9 @@ from functions.channel import connected_channel
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
 from tests.support.endpoints import DATA_ENDPOINTS, PUSH, STREAM
-from tests.support.factories import MakeProcess
+from tests.support.factories import MakeProcess, MakeStack
 from tests.support.inprocess import api_client
 
 
@@ -100,11 +101,10 @@ def frozen(process: ServerProcess) -> Iterator[None]:
 
 
 def test_ingestor_down_is_503_fast_on_every_data_endpoint_and_back_without_a_restart(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+    make_ingestor_process: MakeProcess, make_stack: MakeStack
 ) -> None:
-    ingestor = make_ingestor_process(capacity=10_000, rate_hz=100)
-    api = make_api_process(ingestor.address)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    ingestor, api = make_stack(capacity=10_000, rate_hz=100)
+    with api_http(api) as http:
         assert http.post("/start-ingestion").status_code == 200
         assert ingestor.stop() == 0
 
@@ -211,7 +211,7 @@ def test_an_ingestor_that_never_speaks_http2_is_503_within_the_connect_timeout(
         api = make_api_process(
             listener.address, INGESTOR_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S), INGESTOR_TIMEOUT_S="30"
         )
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+        with api_http(api, timeout=30) as http:
             for method, path, body in [*DATA_ENDPOINTS, STREAM]:
                 started = time.monotonic()
                 response = http.request(method, path, json=body)
@@ -238,7 +238,7 @@ def test_a_handshake_slower_than_grpcs_backoff_but_within_the_connect_timeout_co
     ingestor = make_ingestor_process(capacity=100)
     with Listener("relay", target=ingestor.address, delay_s=0.3) as slow:
         api = make_api_process(slow.address, INGESTOR_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S))
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+        with api_http(api, timeout=30) as http:
             started = time.monotonic()
             status = http.get("/status")
             assert (status.status_code, status.json()["capacity"]) == (200, 100), status.text
@@ -350,12 +350,9 @@ async def test_a_read_that_fails_twice_is_503_not_retried_forever() -> None:
         assert servicer.calls["GetStatus"] == 2
 
 
-def test_sigterm_stops_both_processes_within_5_s_while_busy(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(capacity=100_000, rate_hz=10_000)
-    api = make_api_process(ingestor.address)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+def test_sigterm_stops_both_processes_within_5_s_while_busy(make_stack: MakeStack) -> None:
+    ingestor, api = make_stack(capacity=100_000, rate_hz=10_000)
+    with api_http(api) as http:
         assert http.post("/start-ingestion").status_code == 200
         time.sleep(0.3)
         assert http.get("/processed-data").status_code == 200
@@ -391,12 +388,9 @@ def _request(method: str, url: str, into: list[object]) -> None:
         into.append(f"<{type(error).__name__}>")
 
 
-def test_sigterm_ends_open_streams_and_answers_a_request_that_outlasts_the_grace(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(capacity=100_000, rate_hz=100_000)
+def test_sigterm_ends_open_streams_and_answers_a_request_that_outlasts_the_grace(make_stack: MakeStack) -> None:
     # A deadline far beyond the grace: the request is still waiting on the ingestor at shutdown.
-    api = make_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
+    ingestor, api = make_stack(api_env={"INGESTOR_TIMEOUT_S": "60"}, capacity=100_000, rate_hz=100_000)
     base = f"http://{api.address}/api/v1"
     events: list[str] = []
     answers: list[object] = []
@@ -423,11 +417,8 @@ def test_sigterm_ends_open_streams_and_answers_a_request_that_outlasts_the_grace
     assert elapsed >= 3.0
 
 
-def test_sigterm_lets_a_request_finish_within_the_grace(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(capacity=1000, rate_hz=10)
-    api = make_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
+def test_sigterm_lets_a_request_finish_within_the_grace(make_stack: MakeStack) -> None:
+    ingestor, api = make_stack(api_env={"INGESTOR_TIMEOUT_S": "60"}, capacity=1000, rate_hz=10)
     answers: list[object] = []
     assert httpx.get(f"http://{api.address}/api/v1/status", timeout=10).status_code == 200  # connected
     with frozen(ingestor):

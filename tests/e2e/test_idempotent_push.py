@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from devtools.processes import ServerProcess
-from tests.support.factories import MakeProcess
+from tests.support.clients import api_http
+from tests.support.factories import MakeProcess, MakeStack
 
 BATCH = [
     {"timestamp": "2024-01-20T10:00:00Z", "value": 42.5, "category": "A"},
@@ -23,7 +24,7 @@ def status(http: httpx.Client) -> dict[str, object]:
 
 
 def test_a_retried_key_is_acknowledged_again_and_stored_once(api_process: ServerProcess) -> None:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=20) as http:
+    with api_http(api_process, timeout=20) as http:
         first = http.post("/readings", json=BATCH, headers={"Idempotency-Key": "batch-0001"})
         assert (first.status_code, first.json()) == (202, {"accepted": 2})
         assert "idempotent-replayed" not in first.headers
@@ -43,19 +44,17 @@ def test_a_retried_key_is_acknowledged_again_and_stored_once(api_process: Server
 
 
 @pytest.fixture
-def durable_pair(
-    tmp_path: Path, make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> tuple[ServerProcess, ServerProcess, Path]:
+def durable_pair(tmp_path: Path, make_stack: MakeStack) -> tuple[ServerProcess, ServerProcess, Path]:
     data_dir = tmp_path / "data"
-    ingestor = make_ingestor_process(data_dir=data_dir)
-    return ingestor, make_api_process(ingestor.address), data_dir
+    ingestor, api = make_stack(data_dir=data_dir)
+    return ingestor, api, data_dir
 
 
 def test_a_retry_after_a_crash_is_not_stored_twice(
     durable_pair: tuple[ServerProcess, ServerProcess, Path], make_ingestor_process: MakeProcess
 ) -> None:
     ingestor, api, data_dir = durable_pair
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=20) as http:
+    with api_http(api, timeout=20) as http:
         assert http.post("/readings", json=BATCH, headers={"Idempotency-Key": "k-1"}).json() == {"accepted": 2}
         before = status(http)
         assert before["durable"] is True

@@ -8,11 +8,12 @@ import httpx
 import pytest
 
 from devtools.processes import ServerProcess
+from tests.support.clients import api_http
 
 
 @pytest.fixture
 def http(api_process: ServerProcess) -> httpx.Client:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=20) as client:
+    with api_http(api_process, timeout=20) as client:
         yield client
 
 

@@ -14,7 +14,8 @@ import pytest
 from devtools.processes import ServerProcess
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.support.factories import MakeProcess
+from tests.support.clients import api_http
+from tests.support.factories import MakeProcess, MakeStack
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 _LINK = re.compile(r'^<([^>]+)>; rel="next"$')
@@ -110,7 +111,7 @@ def test_tokens_are_bound_to_their_filters_and_cannot_be_altered(
     api_process: ServerProcess, ingestor_process: ServerProcess
 ) -> None:
     write(ingestor_process.address, 50)
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as http:
+    with api_http(api_process) as http:
         first = http.get("/raw-data", params={"category": "A", "limit": 5})
         token = parse_qs(urlsplit(_LINK.fullmatch(first.headers["link"]).group(1)).query)["page_token"][0]  # type: ignore[union-attr]
         assert http.get("/raw-data", params={"category": "A", "limit": 3, "page_token": token}).status_code == 200
@@ -126,7 +127,7 @@ def test_tokens_are_bound_to_their_filters_and_cannot_be_altered(
 
 
 def test_filter_validation(api_process: ServerProcess) -> None:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as http:
+    with api_http(api_process) as http:
         response = http.get("/raw-data", params={"since": "2024-01-20T10:00:01", "until": "2024-01-20T10:00:00"})
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["query", "since"]
@@ -255,12 +256,13 @@ def test_a_walk_under_eviction_returns_every_reading_held_throughout_once(
 
 
 @pytest.fixture
-def roomy_api(make_ingestor_process: MakeProcess, make_api_process: MakeProcess) -> ServerProcess:
-    return make_api_process(make_ingestor_process(capacity=1_000_000, rate_hz=2000).address)
+def roomy_api(make_stack: MakeStack) -> ServerProcess:
+    _, api = make_stack(capacity=1_000_000, rate_hz=2000)
+    return api
 
 
 def test_tailing_forward_while_ingesting_returns_every_reading_once(roomy_api: ServerProcess) -> None:
-    with httpx.Client(base_url=f"http://{roomy_api.address}/api/v1", timeout=10) as http:
+    with api_http(roomy_api) as http:
         http.post("/start-ingestion")
         time.sleep(0.2)
         since = http.get("/raw-data", params={"limit": 1}).json()[0]["timestamp"]

@@ -13,13 +13,13 @@ import sys
 import time
 
 import grpc
-import httpx
 
 from devtools.processes import ROOT, ServerProcess
 from devtools.waiting import wait_until
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.support.factories import MakeProcess
+from tests.support.clients import api_http
+from tests.support.factories import MakeProcess, MakeStack
 
 MEMORY_BOUND = 300 * 1024 * 1024
 LATENCY_BOUND_S = 0.1
@@ -130,14 +130,11 @@ def open_streams(api: ServerProcess, count: int) -> list[socket.socket]:
     return clients
 
 
-def test_100_stream_clients_that_read_nothing(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=RATE_HZ)
-    api = make_api_process(ingestor.address)
+def test_100_stream_clients_that_read_nothing(make_stack: MakeStack) -> None:
+    ingestor, api = make_stack(capacity=1_000_000, rate_hz=RATE_HZ)
     with (
         grpc.insecure_channel(ingestor.address) as channel,
-        httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http,
+        api_http(api) as http,
     ):
         stub = pb_grpc.IngestorServiceStub(channel)
         assert http.get("/status").status_code == 200

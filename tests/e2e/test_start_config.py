@@ -11,11 +11,12 @@ import pytest
 from devtools.processes import ServerProcess
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
 
 
 @pytest.fixture
 def http(api_process: ServerProcess) -> httpx.Client:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as client:
+    with api_http(api_process) as client:
         yield client
 
 

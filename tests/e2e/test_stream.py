@@ -18,13 +18,14 @@ from devtools.processes import ServerProcess, ThreadedIngestor
 from devtools.waiting import wait_until
 from functions.readings import Readings
 from functions.sse import Batch, encode_events, event_chunks, sse_events
-from tests.support.factories import MakeProcess
+from tests.support.clients import api_http
+from tests.support.factories import MakeProcess, MakeStack
 
 
 @pytest.fixture
-def live_api(make_ingestor_process: MakeProcess, make_api_process: MakeProcess) -> tuple[ServerProcess, ServerProcess]:
-    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=200, watch_buffer=2000)
-    return ingestor, make_api_process(ingestor.address)
+def live_api(make_stack: MakeStack) -> tuple[ServerProcess, ServerProcess]:
+    ingestor, api = make_stack(capacity=1_000_000, rate_hz=200, watch_buffer=2000)
+    return ingestor, api
 
 
 def parse_events(text: str) -> list[tuple[str, object]]:
@@ -123,7 +124,7 @@ def test_a_client_that_goes_away_unsubscribes(ingestor: ThreadedIngestor, make_a
     api = make_api_process(ingestor.address)
     hub = ingestor.running.hub
     assert hub is not None
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         with http.stream("GET", "/stream") as response:
             assert response.status_code == 200
             assert hub.subscribers == 1
@@ -234,7 +235,7 @@ def test_more_streams_than_allowed_are_503_with_retry_after(
     api = make_api_process(ingestor.address, STREAM_MAX_CLIENTS="2")
     clients = open_streams(api.address, 2)
     assert [status_line(client) for client in clients] == [b"HTTP/1.1 200 OK"] * 2
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         refused = http.get("/stream")
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "5"
@@ -246,11 +247,8 @@ def test_more_streams_than_allowed_are_503_with_retry_after(
         client.close()
 
 
-def test_the_ingestor_limit_of_subscribers_is_a_503_with_retry_after_too(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(max_subscribers=1)
-    api = make_api_process(ingestor.address)
+def test_the_ingestor_limit_of_subscribers_is_a_503_with_retry_after_too(make_stack: MakeStack) -> None:
+    _, api = make_stack(max_subscribers=1)
     (client,) = open_streams(api.address, 1)
     assert status_line(client) == b"HTTP/1.1 200 OK"
     refused = httpx.get(f"http://{api.address}/api/v1/stream", timeout=10)
@@ -260,14 +258,11 @@ def test_the_ingestor_limit_of_subscribers_is_a_503_with_retry_after_too(
     client.close()
 
 
-def test_a_client_that_reads_nothing_is_closed_and_its_slot_freed(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=200_000)
-    api = make_api_process(ingestor.address, STREAM_MAX_CLIENTS="1", STREAM_STALL_S="1")
+def test_a_client_that_reads_nothing_is_closed_and_its_slot_freed(make_stack: MakeStack) -> None:
+    _, api = make_stack(api_env={"STREAM_MAX_CLIENTS": "1", "STREAM_STALL_S": "1"}, capacity=1_000_000, rate_hz=200_000)
     (stuck,) = open_streams(api.address, 1)
     assert status_line(stuck) == b"HTTP/1.1 200 OK"
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         assert http.post("/start-ingestion").status_code == 200
         started = time.monotonic()
         status = wait_until(lambda: unless_busy(http), 15, "the stuck stream kept its slot")
@@ -282,13 +277,10 @@ def test_a_client_that_reads_nothing_is_closed_and_its_slot_freed(
     assert any("closed an event stream whose client took nothing for 1 s" in line for line in api.output)
 
 
-def test_a_stream_the_ingestor_drops_ends_with_an_error_event(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(capacity=1_000_000, rate_hz=300_000, watch_stall_s=1)
-    api = make_api_process(ingestor.address)
+def test_a_stream_the_ingestor_drops_ends_with_an_error_event(make_stack: MakeStack) -> None:
+    _, api = make_stack(capacity=1_000_000, rate_hz=300_000, watch_stall_s=1)
     with (
-        httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http,
+        api_http(api, timeout=30) as http,
         http.stream("GET", "/stream") as response,
     ):
         assert response.status_code == 200

@@ -14,7 +14,8 @@ from functions.app import create_app
 from functions.limits import BodySizeLimitMiddleware
 from functions.settings import FunctionSettings
 from tests.support.certs import make_self_signed
-from tests.support.factories import MakeIngestor, MakeProcess
+from tests.support.clients import api_http
+from tests.support.factories import MakeIngestor, MakeStack
 from tests.support.inprocess import api_client
 
 pytestmark = pytest.mark.anyio
@@ -161,12 +162,9 @@ async def test_request_ids_are_returned_and_only_well_formed_ones_are_kept(inges
         assert len(hostile.headers["x-request-id"]) == 32
 
 
-def test_the_request_id_reaches_the_ingestor_and_both_log_json(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
-    ingestor = make_ingestor_process(log_level="DEBUG")
-    api = make_api_process(ingestor.address)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+def test_the_request_id_reaches_the_ingestor_and_both_log_json(make_stack: MakeStack) -> None:
+    ingestor, api = make_stack(log_level="DEBUG")
+    with api_http(api) as http:
         response = http.get("/status", headers={"X-Request-ID": "trace-me-42"})
         assert response.status_code == 200
         assert response.headers["x-request-id"] == "trace-me-42"

@@ -7,7 +7,6 @@ import statistics
 from collections import defaultdict
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 
@@ -16,6 +15,7 @@ from functions.processing import EXTRA_STATS, TooManyGroups, aggregate, aggregat
 from functions.readings import Readings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
 from tests.support.rows import readings
 
 T0 = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z in nanoseconds
@@ -140,7 +140,7 @@ def test_processed_data_over_http(api_process: ServerProcess, ingestor_process: 
     with grpc.insecure_channel(ingestor_process.address) as channel:
         readings_ = [pb.Reading(timestamp={"seconds": t}, value=v, category=c) for t, v, c in rows]
         pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings_), timeout=10)
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as http:
+    with api_http(api_process) as http:
         plain = http.get("/processed-data").json()
         assert [list(r) for r in plain] == [["category", "avg_value", "count", "last_timestamp"]] * 3
 
@@ -189,7 +189,7 @@ def test_more_than_ten_thousand_windows_is_a_422(api_process: ServerProcess, ing
         pb_grpc.IngestorServiceStub(channel).WriteReadings(
             pb.WriteReadingsRequest(columns=columns, column_categories=["A"]), timeout=10
         )
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=10) as http:
+    with api_http(api_process) as http:
         response = http.get("/processed-data", params={"window": "1s"})
         assert response.status_code == 422
         assert response.json()["detail"][0]["msg"].startswith("10001 result objects, more than 10000")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 
@@ -22,8 +21,9 @@ from ingestor.journal import Journal
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
 from tests.support.disks import small_tmpfs
-from tests.support.factories import MakeIngestor, MakeProcess
+from tests.support.factories import MakeIngestor, MakeProcess, MakeStack
 
 T0_NS = 1_705_744_800 * 1_000_000_000
 
@@ -250,7 +250,7 @@ def test_a_full_dictionary_refuses_whole_pushes_and_starts_up_front(
     full_ingestor: ThreadedIngestor, make_api_process: MakeProcess
 ) -> None:
     api = make_api_process(full_ingestor.address)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+    with api_http(api, timeout=30) as http:
         push = [
             {"timestamp": "2024-01-20T10:00:00Z", "value": 1.0, "category": "c7"},
             {"timestamp": "2024-01-20T10:00:01Z", "value": 2.0, "category": "brand-new"},
@@ -273,14 +273,11 @@ def test_a_full_dictionary_refuses_whole_pushes_and_starts_up_front(
         assert http.get("/status").json()["running"] is True
 
 
-def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log(
-    make_ingestor_process: MakeProcess, make_api_process: MakeProcess
-) -> None:
+def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log(make_stack: MakeStack) -> None:
     # The data directory is on a 1 MB file system: generating 200,000 readings a second fills it.
     with small_tmpfs(1024 * 1024) as disk:
-        ingestor = make_ingestor_process(rate_hz=200_000, data_dir=disk / "data")
-        api = make_api_process(ingestor.address)
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+        ingestor, api = make_stack(rate_hz=200_000, data_dir=disk / "data")
+        with api_http(api, timeout=30) as http:
             assert http.post("/start-ingestion").status_code == 200
 
             def status_once_stopped() -> dict[str, Any] | None:

@@ -4,16 +4,20 @@ reading at a high rate, the columnar form, the limit of subscribers, and stuck s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 
+from devtools.processes import ThreadedIngestor
 from devtools.waiting import wait_until
 from ingestor.errors import ShuttingDown, TooManySubscribers
 from ingestor.named_columns import NamedColumns, name_columns
@@ -308,16 +312,22 @@ def test_subscribers_beyond_max_subscribers_are_resource_exhausted(make_ingestor
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
 
+@contextlib.contextmanager
+def watching_through_a_small_window(server: ThreadedIngestor) -> Iterator[tuple[pb_grpc.IngestorServiceStub, Any]]:
+    """A stub on an ordinary channel, and a subscription (already made) on a channel of SMALL_WINDOW."""
+    with (
+        grpc.insecure_channel(server.address) as channel,
+        grpc.insecure_channel(server.address, options=SMALL_WINDOW) as small_channel,
+    ):
+        call = pb_grpc.IngestorServiceStub(small_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
+        call.initial_metadata()
+        yield pb_grpc.IngestorServiceStub(channel), call
+
+
 @pytest.mark.slow  # waits out the stall limit
 def test_a_subscriber_that_takes_nothing_is_dropped_after_the_stall_limit(make_ingestor: MakeIngestor) -> None:
     server = make_ingestor(capacity=1_000_000, rate_hz=200_000, watch_stall_s=1)
-    with (
-        grpc.insecure_channel(server.address) as channel,
-        grpc.insecure_channel(server.address, options=SMALL_WINDOW) as stuck_channel,
-    ):
-        stub = pb_grpc.IngestorServiceStub(channel)
-        stuck = pb_grpc.IngestorServiceStub(stuck_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
-        stuck.initial_metadata()
+    with watching_through_a_small_window(server) as (stub, stuck):
         hub = server.running.hub
         assert hub is not None
         assert hub.subscribers == 1
@@ -347,13 +357,7 @@ def read_slowly(call: grpc.Call, messages: list[pb.WatchReadingsResponse]) -> No
 @pytest.mark.slow  # waits out the stall limit
 def test_a_subscriber_that_stays_behind_is_told_what_it_lost_and_dropped(make_ingestor: MakeIngestor) -> None:
     server = make_ingestor(capacity=1_000_000, rate_hz=100_000, watch_buffer=60_000, watch_stall_s=1)
-    with (
-        grpc.insecure_channel(server.address) as channel,
-        grpc.insecure_channel(server.address, options=SMALL_WINDOW) as slow_channel,
-    ):
-        stub = pb_grpc.IngestorServiceStub(channel)
-        slow = pb_grpc.IngestorServiceStub(slow_channel).WatchReadings(pb.WatchReadingsRequest(), timeout=60)
-        slow.initial_metadata()
+    with watching_through_a_small_window(server) as (stub, slow):
         before = stub.GetStatus(pb.GetStatusRequest()).total_ingested
         stub.StartIngestion(pb.StartIngestionRequest())
         messages: list[pb.WatchReadingsResponse] = []

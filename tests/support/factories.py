@@ -11,3 +11,6 @@ MakeIngestor = Callable[..., ThreadedIngestor]
 MakeProcess = Callable[..., ServerProcess]
 """``make_ingestor_process(**settings)``, ``make_api_process(address, **env)``, ``make_uvicorn_process(app, **env)``:
 a ServerProcess, stopped when the test ends."""
+MakeStack = Callable[..., tuple[ServerProcess, ServerProcess]]
+"""``make_stack(api_env={...}, **settings)``: (ingestor process, API process in front of it), both stopped
+when the test ends."""
