@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.waiting import wait_until
 from ingestor.journal_file import FILE_NAME
 
 DATABASE = FILE_NAME
@@ -80,29 +81,33 @@ def attach(thread: int, data_dir: Path, point: KillPoint, timeout: float = 10) -
         command += ["-e", f"inject={other}:delay_enter={STALL_US}:when=1"]
     command += ["-e", f"trace={','.join(syscalls)}"]
     tracer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout
-    while not _traced_by(thread, tracer.pid):
+
+    def attached() -> bool:
         if tracer.poll() is not None:
             raise RuntimeError(f"strace could not attach to thread {thread}: {tracer.communicate()[1]}")
-        if time.monotonic() > deadline:
-            tracer.kill()
-            raise TimeoutError(f"strace did not attach to thread {thread} in {timeout} s")
-        time.sleep(0.005)
+        return _traced_by(thread, tracer.pid)
+
+    try:
+        wait_until(attached, timeout, f"strace did not attach to thread {thread}", interval=0.005)
+    except TimeoutError:
+        tracer.kill()
+        tracer.communicate()
+        raise
     return tracer
 
 
 def wait_until_stalled(thread: int, timeout: float = 10) -> None:
     """Return once ``thread`` has been held by its tracer for a while: the stall, not a passing stop."""
-    deadline = time.monotonic() + timeout
     held_since: float | None = None
-    while time.monotonic() < deadline:
+
+    def held_for_a_while() -> bool:
+        nonlocal held_since
         state = Path(f"/proc/{thread}/stat").read_text().rsplit(")", 1)[1].split()[0]
         now = time.monotonic()
         if state != "t":
             held_since = None
         elif held_since is None:
             held_since = now
-        elif now - held_since > 0.05:
-            return
-        time.sleep(0.005)
-    raise TimeoutError(f"thread {thread} was not stalled in {timeout} s")
+        return held_since is not None and now - held_since > 0.05
+
+    wait_until(held_for_a_while, timeout, f"thread {thread} was not stalled", interval=0.005)
