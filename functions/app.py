@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
 from starlette.types import ASGIApp
 
+from functions import pages
 from functions.api import include_api
 from functions.channel import close_shared_channel
 from functions.deps import current_settings
@@ -24,6 +25,7 @@ from functions.headers import ResponseHeadersMiddleware
 from functions.limits import BodySizeLimitMiddleware
 from functions.logs import configure_logging, configure_server_logging
 from functions.memory import retain_freed_memory
+from functions.pages import OPENAPI_URL, open_page_paths
 from functions.request_context import RequestContextMiddleware
 from functions.security import ALWAYS_OPEN, SAFE_METHODS, BearerTokenMiddleware, needs_token
 from functions.settings import FunctionSettings, get_settings
@@ -48,11 +50,12 @@ class PipelineApp(FastAPI):
 
 
 def open_paths(app: FastAPI) -> frozenset[str]:
-    """Route paths no token is asked for: /api/v1/health, and the documentation's pages, which a
-    browser opens without a token and which describe the API, not its data."""
+    """Route paths no token is asked for: /api/v1/health, and the pages (dashboard, documentation)
+    with the files they load, which a browser opens without a token (the dashboard asks for it)
+    and which describe the API, not its data."""
     docs = (app.docs_url, app.redoc_url, app.openapi_url)
     oauth2_redirect = app.swagger_ui_oauth2_redirect_url if app.docs_url else None
-    return ALWAYS_OPEN | {path for path in (*docs, oauth2_redirect) if path}
+    return ALWAYS_OPEN | open_page_paths() | {path for path in (*docs, oauth2_redirect) if path}
 
 
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
@@ -92,9 +95,14 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
         version="1.0.0",
         description="Start and stop ingestion, read raw readings and per-category aggregates.",
         lifespan=lifespan,
+        # The documentation's pages are the app's own (functions/pages.py), from vendored files.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_URL,
         exception_handlers={**ERROR_HANDLERS, RequestValidationError: validation_error},
     )
     include_api(app)
+    app.include_router(pages.router)
     if settings is not None:
 
         async def given_settings() -> FunctionSettings:

@@ -43,8 +43,8 @@ class IngestorClient:
     def _timeout(self) -> float:
         return self._settings.ingestor_timeout_s
 
-    async def _call(self, method: str, request: Request, response_type: type[Response]) -> Response:
-        """One unary call, ``method`` named as in the contract."""
+    async def _call(self, method: str, request: Request, response_type: type[Response], batch_id: str = "") -> Response:
+        """One unary call, ``method`` named as in the contract (a write's ``batch_id`` names it in errors)."""
         channel = await connected_channel(self._settings)
         call: grpc.aio.UnaryUnaryMultiCallable[Request, Response] = channel.unary_unary(
             method_path(method),
@@ -54,7 +54,7 @@ class IngestorClient:
         try:
             return await call(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from None
+            raise rpc_error(error, batch_id=batch_id) from None
 
     async def start_ingestion(
         self, *, rate_hz: float | None = None, categories: Iterable[str] = (), seed: int | None = None
@@ -138,11 +138,14 @@ class IngestorClient:
             ),
             column_categories=readings.categories,
         )
-        return await self._call("WriteReadings", request, pb.WriteReadingsResponse)
+        return await self._call("WriteReadings", request, pb.WriteReadingsResponse, batch_id)
 
-    async def watch_readings(self, categories: Iterable[str] = ()) -> AsyncIterator[Batch]:
+    async def watch_readings(
+        self, categories: Iterable[str] = (), after_sequence: int | None = None
+    ) -> AsyncIterator[Batch]:
         """Subscribe to new readings; returns once subscribed, then yields them as they arrive, as
-        columns (the columnar form of WatchReadings).
+        columns with their sequence numbers (the columnar form of WatchReadings). With
+        ``after_sequence``, the held readings numbered above it come first.
 
         The stream has no deadline: it lasts until the caller stops iterating (which cancels it) or
         the ingestor ends it. Failing to subscribe raises IngestorError (IngestorBusy when the
@@ -155,7 +158,10 @@ class IngestorClient:
             request_serializer=pb.WatchReadingsRequest.SerializeToString,
             response_deserializer=pb.WatchReadingsResponse.FromString,
         )
-        call = watch(pb.WatchReadingsRequest(categories=categories, columnar=True))
+        request = pb.WatchReadingsRequest(categories=categories, columnar=True, sequences=True)
+        if after_sequence is not None:
+            request.after_sequence = after_sequence + 1
+        call = watch(request)
         try:
             await asyncio.wait_for(call.initial_metadata(), self._timeout)
         except TimeoutError:

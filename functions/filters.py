@@ -49,6 +49,22 @@ UntilParam = Annotated[
 ]
 
 
+MAX_SEQUENCE = 10**18 - 1
+SEQUENCE_PATTERN = r"^(0|[1-9][0-9]{0,17})$"
+"""A sequence number as text (a header): at most MAX_SEQUENCE, as the query parameter."""
+
+AfterSequenceParam = Annotated[
+    int | None,
+    Query(
+        ge=-1,
+        le=MAX_SEQUENCE,
+        description="Only readings with a sequence number (arrival order at the ingestor) above this, oldest "
+        "first: the `id` of the last stream event, or the `Next-After-Sequence` header of the last raw-data "
+        "answer; -1 for every reading held",
+    ),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class ReadingQuery:
     """Which readings a request is about: categories (all when empty), event time in [since, until)."""

@@ -3,9 +3,11 @@
 Every response: ``X-Content-Type-Options: nosniff``, so a browser never runs an answer as a type
 other than the one declared. JSON answers, data and errors alike: ``Cache-Control: no-store``,
 since readings change from one call to the next and an answer given to a caller with a token must
-not be kept by a shared cache. A header the response set itself wins: the event stream keeps its
-``Cache-Control: no-cache``. Headers for another kind of answer (a Content-Security-Policy for an
-HTML page) go into ``BY_MEDIA_TYPE``.
+not be kept by a shared cache. HTML pages: a Content-Security-Policy that lets them load scripts,
+styles, images and data from the app's own origin only (no inline script, no other host), and
+never be framed. A header
+the response set itself wins: the event stream keeps its ``Cache-Control: no-cache``, an asset its
+own caching, ReDoc its policy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 EVERY_RESPONSE: Mapping[str, str] = {"X-Content-Type-Options": "nosniff"}
-BY_MEDIA_TYPE: Mapping[str, Mapping[str, str]] = {"application/json": {"Cache-Control": "no-store"}}
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
+)
+BY_MEDIA_TYPE: Mapping[str, Mapping[str, str]] = {
+    "application/json": {"Cache-Control": "no-store"},
+    "text/html": {"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer"},
+}
 
 
 def media_type(content_type: str) -> str:

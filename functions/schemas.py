@@ -88,6 +88,23 @@ class StatusResponse(BaseModel):
         description="Only when the generator's last run ended by itself: why (it is logged too)",
         examples=["the generator stopped: the data directory cannot be written: disk I/O error"],
     )
+    achieved_rate_hz: float | None = Field(
+        None,
+        description="Only while the disk holds the generator back: readings stored per second over the "
+        "last 5 s, next to the configured rate_hz",
+        examples=[41250.0],
+    )
+    generator_held_back: str | None = Field(
+        None,
+        description="Only while the disk holds the generator back (and for 5 s after): why; the readings "
+        "that fell due meanwhile are skipped (it is logged too)",
+        examples=["the disk does not keep up: the journal's queue is full"],
+    )
+    disk_full: bool | None = Field(
+        None,
+        description="Only in durable mode, while the data directory is full: true (writes are refused with 507)",
+        examples=[True],
+    )
 
 
 class StartConfig(BaseModel):
@@ -172,13 +189,37 @@ NO_ROOM: Responses = {
     507: {"model": ErrorResponse, "description": "The ingestor has no room for more categories in use"}
 }
 
+NO_ROOM_TO_WRITE: Responses = {
+    507: {
+        "model": ErrorResponse,
+        "description": "The ingestor has no room: for more categories in use, or on its data directory's disk",
+    }
+}
+
+BACKED_UP: Responses = {
+    503: {
+        "model": ErrorResponse,
+        "description": "The ingestor cannot be reached, or its disk does not keep up and nothing was stored "
+        "(then with Retry-After)",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+        },
+    }
+}
+
 NOT_JSON: Responses = {400: {"model": ErrorResponse, "description": "The body could not be read as JSON"}}
 
 RAW_DATA_HEADERS = {
     "Link": {
         "description": 'The next page, when there is one: `<...page_token=...>; rel="next"` (RFC 8288)',
         "schema": {"type": "string"},
-    }
+    },
+    "Next-After-Sequence": {
+        "description": "With after_sequence only: the after_sequence of the next call. Every matching reading "
+        "numbered up to it was in this answer or an earlier one (or was evicted); it goes back when the "
+        "ingestor started over",
+        "schema": {"type": "integer", "minimum": -1},
+    },
 }
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Se
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
 from functions import shutdown
@@ -38,6 +39,8 @@ class Batch:
 
     readings: Readings | Sequence[Mapping[str, Any]]
     missed: int = 0
+    sequences: np.ndarray | None = None
+    """Each reading's sequence number at the ingestor, when known: the events' ``id``."""
 
 
 class StreamFailed(Exception):
@@ -50,26 +53,35 @@ def _records(readings: Readings | Sequence[Mapping[str, Any]], start: int, stop:
     return list(readings[start:stop])
 
 
+def data_event(records: list[Any], last_sequence: int | None) -> bytes:
+    """A ``data:`` event; with ``id:`` the sequence number of its last reading, when known."""
+    head = b"" if last_sequence is None else b"id: %d\n" % last_sequence
+    return head + b"data: " + orjson.dumps(records) + b"\n\n"
+
+
 def event_chunks(batches: Sequence[Batch], max_readings: int = EVENT_READINGS) -> Iterator[bytes]:
     """``data:`` events of JSON arrays of at most ``max_readings`` readings, and ``event: gap``
-    events, in order; adjacent readings merged. Each event is encoded only when it is due."""
+    events, in order; adjacent readings merged. Each event is encoded only when it is due, with
+    the sequence number of its last reading as its ``id`` when the batches know it."""
     pending: list[Any] = []
+    last_sequence: int | None = None
     for batch in batches:
         start, count = 0, len(batch.readings)
         while start < count:
             stop = min(count, start + max_readings - len(pending))
             pending += _records(batch.readings, start, stop)
+            last_sequence = None if batch.sequences is None else int(batch.sequences[stop - 1])
             start = stop
             if len(pending) >= max_readings:
-                yield b"data: " + orjson.dumps(pending) + b"\n\n"
+                yield data_event(pending, last_sequence)
                 pending = []
         if batch.missed:
             if pending:
-                yield b"data: " + orjson.dumps(pending) + b"\n\n"
+                yield data_event(pending, last_sequence)
                 pending = []
             yield b"event: gap\ndata: " + orjson.dumps({"missed": batch.missed}) + b"\n\n"
     if pending:
-        yield b"data: " + orjson.dumps(pending) + b"\n\n"
+        yield data_event(pending, last_sequence)
 
 
 def encode_events(batches: Sequence[Batch], max_readings: int = EVENT_READINGS) -> bytes:

@@ -26,14 +26,17 @@ def decode_watch(message: pb.WatchReadingsResponse) -> Batch:
             codes = np.frombuffer(
                 columns.category_codes_u8 if narrow else columns.category_codes, "u1" if narrow else "<u2"
             )
+            sequences = np.frombuffer(columns.sequences, dtype="<u8") if columns.sequences else None
         except ValueError as error:
             raise MalformedMessage(str(error)) from None
         names = list(message.column_categories)
         if not len(timestamps_ns) == len(values) == len(codes):
             raise MalformedMessage("the columns have different lengths")
+        if sequences is not None and len(sequences) != len(codes):
+            raise MalformedMessage("the sequence numbers do not match the readings")
         if len(codes) and int(codes.max()) >= len(names):
             raise MalformedMessage("a category code is outside column_categories")
-        return Batch(Readings(timestamps_ns, values, codes.astype(np.uint16), names), message.missed)
+        return Batch(Readings(timestamps_ns, values, codes.astype(np.uint16), names), message.missed, sequences)
     readings = message.readings
     names = list(dict.fromkeys(reading.category for reading in readings))
     index = {name: code for code, name in enumerate(names)}

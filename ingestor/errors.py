@@ -31,8 +31,24 @@ class ConfigConflict(IngestorError):
     """The generator already runs with another configuration."""
 
 
+class BatchIdReused(IngestorError):
+    """A batch id already names a batch with other readings: a retry must carry the same readings."""
+
+
 class JournalError(IngestorError):
     """The data directory cannot be used, or a commit failed: nothing more is acknowledged."""
+
+
+class DiskFull(IngestorError):
+    """The data directory's file system is full: writes are refused until space is freed, then resume."""
+
+
+class Backpressure(IngestorError):
+    """The disk does not keep up: the write waited for room in the journal's queue until its deadline."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ShuttingDown(IngestorError):

@@ -3,6 +3,11 @@
 Reading ``i`` of a run is due at ``start + i / rate`` and carries exactly that timestamp, so
 timestamps are evenly spread and never drift, however late the event loop wakes up: each tick
 generates every reading that has fallen due since the last one.
+
+In durable mode the disk may hold the generator back: before each tick it waits until the intake
+has room (the journal's queue is not full, the data directory is not full). The readings that fell
+due while it waited are skipped, never generated, so it slows down to what the disk sustains
+instead of piling up memory, and resumes by itself. Why, and the rate it achieves, are in its status.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from ingestor.errors import ConfigConflict
+from ingestor.errors import ConfigConflict, DiskFull
 from ingestor.store import Columns, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -27,8 +34,30 @@ MIN_TICK_S = 0.01
 MAX_BATCH = 262_144
 """Split catching up after a long stall into batches of at most this many readings."""
 
+RATE_WINDOW_S = 5.0
+"""The achieved rate is measured over this long, and a hold is reported for this long after it ended."""
+
 Clock = Callable[[], int]
 """Returns the time in nanoseconds since the Unix epoch."""
+
+
+class Pacing(Protocol):
+    """What holds the generator back: the intake in durable mode."""
+
+    def generator_held_back(self) -> str | None:
+        """Why the next batch cannot be stored now, or None when it can."""
+        ...
+
+    def wait_for_room(self) -> Awaitable[None]:
+        """Wait until the reason given may have gone (not longer than a fraction of a second at a time)."""
+        ...
+
+    def generated_readings_that_fit(self) -> int | None:
+        """How many readings may be stored now; None: no bound."""
+        ...
+
+
+QUEUE_FULL = "the disk does not keep up: the journal's queue is full"
 
 
 class ReadingGenerator:
@@ -67,6 +96,12 @@ class ReadingGenerator:
     def next_due_ns(self) -> int:
         return self.start_ns + int(self.emitted * 1_000_000_000 / self.rate_hz)
 
+    def skip_due(self, now_ns: int) -> int:
+        """Give up the readings due at ``now_ns``: they are never generated. Returns how many."""
+        skipped = self.due_count(now_ns)
+        self.emitted += skipped
+        return skipped
+
     def generate(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next ``count`` readings: timestamps (ns), values, and indexes into ``categories``."""
         index = np.arange(self.emitted, self.emitted + count, dtype=np.float64)
@@ -101,10 +136,17 @@ class GeneratorControl:
         categories: Sequence[str],
         clock: Clock = time.time_ns,
         append: Callable[[Columns], object] | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self._store = store
         # Where each generated batch goes: the store itself, or something that also logs it.
         self._append = append or store.append
+        self._pacing = pacing
+        # (monotonic s, readings stored in this run) after each tick, over the last RATE_WINDOW_S.
+        self._stored: deque[tuple[float, int]] = deque()
+        self._hold: tuple[float, str] | None = None
+        """When the generator last had to wait for room, and why."""
+        self._waiting = False
         self.default_config = RunConfig(rate_hz, tuple(categories))
         self.config = self.default_config
         """The configuration of the current run, or of the last one when stopped."""
@@ -142,6 +184,8 @@ class GeneratorControl:
         # Its categories keep their codes for the whole run, so the run cannot fail for want of room.
         self._store.pin_categories(config.categories)
         self.config, self.failure = config, None
+        self._stored.clear()
+        self._hold = None
         generator = ReadingGenerator(config.rate_hz, config.categories, start_ns=self._clock(), seed=config.seed)
         self._task = asyncio.get_running_loop().create_task(self._run(generator), name="generator")
         self._task.add_done_callback(lambda task: self._ended(task, config))
@@ -163,9 +207,14 @@ class GeneratorControl:
             await task
         return True
 
-    def emit_due(self, generator: ReadingGenerator) -> int:
-        """Store every reading that is due now; return how many."""
-        due = generator.due_count(self._clock())
+    def emit_due(self, generator: ReadingGenerator, at_most: int | None = None) -> int:
+        """Store every reading that is due now, or only the first ``at_most`` of them (the rest are
+        skipped); return how many were stored."""
+        now = self._clock()
+        due = generator.due_count(now)
+        if at_most is not None and due > at_most:
+            due = at_most
+            self._held(QUEUE_FULL, generator, skip=False)
         emitted = 0
         codes_for = self._store.encode_categories(generator.categories)
         while emitted < due:
@@ -173,10 +222,70 @@ class GeneratorControl:
             timestamps, values, which = generator.generate(count)
             self._append(Columns(timestamps, values, codes_for[which]))
             emitted += count
+        if at_most is not None and emitted == at_most:
+            generator.skip_due(now)
         return emitted
 
+    def achieved_rate_hz(self) -> float:
+        """Readings stored per second over the last RATE_WINDOW_S of this run (less at its start);
+        0 when it does not run. It falls while the generator waits, as nothing is stored then."""
+        if not self.running or not self._stored:
+            return 0.0
+        now = time.monotonic()
+        base_at, base = self._stored[0]
+        for at, total in self._stored:  # the newest sample at least RATE_WINDOW_S old, or the first
+            if now - at < RATE_WINDOW_S:
+                break
+            base_at, base = at, total
+        return (self._stored[-1][1] - base) / (now - base_at) if now > base_at else 0.0
+
+    @property
+    def held_back(self) -> str | None:
+        """Why the generator stored fewer readings than due within the last RATE_WINDOW_S, if it did."""
+        if not self.running or self._hold is None:
+            return None
+        if not self._waiting and time.monotonic() - self._hold[0] > RATE_WINDOW_S:
+            return None
+        return self._hold[1]
+
+    def _count(self, stored: int) -> None:
+        now = time.monotonic()
+        total = (self._stored[-1][1] if self._stored else 0) + stored
+        self._stored.append((now, total))
+        while len(self._stored) > 2 and now - self._stored[1][0] >= RATE_WINDOW_S:
+            self._stored.popleft()
+
+    def _held(self, reason: str, generator: ReadingGenerator, skip: bool = True) -> None:
+        """The generator waited (or was refused): skip what fell due meanwhile, and say why."""
+        if self.held_back != reason:
+            log.warning("the generator is held back, readings that fall due meanwhile are skipped: %s", reason)
+        if skip:
+            generator.skip_due(self._clock())
+        self._hold = (time.monotonic(), reason)
+
     async def _run(self, generator: ReadingGenerator) -> None:
+        self._count(0)
         while True:
-            self.emit_due(generator)
+            fit = None
+            if self._pacing is not None:
+                while (reason := self._pacing.generator_held_back()) is not None:
+                    self._held(reason, generator)
+                    self._waiting = True
+                    try:
+                        await self._pacing.wait_for_room()
+                    finally:
+                        self._waiting = False
+                    generator.skip_due(self._clock())
+                fit = self._pacing.generated_readings_that_fit()
+            was_held = self._hold
+            try:
+                stored = self.emit_due(generator, fit)
+            except DiskFull as full:
+                self._held(str(full), generator)
+                stored = 0
+            self._count(stored)
+            if was_held is not None and self._hold is was_held and self.held_back is None:
+                log.info("the generator keeps its rate again")
+                self._hold = None
             wait_ns = generator.next_due_ns() - self._clock()
             await asyncio.sleep(max(wait_ns / 1e9, MIN_TICK_S))

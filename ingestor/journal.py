@@ -13,21 +13,29 @@ in the transaction that completes the run.
 
 Retention: every commit deletes the rows whose readings the store has evicted, so the file holds at
 most ``capacity`` readings plus the batch that straddles the eviction boundary (SQLite reuses the
-freed pages). Batch ids are remembered for the newest ``batch_id_window`` batches.
+freed pages). Batch ids are remembered, with their fingerprints, for the newest ``batch_id_window``
+batches.
+
+A full disk is not the end: the commit that finds it full is rolled back, its batches' callers are
+told (DiskFull), and the writer tries the same commit again every ``DISK_FULL_RETRY_S`` until space
+is freed; meanwhile :attr:`Journal.disk_full` says so, and the intake refuses new batches before they
+reach the store. Those batches are in the store already, so the log must get them, in order, before
+anything else. Any other failed commit stops the log for good (:attr:`Journal.failure`).
 Knows nothing of gRPC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestor.errors import JournalError
+from ingestor.errors import DiskFull, JournalError
 from ingestor.journal_file import Recovered, open_database, read_back, size_bytes, trim
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 from ingestor.wire import column_bytes
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 COMPACT_BELOW = 4096
 """Rows of fewer readings than this are small, and merged once COMPACT_RUN of them follow each other."""
 COMPACT_RUN = 256
+DISK_FULL_RETRY_S = 0.5
+"""How often a commit that found the disk full is tried again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,20 @@ class LoggedBatch:
     assigned_categories: tuple[tuple[int, str], ...] = ()
     """(code, name) the dictionary gave out since the previous batch, new names or freed codes reused."""
     batch_id: str = ""
+    fingerprint: bytes | None = None
+    """Of the readings, with ``batch_id`` (ingestor/fingerprints.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What becomes of a submitted batch."""
+
+    batch: LoggedBatch
+    acknowledged: Future[None]
+    """Done once the batch is on disk. Fails with DiskFull as soon as a commit of it finds the disk
+    full (the batch stays queued, and is logged once space is freed), or with JournalError."""
+    logged: Future[None]
+    """Done once the batch is on disk; fails only with JournalError, when the log stopped without it."""
 
 
 class Journal:
@@ -60,11 +84,12 @@ class Journal:
         self.data_dir = data_dir
         self.capacity = capacity
         self.batch_id_window = batch_id_window
-        self._db = open_database(data_dir)
-        self._queue: list[tuple[LoggedBatch, Future[None]]] = []
+        self._db, self._lock = open_database(data_dir)
+        self._queue: list[Submitted] = []
         self._wakeup = threading.Condition()
         self._closing = False
         self._failure: JournalError | None = None
+        self._disk_full: DiskFull | None = None
         self._writer: threading.Thread | None = None
         # [start, end) of the consecutive small rows committed since the last merge, and how many.
         self._small_run = (0, 0, 0)
@@ -78,21 +103,27 @@ class Journal:
 
     def start(self) -> None:
         """Start the writer thread; batches can be submitted from then on."""
-        trim(self._db, self.capacity)
+        try:
+            trim(self._db, self.capacity)
+        except sqlite3.Error as error:
+            if not is_disk_full(error):
+                raise JournalError(f"cannot trim data directory {str(self.data_dir)!r}: {error}") from error
+            # What the file holds is served all the same; writes find the disk full when they come.
+            log.warning("data directory %s is full: it is served as it is: %s", self.data_dir, error)
         self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
         self._writer.start()
 
-    def submit(self, batch: LoggedBatch) -> Future[None]:
-        """Queue a batch; the future is done once the batch is on disk, or fails with JournalError."""
-        future: Future[None] = Future()
+    def submit(self, batch: LoggedBatch) -> Submitted:
+        """Queue a batch (already in the store); see :class:`Submitted` for what becomes of it."""
+        submitted = Submitted(batch, Future(), Future())
         with self._wakeup:
             if self._failure is not None:
                 raise self._failure
             if self._closing or self._writer is None:
                 raise JournalError("the data directory is not open for writing")
-            self._queue.append((batch, future))
+            self._queue.append(submitted)
             self._wakeup.notify()
-        return future
+        return submitted
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and close the file (SQLite checkpoints it)."""
@@ -102,30 +133,52 @@ class Journal:
         if self._writer is not None:
             self._writer.join()
         self._db.close()
+        self._lock.release()
 
     @property
     def failure(self) -> JournalError | None:
         return self._failure
+
+    @property
+    def disk_full(self) -> DiskFull | None:
+        """Set while commits find the disk full, until one goes through again."""
+        return self._disk_full
 
     def size_bytes(self) -> int:
         """Bytes the data directory takes now (the database and its write-ahead log)."""
         return size_bytes(self.data_dir)
 
     def _write_loop(self) -> None:
+        unlogged: list[Submitted] = []  # in the store but not in the log: their commit found the disk full
         while True:
             with self._wakeup:
-                while not self._queue and not self._closing:
-                    self._wakeup.wait()
-                if not self._queue:
+                if unlogged:
+                    self._wakeup.wait_for(lambda: self._closing, timeout=DISK_FULL_RETRY_S)
+                else:
+                    while not self._queue and not self._closing:
+                        self._wakeup.wait()
+                if not self._queue and not unlogged:
                     return
-                group, self._queue = self._queue, []
+                group, self._queue = unlogged + self._queue, []
             try:
-                self._commit([batch for batch, _ in group])
+                self._commit([submitted.batch for submitted in group])
             except Exception as error:
-                self._fail(group, error)
-                return
-            for _, future in group:
-                future.set_result(None)
+                if not is_disk_full(error):
+                    self._fail(group, error)
+                    return
+                unlogged = group
+                self._stall(group, error)
+                if self._closing:
+                    log.error("stopping with %d batches not written: the data directory is full", len(group))
+                    return
+                continue
+            unlogged = []
+            if self._disk_full is not None:
+                log.warning("the data directory has room again: writes are accepted")
+                self._disk_full = None
+            for submitted in group:
+                _settle(submitted.logged)
+                _settle(submitted.acknowledged)
 
     def _commit(self, batches: Sequence[LoggedBatch]) -> None:
         db = self._db
@@ -156,8 +209,8 @@ class Journal:
                     small_run = _extend_run(small_run, batch.start_seq, end_seq)
                 if batch.batch_id:
                     db.execute(
-                        "INSERT INTO batch_ids (batch_id, accepted) VALUES (?, ?)",
-                        (batch.batch_id, len(batch.columns)),
+                        "INSERT INTO batch_ids (batch_id, accepted, fingerprint) VALUES (?, ?, ?)",
+                        (batch.batch_id, len(batch.columns), batch.fingerprint),
                     )
             if small_run[2] >= COMPACT_RUN:
                 _merge_rows(db, small_run[0], small_run[1])
@@ -172,10 +225,11 @@ class Journal:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (total,),
             )
+            self._sync()
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled a failed COMMIT back by itself
+                db.execute("ROLLBACK")
             raise
-        self._sync()
         self._small_run = small_run
 
     def _sync(self) -> None:
@@ -185,7 +239,18 @@ class Journal:
         """
         self._db.execute("COMMIT")
 
-    def _fail(self, group: list[tuple[LoggedBatch, Future[None]]], error: Exception) -> None:
+    def _stall(self, group: list[Submitted], error: Exception) -> None:
+        if self._disk_full is None:
+            log.warning(
+                "the data directory is full: writes are refused until space is freed (tried again every %s s): %s",
+                DISK_FULL_RETRY_S,
+                error,
+            )
+        self._disk_full = DiskFull(f"the data directory is full ({error}): writes resume once space is freed there")
+        for submitted in group:
+            _settle(submitted.acknowledged, self._disk_full)
+
+    def _fail(self, group: list[Submitted], error: Exception) -> None:
         # Like a database that cannot fsync, stop rather than guess what reached the disk: the
         # batches are not acknowledged, and a restart recovers what was committed.
         log.error("data directory commit failed; no further batches are acknowledged: %s", error)
@@ -193,8 +258,24 @@ class Journal:
             self._failure = JournalError(f"the data directory cannot be written: {error}")
             group = group + self._queue
             self._queue = []
-        for _, future in group:
-            future.set_exception(self._failure)
+        for submitted in group:
+            _settle(submitted.logged, self._failure)
+            _settle(submitted.acknowledged, self._failure)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """SQLITE_FULL: a write found no room on the disk (ENOSPC), as opposed to an I/O error."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+
+
+def _settle(future: Future[None], error: BaseException | None = None) -> None:
+    # Settled once: an acknowledgement that failed with DiskFull stays failed when the batch is logged later.
+    with contextlib.suppress(InvalidStateError):
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _extend_run(run: tuple[int, int, int], start_seq: int, end_seq: int) -> tuple[int, int, int]:

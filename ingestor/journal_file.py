@@ -17,20 +17,23 @@ import logging
 import os
 import sqlite3
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ingestor.categories import FREE
+from ingestor.dir_lock import DirectoryLock, lock_directory
 from ingestor.errors import JournalError
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "readings.sqlite3"
-FORMAT_VERSION = 1
-"""PRAGMA user_version of the file; a file written by a newer format is refused, not misread."""
+FORMAT_VERSION = 2
+"""PRAGMA user_version of the file; a file written by a newer format is refused, not misread.
+1: no fingerprints; 2: ``batch_ids.fingerprint`` (a format-1 file gains the column when opened,
+its ids keep NULL there: they are recognised as before, without comparing the readings)."""
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """After a checkpoint, SQLite truncates the write-ahead log back to at most this many bytes."""
 DIR_MODE = 0o700
@@ -49,7 +52,8 @@ CREATE TABLE IF NOT EXISTS categories (code INTEGER PRIMARY KEY, name TEXT NOT N
 CREATE TABLE IF NOT EXISTS batch_ids (
     position INTEGER PRIMARY KEY,
     batch_id TEXT NOT NULL UNIQUE,
-    accepted INTEGER NOT NULL
+    accepted INTEGER NOT NULL,
+    fingerprint BLOB  -- of the readings (ingestor/fingerprints.py), NULL for ids written in format 1
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -65,15 +69,26 @@ class Recovered:
     columns: Columns
     batch_ids: list[tuple[str, int]]
     """(batch id, readings accepted), oldest first."""
+    fingerprints: dict[str, bytes] = field(default_factory=dict)
+    """The fingerprint of each of those ids that has one (ids of format 1 have none)."""
 
 
-def open_database(data_dir: Path) -> sqlite3.Connection:
-    """Open (or create) the log in ``data_dir``; only one process can have it open at a time."""
+def open_database(data_dir: Path) -> tuple[sqlite3.Connection, DirectoryLock]:
+    """Open (or create) the log in ``data_dir``, and the lock that keeps every other ingestor out:
+    a second one is refused at once (``ingestor/dir_lock.py``)."""
     try:
         _make_private(data_dir)
-        return _connect(data_dir / FILE_NAME)
-    except (OSError, sqlite3.Error) as error:
+    except OSError as error:
         raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
+    lock = lock_directory(data_dir)
+    try:
+        return _connect(data_dir / FILE_NAME), lock
+    except (OSError, sqlite3.Error) as error:
+        lock.release()
+        raise JournalError(f"cannot use data directory {str(data_dir)!r}: {error}") from error
+    except BaseException:
+        lock.release()
+        raise
 
 
 def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
@@ -107,8 +122,10 @@ def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
         np.frombuffer(b"".join(row[3] for row in rows), dtype=VALUE_DTYPE),
         np.frombuffer(b"".join(row[4] for row in rows), dtype=CODE_DTYPE),
     )
-    batch_ids = db.execute("SELECT batch_id, accepted FROM batch_ids ORDER BY position").fetchall()
-    return Recovered(total, categories, columns, batch_ids)
+    id_rows = db.execute("SELECT batch_id, accepted, fingerprint FROM batch_ids ORDER BY position").fetchall()
+    batch_ids = [(batch_id, accepted) for batch_id, accepted, _ in id_rows]
+    fingerprints = {batch_id: bytes(digest) for batch_id, _, digest in id_rows if digest is not None}
+    return Recovered(total, categories, columns, batch_ids, fingerprints)
 
 
 def trim(db: sqlite3.Connection, capacity: int) -> None:
@@ -118,7 +135,7 @@ def trim(db: sqlite3.Connection, capacity: int) -> None:
     between two runs the file would stay at its old size.
     """
     row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
-    if row is not None:
+    if row is not None and db.execute("SELECT 1 FROM batches WHERE end_seq <= ?", (row[0] - capacity,)).fetchone():
         db.execute("DELETE FROM batches WHERE end_seq <= ?", (row[0] - capacity,))
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     free = db.execute("PRAGMA freelist_count").fetchone()[0]
@@ -175,8 +192,9 @@ def _connect(path: Path) -> sqlite3.Connection:
             raise JournalError(f"{path} cannot use write-ahead logging (journal_mode is {mode})")
         db.execute("PRAGMA synchronous = FULL")
         db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        if version < FORMAT_VERSION:
+            # Written only when it changes: a file on a full disk still opens, and serves what it holds.
+            _upgrade(db)
     except sqlite3.OperationalError as error:
         db.close()
         if "locked" in str(error):
@@ -186,3 +204,20 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a new file (version 0) or one of an older format to FORMAT_VERSION, in one transaction."""
+    db.execute("BEGIN")
+    try:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(batch_ids)")]
+        if "fingerprint" not in columns:  # format 1
+            db.execute("ALTER TABLE batch_ids ADD COLUMN fingerprint BLOB")
+        db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -28,6 +28,11 @@ class NamedColumns:
     codes: np.ndarray
     """uint8 while ``names`` has at most 256 entries, uint16 beyond."""
     names: tuple[str, ...]
+    first_sequence: int = 0
+    """The sequence number of the first reading (see ``ingestor/store.py``)."""
+    offsets: np.ndarray | None = None
+    """Each reading's sequence number less ``first_sequence`` when they are not consecutive (a
+    filtered piece); None when they are ``first_sequence, first_sequence + 1, ...``."""
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -39,13 +44,36 @@ class NamedColumns:
 
     @property
     def nbytes(self) -> int:
-        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes
+        offsets = self.offsets.nbytes if self.offsets is not None else 0
+        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes + offsets
+
+    @property
+    def sequences(self) -> np.ndarray:
+        """Each reading's sequence number, as uint64."""
+        first = np.uint64(self.first_sequence)
+        if self.offsets is None:
+            return np.arange(len(self), dtype=np.uint64) + first
+        return self.offsets.astype(np.uint64) + first
 
     def head(self, count: int) -> NamedColumns:
-        return NamedColumns(self.timestamps_ns[:count], self.values[:count], self.codes[:count], self.names)
+        offsets = self.offsets[:count] if self.offsets is not None else None
+        return NamedColumns(
+            self.timestamps_ns[:count],
+            self.values[:count],
+            self.codes[:count],
+            self.names,
+            self.first_sequence,
+            offsets,
+        )
 
     def tail(self, start: int) -> NamedColumns:
-        return NamedColumns(self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names)
+        if self.offsets is None:
+            first, offsets = self.first_sequence + start, None
+        else:
+            first, offsets = self.first_sequence, self.offsets[start:]
+        return NamedColumns(
+            self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names, first, offsets
+        )
 
     def cached(self, key: str, make: Callable[[NamedColumns], bytes]) -> bytes:
         """``make(self)``, computed once per key: the pieces are immutable and shared by subscribers."""
@@ -54,23 +82,26 @@ class NamedColumns:
         return self._cache[key]
 
 
-def name_columns(columns: Columns, dictionary: Sequence[str]) -> NamedColumns:
+def name_columns(
+    columns: Columns, dictionary: Sequence[str], first_sequence: int = 0, offsets: np.ndarray | None = None
+) -> NamedColumns:
     """``columns`` with their codes re-indexed into the names they use, looked up in ``dictionary``.
 
     The codes are kept as they are when they already are 0, 1, ... in the right width (the
-    generator's usual case); otherwise renumbered in the order of the dictionary.
+    generator's usual case); otherwise renumbered in the order of the dictionary. The sequence
+    numbers are ``first_sequence`` plus ``offsets`` (None: consecutive).
     """
     codes = np.asarray(columns.codes)
     if not len(codes):
-        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), ())
+        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), (), first_sequence, offsets)
     used = np.flatnonzero(np.bincount(codes))
     width = np.uint8 if len(used) <= 256 else np.uint16
     names = tuple(dictionary[code] for code in used.tolist())
     if len(used) == int(used[-1]) + 1 and codes.dtype == width:
-        return NamedColumns(columns.timestamps_ns, columns.values, codes, names)
+        return NamedColumns(columns.timestamps_ns, columns.values, codes, names, first_sequence, offsets)
     renumber = np.zeros(int(used[-1]) + 1, dtype=width)
     renumber[used] = np.arange(len(used), dtype=width)
-    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names)
+    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names, first_sequence, offsets)
 
 
 def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
@@ -89,7 +120,11 @@ def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
         np.concatenate([piece.values for piece in pieces]),
         codes.astype(np.int64),
     )
-    return name_columns(joined, tuple(index))
+    first = pieces[0].first_sequence
+    sequences = np.concatenate([piece.sequences for piece in pieces])
+    consecutive = len(sequences) == 0 or int(sequences[-1]) - first == len(sequences) - 1
+    offsets = None if consecutive else sequences - np.uint64(first)
+    return name_columns(joined, tuple(index), first, offsets)
 
 
 def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]:
@@ -106,6 +141,7 @@ def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]
             named.values[start : start + size].copy(),
             named.codes[start : start + size].copy(),
             named.names,
+            named.first_sequence + start,
         )
         for start in range(0, len(named), size)
     ]
@@ -121,5 +157,8 @@ def select(pieces: Sequence[NamedColumns], categories: frozenset[str]) -> list[N
         elif wanted:
             keep = np.isin(piece.codes, wanted)
             kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep])
-            selected.append(name_columns(kept, piece.names))
+            # A piece spans at most PIECE_READINGS sequence numbers: two bytes an offset suffice.
+            positions = np.flatnonzero(keep)
+            offsets = (piece.offsets[positions] if piece.offsets is not None else positions).astype(np.uint16)
+            selected.append(name_columns(kept, piece.names, piece.first_sequence, offsets))
     return selected

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,31 +17,65 @@ _MIN_SECONDS = -(2**63) // 1_000_000_000 + 1
 _MAX_SECONDS = (2**63 - 1) // 1_000_000_000 - 1
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenReadings:
+    """A write request's readings, validated, their categories still named as the request named them:
+    nothing is in the store's dictionary yet."""
+
+    message_timestamps: np.ndarray
+    message_values: np.ndarray
+    message_names: list[str]
+    column_timestamps: np.ndarray
+    column_values: np.ndarray
+    column_codes: np.ndarray
+    """Indexes into ``column_categories``."""
+    column_categories: Sequence[str]
+    used_codes: np.ndarray
+    """The column codes some reading carries, ascending: only their names enter the dictionary."""
+
+    def __len__(self) -> int:
+        return len(self.message_names) + len(self.column_codes)
+
+    def used_column_names(self) -> list[str]:
+        return [self.column_categories[code] for code in self.used_codes.tolist()]
+
+    def encode(self, store: ReadingStore) -> Columns:
+        """The readings ready to append, their names given codes of the store's dictionary."""
+        names = self.message_names
+        codes = store.encode_categories([*names, *self.used_column_names()])
+        message_codes = codes[: len(names)]
+        if not len(self.used_codes):
+            return Columns(self.message_timestamps, self.message_values, message_codes)
+        column_lookup = np.zeros(int(self.used_codes[-1]) + 1, dtype=codes.dtype)
+        column_lookup[self.used_codes] = codes[len(names) :]
+        if not names:
+            # The bulk form alone: the request's own buffers, no joined copies.
+            return Columns(self.column_timestamps, self.column_values, column_lookup[self.column_codes])
+        return Columns(
+            np.concatenate([self.message_timestamps, self.column_timestamps]),
+            np.concatenate([self.message_values, self.column_values]),
+            np.concatenate([message_codes, column_lookup[self.column_codes]]),
+        )
+
+
+def read_write_request(request: pb.WriteReadingsRequest) -> WrittenReadings:
+    """Validate every reading of the request, all or nothing: the first bad item raises
+    InvalidArgument naming it. Touches no store."""
+    timestamps, values, names = _decode_messages(request.readings)
+    column_timestamps, column_values, column_codes = _decode_columns(request)
+    used = np.flatnonzero(np.bincount(column_codes)) if len(column_codes) else np.empty(0, np.intp)
+    return WrittenReadings(
+        timestamps, values, names, column_timestamps, column_values, column_codes, request.column_categories, used
+    )
+
+
 def decode_write_request(request: pb.WriteReadingsRequest, store: ReadingStore) -> Columns:
     """Validate every reading of the request and return them ready to append, codes included.
 
     All or nothing: the first bad item raises InvalidArgument naming it, and nothing is added to
     the store's category dictionary unless every reading is valid.
     """
-    timestamps, values, names = _decode_messages(request.readings)
-    column_timestamps, column_values, column_codes = _decode_columns(request)
-    # Only the names some reading carries enter the store's dictionary.
-    used = np.flatnonzero(np.bincount(column_codes)) if len(column_codes) else np.empty(0, np.intp)
-    dictionary = request.column_categories
-    codes = store.encode_categories([*names, *(dictionary[code] for code in used.tolist())])
-    message_codes = codes[: len(names)]
-    if not len(used):
-        return Columns(timestamps, values, message_codes)
-    column_lookup = np.zeros(int(used[-1]) + 1, dtype=codes.dtype)
-    column_lookup[used] = codes[len(names) :]
-    if not names:
-        # The bulk form alone: the request's own buffers, no joined copies.
-        return Columns(column_timestamps, column_values, column_lookup[column_codes])
-    return Columns(
-        np.concatenate([timestamps, column_timestamps]),
-        np.concatenate([values, column_values]),
-        np.concatenate([message_codes, column_lookup[column_codes]]),
-    )
+    return read_write_request(request).encode(store)
 
 
 def _decode_messages(readings: Iterable[pb.Reading]) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -15,8 +15,11 @@ from typing import Any, Never, TypeVar, overload
 import grpc
 
 from ingestor.errors import (
+    Backpressure,
+    BatchIdReused,
     CategoryLimitError,
     ConfigConflict,
+    DiskFull,
     IngestorError,
     InvalidArgument,
     JournalError,
@@ -33,10 +36,16 @@ STATUS_CODES: dict[type[IngestorError], grpc.StatusCode] = {
     TooManySubscribers: grpc.StatusCode.RESOURCE_EXHAUSTED,
     SubscriberDropped: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ConfigConflict: grpc.StatusCode.FAILED_PRECONDITION,
+    BatchIdReused: grpc.StatusCode.FAILED_PRECONDITION,
+    Backpressure: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DiskFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     JournalError: grpc.StatusCode.UNAVAILABLE,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
 }
 INTERNAL_MESSAGE = "internal error in the ingestor"
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+"""gRPC's own trailer for "try again in this many milliseconds" (gRFC A6). Sent with Backpressure
+only: it is what tells a full queue (wait a little) from a full disk or dictionary (wait for an operator)."""
 
 Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
@@ -59,6 +68,8 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: Excepti
     if code is None:
         log.error("%s failed", rpc, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    if isinstance(error, Backpressure):
+        context.set_trailing_metadata(((RETRY_PUSHBACK_KEY, str(round(error.retry_after_s * 1000))),))
     await context.abort(code, str(error))
 
 

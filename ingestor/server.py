@@ -79,7 +79,13 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
     store, intake, journal = await asyncio.to_thread(open_storage, settings)
-    generator = GeneratorControl(store, settings.rate_hz, settings.categories, append=intake.append_generated)
+    generator = GeneratorControl(
+        store,
+        settings.rate_hz,
+        settings.categories,
+        append=intake.append_generated,
+        pacing=intake if intake.durable else None,
+    )
     # The call context comes first so that refused calls are logged with their request id too.
     interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
     if settings.token is not None:

@@ -7,24 +7,26 @@ which the server sends as they are (see ``server.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
 
 from ingestor import requests
 from ingestor.export import export_messages
+from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
-from ingestor.intake import Intake
+from ingestor.intake import DEFAULT_WAIT_S, Intake
 from ingestor.memory import ReleaseAfterLargeWrites
 from ingestor.pages import newest_page
-from ingestor.readings import decode_write_request
+from ingestor.readings import read_write_request
+from ingestor.replay import replay_deliveries
 from ingestor.rpc_errors import rpc_errors
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from ingestor.watch import DEFAULT_BUFFER_READINGS, WatchHub
-from ingestor.watch_stream import DEFAULT_STALL_S, send_deliveries
+from ingestor.watch import DEFAULT_BUFFER_READINGS, Delivery, WatchHub
+from ingestor.watch_stream import DEFAULT_STALL_S, MessageForm, send_deliveries
 
 Context = grpc.aio.ServicerContext
 
@@ -83,6 +85,10 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             data_dir_bytes=intake.data_dir_bytes(),
             recovered=intake.recovered,
             remembered_batch_ids=intake.remembered_batch_ids,
+            achieved_rate_hz=generator.achieved_rate_hz(),
+            generator_held_back=generator.held_back or "",
+            journal_queue_bytes=intake.backlog.pending_bytes if intake.backlog is not None else 0,
+            disk_full=intake.disk_full is not None,
         )
 
     @rpc_errors
@@ -107,13 +113,14 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     async def WriteReadings(
         self, request: pb.WriteReadingsRequest, context: Context[pb.WriteReadingsRequest, pb.WriteReadingsResponse]
     ) -> pb.WriteReadingsResponse:
-        # A retry is answered before its readings are decoded: they would add names for nothing.
-        replayed = await self._intake.replay(request.batch_id) if request.batch_id else None
-        if replayed is not None:
-            return pb.WriteReadingsResponse(accepted=replayed.accepted, duplicate=True, durable=replayed.durable)
-        columns = decode_write_request(request, self._store)
-        acknowledgement = await self._intake.write(columns, request.batch_id)
-        self._memory.wrote(len(columns))
+        # Validated and fingerprinted before anything is stored; names enter the dictionary only
+        # for readings that are stored now, not for a retry.
+        readings = read_write_request(request)
+        fingerprint = batch_fingerprint(readings) if request.batch_id else None
+        # Only durable mode has a queue to wait for.
+        wait_s = _wait_s(context) if self._intake.durable else DEFAULT_WAIT_S
+        acknowledgement = await self._intake.write(readings, request.batch_id, fingerprint, wait_s)
+        self._memory.wrote(len(readings))
         return pb.WriteReadingsResponse(
             accepted=acknowledgement.accepted,
             duplicate=acknowledgement.duplicate,
@@ -128,10 +135,26 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         ``watch_stall_s`` is dropped (``ingestor/watch_stream.py``)."""
         # The stream ends by an error that leaves this block first: unsubscribed by then, a status
         # that waits behind unread messages holds no buffer.
-        with self._hub.subscribe(requests.watch_categories(request)) as subscription:
+        categories = requests.watch_categories(request)
+        with self._hub.subscribe(categories) as subscription:
+            # Live readings start here: a replay covers the held ones before, up to this number.
+            live_from = self._store.total_ingested
+            replay: Iterable[Delivery] = ()
+            if request.HasField("after_sequence"):
+                replay = replay_deliveries(self._store, categories, request.after_sequence, live_from)
             # Tell the caller at once that it is subscribed, before any reading arrives.
             await context.send_initial_metadata(())
-            await send_deliveries(subscription, context.write, request.columnar, self._watch_stall_s)
+            form = MessageForm(columnar=request.columnar, sequences=request.sequences)
+            await send_deliveries(subscription, context.write, form, self._watch_stall_s, replay)
+
+
+def _wait_s(context: Context[pb.WriteReadingsRequest, pb.WriteReadingsResponse]) -> float:
+    """How long a write may wait for room in the journal's queue: until shortly before its deadline,
+    so that the caller hears RESOURCE_EXHAUSTED rather than its own DEADLINE_EXCEEDED."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return DEFAULT_WAIT_S
+    return max(0.0, remaining - min(0.5, remaining * 0.2))
 
 
 def _reading_messages(columns: Columns, names: Sequence[str]) -> list[pb.Reading]:

@@ -37,6 +37,9 @@ class IngestorSettings(BaseSettings):
     is rebuilt from it on start. Unset (or empty): memory only."""
     batch_id_window: int = Field(100_000, ge=1, le=10_000_000)
     """How many of the newest batch ids are remembered, so that retries are not stored twice."""
+    journal_queue_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, le=2**31 - 1)
+    """Durable mode: bytes of batches (18 a reading) that may wait for the disk in memory. Beyond,
+    writes wait for room until their deadline (then RESOURCE_EXHAUSTED) and the generator slows down."""
 
     @field_validator("data_dir", mode="before")
     @classmethod

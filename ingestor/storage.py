@@ -39,5 +39,13 @@ def open_storage(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Jour
         settings.data_dir,
         time.perf_counter() - started,
     )
-    intake = Intake(store, journal, settings.batch_id_window, recovered.batch_ids, recovered=store.buffered)
+    intake = Intake(
+        store,
+        journal,
+        settings.batch_id_window,
+        recovered.batch_ids,
+        recovered=store.buffered,
+        fingerprints=recovered.fingerprints,
+        queue_bytes=settings.journal_queue_bytes,
+    )
     return store, intake, journal

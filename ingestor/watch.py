@@ -174,7 +174,9 @@ class WatchHub:
     def _publish(self, columns: Columns) -> None:
         if not self._subscriptions:
             return
-        pieces = split(name_columns(columns, self._store.categories))
+        # The store has counted the batch already: its first reading's sequence number is this.
+        first_sequence = self._store.total_ingested - len(columns)
+        pieces = split(name_columns(columns, self._store.categories, first_sequence))
         by_filter: dict[frozenset[str], list[NamedColumns]] = {frozenset(): pieces}
         for subscription in self._subscriptions:
             wanted = subscription.categories

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Never
 
 from ingestor.errors import SubscriberDropped
@@ -32,10 +33,27 @@ FINAL_MESSAGE_TIMEOUT_S = 1.0
 Write = Callable[[bytes], Awaitable[None]]
 
 
-async def send_deliveries(subscription: Subscription, write: Write, columnar: bool, stall_s: float) -> Never:
-    """Send what the subscription takes until it ends: ShuttingDown once the hub closed and the
-    queue is empty, SubscriberDropped when the subscriber fell ``stall_s`` behind or took nothing
-    for that long."""
+@dataclass(frozen=True, slots=True)
+class MessageForm:
+    """How a subscriber's messages carry readings: one Reading each, or columns (optionally with
+    each reading's sequence number)."""
+
+    columnar: bool = False
+    sequences: bool = False
+
+
+async def send_deliveries(
+    subscription: Subscription,
+    write: Write,
+    form: MessageForm,
+    stall_s: float,
+    replay: Iterable[Delivery] = (),
+) -> Never:
+    """Send the ``replay`` deliveries, then what the subscription takes, until it ends: ShuttingDown
+    once the hub closed and the queue is empty, SubscriberDropped when the subscriber fell
+    ``stall_s`` behind or took nothing for that long."""
+    for delivery in replay:  # each read from the ring only when it is about to be sent
+        await _write_or_drop(subscription, write, watch_message(delivery, form), stall_s)
     loop = asyncio.get_running_loop()
     phase = random.uniform(0, WATCH_INTERVAL_S)
     while True:
@@ -56,28 +74,34 @@ async def send_deliveries(subscription: Subscription, write: Write, columnar: bo
                 f"this stream fell {delivery.waited_s:.0f} s behind (the limit is {stall_s:g} s) "
                 f"and ends: its last message counts the {lost} readings it lost"
             )
-        try:
-            async with asyncio.timeout(stall_s):
-                await write(watch_message(delivery, columnar))
-        except TimeoutError:
-            # The message stays queued for the client; another one cannot be sent behind it.
-            lost = subscription.abandon()
-            log.warning("dropped a subscriber that took nothing for %g s", stall_s)
-            raise SubscriberDropped(
-                f"this stream took no readings for {stall_s:g} s and ends: it lost {lost} readings after its "
-                "last message"
-            ) from None
+        await _write_or_drop(subscription, write, watch_message(delivery, form), stall_s)
 
 
-def watch_message(delivery: Delivery, columnar: bool) -> bytes:
+async def _write_or_drop(subscription: Subscription, write: Write, message: bytes, stall_s: float) -> None:
+    try:
+        async with asyncio.timeout(stall_s):
+            await write(message)
+    except TimeoutError:
+        # The message stays queued for the client; another one cannot be sent behind it.
+        lost = subscription.abandon()
+        log.warning("dropped a subscriber that took nothing for %g s", stall_s)
+        raise SubscriberDropped(
+            f"this stream took no readings for {stall_s:g} s and ends: it lost {lost} readings after its last message"
+        ) from None
+
+
+def watch_message(delivery: Delivery, form: MessageForm) -> bytes:
     """The WatchReadingsResponse of a delivery, in wire format.
 
     In the default form each piece's Reading messages are encoded once, and shared by every
     subscriber that takes the same piece; in the columnar form encoding is a copy of the columns.
     """
-    if columnar:
+    if form.columnar:
         joined = join(delivery.batches) if delivery.batches else None
-        columns = encode_watch_columns(joined.columns, joined.names) if joined is not None else b""
+        columns = b""
+        if joined is not None:
+            sequences = joined.sequences if form.sequences else None
+            columns = encode_watch_columns(joined.columns, joined.names, sequences)
         return encode_watch_missed(delivery.missed) + columns
     readings = [piece.cached("readings", _encode_readings) for piece in delivery.batches]
     return b"".join([*readings, encode_watch_missed(delivery.missed)])

@@ -56,6 +56,7 @@ _TIMESTAMPS = field_key(pb.ReadingColumns, "timestamps_ns")
 _VALUES = field_key(pb.ReadingColumns, "values")
 _CODES = field_key(pb.ReadingColumns, "category_codes")  # uint16
 _CODES_U8 = field_key(pb.ReadingColumns, "category_codes_u8")
+_SEQUENCES = field_key(pb.ReadingColumns, "sequences")
 _WATCH_MISSED = field_key(pb.WatchReadingsResponse, "missed")
 _WATCH_COLUMNS = field_key(pb.WatchReadingsResponse, "columns")
 _WATCH_CATEGORY = field_key(pb.WatchReadingsResponse, "column_categories")
@@ -121,13 +122,21 @@ def encode_export_response(
     return b"".join(parts)
 
 
-def encode_watch_response(columns: Columns, names: Sequence[str], missed: int = 0, *, columnar: bool = False) -> bytes:
-    """One WatchReadingsResponse in wire format: ``columns`` (codes indexing ``names``), then ``missed``.
+def encode_watch_response(
+    columns: Columns,
+    names: Sequence[str],
+    missed: int = 0,
+    *,
+    columnar: bool = False,
+    sequences: np.ndarray | None = None,
+) -> bytes:
+    """One WatchReadingsResponse in wire format: ``columns`` (codes indexing ``names``), then ``missed``;
+    in the columnar form with each reading's sequence number when ``sequences`` are given.
 
     The bytes are exactly what protobuf serialises for the same message: its fields in number order.
     """
     if columnar:
-        return encode_watch_missed(missed) + encode_watch_columns(columns, names)
+        return encode_watch_missed(missed) + encode_watch_columns(columns, names, sequences)
     return encode_watch_readings(columns, names) + encode_watch_missed(missed)
 
 
@@ -146,11 +155,15 @@ def encode_watch_missed(missed: int) -> bytes:
     return _WATCH_MISSED + varint(missed) if missed else b""
 
 
-def encode_watch_columns(columns: Columns, names: Sequence[str]) -> bytes:
-    """The ``columns`` and ``column_categories`` fields of a WatchReadingsResponse (the columnar form)."""
+def encode_watch_columns(columns: Columns, names: Sequence[str], sequences: np.ndarray | None = None) -> bytes:
+    """The ``columns`` and ``column_categories`` fields of a WatchReadingsResponse (the columnar form),
+    the columns with ``sequences`` (uint64, one a reading) when given."""
     if not len(columns):
         return b""
     inner = _reading_columns(columns)
+    if sequences is not None:
+        data = column_bytes(sequences, "<u8")
+        inner += (_SEQUENCES, varint(data.nbytes), data)
     parts: list[bytes | memoryview] = [_WATCH_COLUMNS, varint(_size(inner)), *inner]
     for name in names:
         encoded = name.encode()

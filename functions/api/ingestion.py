@@ -53,7 +53,8 @@ async def stop_ingestion(client: Client) -> MessageResponse:
 async def status(client: Client) -> StatusResponse:
     """The ingestor's generator state and buffer accounting, and the configuration of the current (or
     last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body; in
-    durable mode also ``durable`` and the data directory's size."""
+    durable mode also ``durable`` and the data directory's size; while the disk holds the generator
+    back, the rate it achieves and why; ``disk_full`` while the data directory is full."""
     current = await client.get_status()
     answer: dict[str, object] = {
         "running": current.running,
@@ -69,4 +70,8 @@ async def status(client: Client) -> StatusResponse:
         answer.update(durable=True, data_dir_bytes=current.data_dir_bytes)
     if current.generator_error:
         answer.update(generator_error=current.generator_error)
+    if current.generator_held_back:
+        answer.update(achieved_rate_hz=current.achieved_rate_hz, generator_held_back=current.generator_held_back)
+    if current.disk_full:
+        answer.update(disk_full=True)
     return StatusResponse.model_validate(answer)

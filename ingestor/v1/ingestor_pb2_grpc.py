@@ -113,7 +113,9 @@ class IngestorServiceServicer:
 
     def WriteReadings(self, request, context):
         """WriteReadings stores readings from a producer, all or nothing. In durable mode it answers only
-        once the batch is on disk.
+        once the batch is on disk; when the disk does not keep up, it waits for room until shortly
+        before its deadline, then fails with RESOURCE_EXHAUSTED and the trailer grpc-retry-pushback-ms;
+        on a full disk it fails with RESOURCE_EXHAUSTED at once, without that trailer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -155,6 +155,37 @@ HTTP_CASES |= {
         "GET", "/api/v1/raw-data", 400, "page_token is invalid", params={"page_token": "not-a-token"}
     ),
     "raw-data-page-token-huge": _query("/api/v1/raw-data", {"page_token": "A" * 201}, "string_too_long", "page_token"),
+    "raw-data-after-sequence-word": _query(
+        "/api/v1/raw-data", {"after_sequence": "x"}, "int_parsing", "after_sequence"
+    ),
+    "raw-data-after-sequence-nan": _query(
+        "/api/v1/raw-data", {"after_sequence": "NaN"}, "int_parsing", "after_sequence"
+    ),
+    "raw-data-after-sequence-below": _query(
+        "/api/v1/raw-data", {"after_sequence": "-2"}, "greater_than_equal", "after_sequence"
+    ),
+    "raw-data-after-sequence-huge": _query(
+        "/api/v1/raw-data", {"after_sequence": "9" * 40}, "less_than_equal", "after_sequence"
+    ),
+    "raw-data-after-sequence-with-token": _query(
+        "/api/v1/raw-data", {"after_sequence": "1", "page_token": "x"}, "value_error", "after_sequence"
+    ),
+    "stream-last-event-id-word": Http(
+        "GET",
+        "/api/v1/stream",
+        422,
+        "string_pattern_mismatch",
+        headers={"Last-Event-ID": "abc"},
+        loc=("header", "Last-Event-ID"),
+    ),
+    "stream-last-event-id-huge": Http(
+        "GET",
+        "/api/v1/stream",
+        422,
+        "string_pattern_mismatch",
+        headers={"Last-Event-ID": "9" * 19},
+        loc=("header", "Last-Event-ID"),
+    ),
     "processed-window-zero": _query("/api/v1/processed-data", {"window": "0s"}, "string_pattern_mismatch", "window"),
     "processed-window-2d": _query("/api/v1/processed-data", {"window": "2d"}, "value_error", "window"),
     "processed-window-86401s": _query("/api/v1/processed-data", {"window": "86401s"}, "value_error", "window"),

@@ -22,7 +22,6 @@ from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.clients import api_http
-from tests.support.disks import small_tmpfs
 from tests.support.factories import MakeIngestor, MakeProcess, MakeStack
 
 T0_NS = 1_705_744_800 * 1_000_000_000
@@ -273,22 +272,27 @@ def test_a_full_dictionary_refuses_whole_pushes_and_starts_up_front(
         assert http.get("/status").json()["running"] is True
 
 
-def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log(make_stack: MakeStack) -> None:
-    # The data directory is on a 1 MB file system: generating 200,000 readings a second fills it.
-    with small_tmpfs(1024 * 1024) as disk:
-        ingestor, api = make_stack(rate_hz=200_000, data_dir=disk / "data")
-        with api_http(api, timeout=30) as http:
-            assert http.post("/start-ingestion").status_code == 200
+def test_a_generator_that_stops_by_itself_says_so_in_the_status_and_the_log(
+    tmp_path: Path, make_stack: MakeStack
+) -> None:
+    # No file of the ingestor may grow beyond 1 MB (RLIMIT_FSIZE): generating 200,000 readings a
+    # second soon makes a write of the log fail (EFBIG), an I/O error that stops the log for good.
+    # (A full disk no longer does: the generator waits for space, tests/ingestor/test_disk_full.py.)
+    ingestor, api = make_stack(
+        rate_hz=200_000, data_dir=tmp_path / "data", prefix=("prlimit", f"--fsize={1024 * 1024}", "--")
+    )
+    with api_http(api, timeout=30) as http:
+        assert http.post("/start-ingestion").status_code == 200
 
-            def status_once_stopped() -> dict[str, Any] | None:
-                status = http.get("/status").json()
-                return None if status["running"] else status
+        def status_once_stopped() -> dict[str, Any] | None:
+            status = http.get("/status").json()
+            return None if status["running"] else status
 
-            status = wait_until(status_once_stopped, 20, "the generator kept running")
-        assert "data directory cannot be written" in status["generator_error"]
-        assert status["generator_error"].startswith("the generator stopped: ")
-        api.stop()
-        ingestor.stop()
+        status = wait_until(status_once_stopped, 20, "the generator kept running")
+    assert "data directory cannot be written" in status["generator_error"]
+    assert status["generator_error"].startswith("the generator stopped: ")
+    api.stop()
+    ingestor.stop()
     logged = [json.loads(line) for line in ingestor.output if line.startswith("{")]
     stopped = [line for line in logged if line["message"].startswith("the generator stopped by itself")]
     assert len(stopped) == 1
