@@ -7,16 +7,18 @@ with the network cut off; and the page's redraw rate and heap at 10,000 readings
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route
 
 from devtools.browser import PageLog, chromium, wait_for, watch
-from devtools.processes import ServerProcess, start_api_process, start_ingestor_process
+from devtools.processes import ServerProcess
+from tests.support.clients import api_http
+from tests.support.factories import MakeProcess, MakeStack
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +32,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    ingestor = start_ingestor_process(capacity=100_000, rate_hz=1)
-    api = start_api_process(ingestor.address)
-    yield ingestor, api
-    api.stop()
-    ingestor.stop()
+def servers(make_stack: MakeStack) -> tuple[ServerProcess, ServerProcess]:
+    return make_stack(capacity=100_000, rate_hz=1)
 
 
 @pytest.fixture
@@ -112,7 +110,7 @@ def test_the_dashboard_starts_charts_counts_and_stops(page: Page, servers: tuple
     page.click("#stop")
     wait_for(page, "document.getElementById('state').textContent === 'stopped'", timeout=3)
     # Stopped: the cards settle on exactly what /processed-data says.
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         expected = http.get("/processed-data", params={"stats": "min,max"}).json()
     assert {row["category"] for row in expected} == {"north", "south"}
     fields = {"mean": "avg_value", "count": "count", "min": "min", "max": "max", "last timestamp": "last_timestamp"}
@@ -150,7 +148,7 @@ def test_the_newest_readings_age_turns_amber_when_nothing_arrives_while_running(
 ) -> None:
     _, api = servers
     open_dashboard(page, f"http://{api.address}/")
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         http.post("/start-ingestion", json={"rate_hz": 0.2})  # a reading every 5 s
         try:
             wait_for(page, "window.dashboard.stats.received > 0", timeout=3)
@@ -173,11 +171,9 @@ def test_the_page_costs_little_to_load(page: Page, servers: tuple[ServerProcess,
     assert 0 < transferred < 120_000
 
 
-def test_the_token_field_sends_the_token_in_a_header_only(browser: Browser) -> None:
-    ingestor = start_ingestor_process(capacity=100_000, rate_hz=1)
-    api = start_api_process(ingestor.address, API_TOKEN=TOKEN, API_TOKEN_FOR_READS="true")
-    context = browser.new_context()
-    try:
+def test_the_token_field_sends_the_token_in_a_header_only(browser: Browser, make_stack: MakeStack) -> None:
+    _, api = make_stack(api_env={"API_TOKEN": TOKEN, "API_TOKEN_FOR_READS": "true"}, capacity=100_000, rate_hz=1)
+    with contextlib.closing(browser.new_context()) as context:
         page = context.new_page()
         sent: list[tuple[str, str | None]] = []
         page.on("request", lambda request: sent.append((request.url, request.headers.get("authorization"))))
@@ -203,10 +199,6 @@ def test_the_token_field_sends_the_token_in_a_header_only(browser: Browser) -> N
         # The only errors are the refusals before the token was given.
         assert all("401" in error for error in log.errors), log.errors
         assert_only_the_apps_host(log, api.address)
-    finally:
-        context.close()
-        api.stop()
-        ingestor.stop()
 
 
 @pytest.mark.parametrize("blocked", ["fails", "stalls"])
@@ -217,7 +209,7 @@ def test_with_the_stream_blocked_the_page_polls_and_keeps_updating(
     held: list[Route] = []  # a stream that never answers: what a buffering gateway does
     page.route("**/api/v1/stream*", lambda route: route.abort() if blocked == "fails" else held.append(route))
     log = open_dashboard(page, f"http://{api.address}/")
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         http.post("/start-ingestion", json={"rate_hz": 100})
         wait_for(page, "window.dashboard.stats.transport === 'polling'", timeout=6)
         assert page.text_content("#transport") == "polling"
@@ -233,7 +225,7 @@ def test_with_the_stream_blocked_the_page_polls_and_keeps_updating(
     # The stream works again: the page goes back to it at its next try.
     page.evaluate("window.dashboard.feed.options.retryLiveMs = 500")
     page.unroute("**/api/v1/stream*")
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         http.post("/start-ingestion", json={"rate_hz": 100})
         wait_for(page, "window.dashboard.stats.transport === 'live'", timeout=20)
         received = stats(page)["received"]
@@ -245,11 +237,12 @@ def test_with_the_stream_blocked_the_page_polls_and_keeps_updating(
     assert stats(page)["gaps"] == 0
 
 
-def test_under_a_root_path_every_asset_and_call_resolves(browser: Browser) -> None:
-    ingestor = start_ingestor_process(capacity=100_000, rate_hz=1)
-    api = start_api_process(ingestor.address, args=["--root-path", "/prod"])
-    context = browser.new_context()
-    try:
+def test_under_a_root_path_every_asset_and_call_resolves(
+    browser: Browser, make_ingestor_process: MakeProcess, make_api_process: MakeProcess
+) -> None:
+    ingestor = make_ingestor_process(capacity=100_000, rate_hz=1)
+    api = make_api_process(ingestor.address, args=["--root-path", "/prod"])
+    with contextlib.closing(browser.new_context()) as context:
         page = context.new_page()
         answered: list[tuple[str, int]] = []
         outside: list[str] = []
@@ -280,10 +273,6 @@ def test_under_a_root_path_every_asset_and_call_resolves(browser: Browser) -> No
         asked = [urlsplit(url).path for url in log.requests]
         assert all(path.startswith("/prod/") for path in asked), asked
         assert {"static", "api"} <= {path.split("/")[2] for path in asked}
-    finally:
-        context.close()
-        api.stop()
-        ingestor.stop()
 
 
 @pytest.mark.parametrize(("path", "operation"), [("docs", ".opblock"), ("redoc", "[data-section-id^='operation']")])
@@ -312,36 +301,33 @@ def test_the_docs_render_with_the_network_cut_off(
     assert log.errors == []
 
 
-def test_at_ten_thousand_readings_a_second_the_page_keeps_redrawing_with_a_bounded_heap(page: Page) -> None:
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=1)
-    api = start_api_process(ingestor.address)
-    try:
-        open_dashboard(page, f"http://{api.address}/")
-        page.evaluate(
-            """() => {
-                window.frameTimes = [];
-                const tick = (now) => { window.frameTimes.push(now); requestAnimationFrame(tick); };
-                requestAnimationFrame(tick);
-            }"""
-        )
-        cdp = page.context.new_cdp_session(page)
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
-            http.post("/start-ingestion", json={"rate_hz": 10_000, "categories": ["A", "B", "C"]})
-            heap: list[float] = []
-            redraws: list[int] = []
-            started = time.monotonic()
-            while time.monotonic() - started < 20:
-                time.sleep(2)
-                cdp.send("HeapProfiler.collectGarbage")  # what stays alive, not garbage not yet collected
-                usage = cdp.send("Runtime.getHeapUsage")  # objects, and the typed arrays' buffers
-                heap.append((usage["usedSize"] + usage.get("backingStorageSize", 0)) / 2**20)
-                redraws.append(int(stats(page)["redraws"]))  # type: ignore[call-overload]
-            http.post("/stop-ingestion")
-        frames = page.evaluate("window.frameTimes")
-        final = stats(page)
-    finally:
-        api.stop()
-        ingestor.stop()
+def test_at_ten_thousand_readings_a_second_the_page_keeps_redrawing_with_a_bounded_heap(
+    page: Page, make_stack: MakeStack
+) -> None:
+    _, api = make_stack(capacity=1_000_000, rate_hz=1)
+    open_dashboard(page, f"http://{api.address}/")
+    page.evaluate(
+        """() => {
+            window.frameTimes = [];
+            const tick = (now) => { window.frameTimes.push(now); requestAnimationFrame(tick); };
+            requestAnimationFrame(tick);
+        }"""
+    )
+    cdp = page.context.new_cdp_session(page)
+    with api_http(api) as http:
+        http.post("/start-ingestion", json={"rate_hz": 10_000, "categories": ["A", "B", "C"]})
+        heap: list[float] = []
+        redraws: list[int] = []
+        started = time.monotonic()
+        while time.monotonic() - started < 20:
+            time.sleep(2)
+            cdp.send("HeapProfiler.collectGarbage")  # what stays alive, not garbage not yet collected
+            usage = cdp.send("Runtime.getHeapUsage")  # objects, and the typed arrays' buffers
+            heap.append((usage["usedSize"] + usage.get("backingStorageSize", 0)) / 2**20)
+            redraws.append(int(stats(page)["redraws"]))  # type: ignore[call-overload]
+        http.post("/stop-ingestion")
+    frames = page.evaluate("window.frameTimes")
+    final = stats(page)
     window = [t for t in frames if t >= frames[-1] - 20_000]
     per_second = [
         sum(1 for t in window if start <= t < start + 1000)

@@ -14,16 +14,18 @@ import pytest
 from devtools.processes import start_api_process, start_ingestor_process
 from functions.readings import Readings
 from functions.sse import Batch, encode_events
+from tests.support.clients import api_http
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[httpx.Client]:
-    ingestor = start_ingestor_process(capacity=1000, rate_hz=1)
-    server = start_api_process(ingestor.address)
-    with httpx.Client(base_url=f"http://{server.address}/api/v1", timeout=10) as http:
+    """One ingestor and one API for the module, and a client of the API."""
+    with (
+        start_ingestor_process(capacity=1000, rate_hz=1) as ingestor,
+        start_api_process(ingestor.address) as server,
+        api_http(server) as http,
+    ):
         yield http
-    server.stop()
-    ingestor.stop()
 
 
 class Pusher:

@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 
-from devtools.processes import ServerProcess, start_api_process, start_ingestor_process
+from devtools.processes import ServerProcess
+from devtools.waiting import wait_until
 from functions.wire import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
+from tests.support.factories import MakeStack
 from tests.support.slow_disk import set_fsync_delay, slow_disk
 
 pytestmark = pytest.mark.slow
@@ -45,19 +47,22 @@ SlowPair = tuple[ServerProcess, ServerProcess, Path]
 
 
 @pytest.fixture
-def slow_pair(request: pytest.FixtureRequest) -> Iterator[SlowPair]:
+def slow_pair(request: pytest.FixtureRequest, make_stack: MakeStack) -> Iterator[SlowPair]:
     """A durable ingestor whose every commit takes ``request.param`` s more once it has started, and
     the API in front of it (1 s deadline)."""
     with slow_disk(fsync_delay_s=0.0) as disk:
-        ingestor = start_ingestor_process(data_dir=disk / "data", journal_queue_bytes=QUEUE_BYTES, capacity=100_000)
-        api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="1")
+        ingestor, api = make_stack(
+            api_env={"INGESTOR_TIMEOUT_S": "1"},
+            data_dir=disk / "data",
+            journal_queue_bytes=QUEUE_BYTES,
+            capacity=100_000,
+        )
         set_fsync_delay(disk, request.param)
-        try:
-            yield ingestor, api, disk
-        finally:
-            set_fsync_delay(disk, 0.0)
-            api.stop()
-            ingestor.stop()
+        yield ingestor, api, disk
+        # The servers go before their disk does, quickly: syncs take no longer than the disk's own.
+        set_fsync_delay(disk, 0.0)
+        api.stop()
+        ingestor.stop()
 
 
 FSYNC_DELAY_S = 3.0
@@ -83,7 +88,7 @@ def test_a_write_that_finds_no_room_in_time_is_refused_and_stores_nothing(
         assert "the disk does not keep up" in refused.value.details()
         assert ("grpc-retry-pushback-ms", "1000") in tuple(refused.value.trailing_metadata())
 
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
+        with api_http(api, timeout=30) as http:
             # 200 readings (3,600 bytes) do not fit in the 2,536 left either.
             body = [{"timestamp": "2024-01-20T10:00:00Z", "value": 1.0, "category": "third"}] * 200
             response = http.post("/readings", json=body)
@@ -111,7 +116,7 @@ def test_the_generator_slows_to_what_the_disk_sustains_and_says_so(
     rate_hz = 50_000.0  # 900 kB/s asked; the disk takes 64 KiB a commit of at least 0.5 s, ~130 kB/s
     queued: list[int] = []
     with (
-        httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http,
+        api_http(api, timeout=30) as http,
         grpc.insecure_channel(ingestor.address) as channel,
     ):
         stub = pb_grpc.IngestorServiceStub(channel)
@@ -139,34 +144,29 @@ def test_the_generator_slows_to_what_the_disk_sustains_and_says_so(
     assert held[0]["level"] == "WARNING"
 
 
-def test_without_pressure_the_status_keeps_its_shape(tmp_path: Path) -> None:
-    ingestor = start_ingestor_process(data_dir=tmp_path / "data", rate_hz=1000)
-    api = start_api_process(ingestor.address)
-    try:
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
-            assert http.post("/start-ingestion").status_code == 200
-            time.sleep(1.0)
-            status = http.get("/status").json()
-            assert http.post("/stop-ingestion").status_code == 200
-        assert set(status) == {
-            "running",
-            "total_ingested",
-            "buffered",
-            "evicted",
-            "capacity",
-            "rate_hz",
-            "durable",
-            "data_dir_bytes",
-        }
-        with grpc.insecure_channel(ingestor.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            deadline = time.monotonic() + 5  # the last generated batch may still be in its commit
-            while stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes == 0
-    finally:
-        api.stop()
-        ingestor.stop()
+def test_without_pressure_the_status_keeps_its_shape(tmp_path: Path, make_stack: MakeStack) -> None:
+    ingestor, api = make_stack(data_dir=tmp_path / "data", rate_hz=1000)
+    with api_http(api, timeout=30) as http:
+        assert http.post("/start-ingestion").status_code == 200
+        time.sleep(1.0)
+        status = http.get("/status").json()
+        assert http.post("/stop-ingestion").status_code == 200
+    assert set(status) == {
+        "running",
+        "total_ingested",
+        "buffered",
+        "evicted",
+        "capacity",
+        "rate_hz",
+        "durable",
+        "data_dir_bytes",
+    }
+    with grpc.insecure_channel(ingestor.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        wait_until(  # the last generated batch may still be in its commit
+            lambda: stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes == 0, 5, "bytes still queued"
+        )
+        assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes == 0
 
 
 @pytest.mark.parametrize("slow_pair", [1.0], indirect=True)

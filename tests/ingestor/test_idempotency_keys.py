@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,10 +14,12 @@ import httpx
 import numpy as np
 import pytest
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process, start_ingestor_process
+from devtools.processes import ServerProcess, ThreadedIngestor
 from functions.wire import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
+from tests.support.factories import MakeIngestor, MakeStack
 from tests.support.slow_disk import slow_disk
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
@@ -62,11 +63,9 @@ def total(stub: pb_grpc.IngestorServiceStub) -> int:
 
 
 @pytest.fixture(params=["memory", "durable"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ThreadedIngestor]:
+def server(request: pytest.FixtureRequest, tmp_path: Path, make_ingestor: MakeIngestor) -> ThreadedIngestor:
     settings = {"data_dir": tmp_path / "data"} if request.param == "durable" else {}
-    ingestor = ThreadedIngestor(capacity=1000, **settings)
-    yield ingestor
-    ingestor.close()
+    return make_ingestor(capacity=1000, **settings)
 
 
 def test_the_same_readings_in_any_form_are_a_replay_other_readings_are_refused(server: ThreadedIngestor) -> None:
@@ -103,7 +102,7 @@ def test_the_same_readings_in_any_form_are_a_replay_other_readings_are_refused(s
 
 @pytest.mark.slow
 def test_over_http_a_reused_key_is_a_422_naming_it(api_process: ServerProcess) -> None:
-    with httpx.Client(base_url=f"http://{api_process.address}/api/v1", timeout=20) as http:
+    with api_http(api_process, timeout=20) as http:
         assert http.post("/readings", json=BATCH, headers={"Idempotency-Key": "key-7"}).status_code == 202
         changed = [BATCH[0], {**BATCH[1], "value": 44.6}]
         refused = http.post("/readings", json=changed, headers={"Idempotency-Key": "key-7"})
@@ -117,20 +116,18 @@ def test_over_http_a_reused_key_is_a_422_naming_it(api_process: ServerProcess) -
         assert http.get("/status").json()["total_ingested"] == 2
 
 
-def test_fingerprints_survive_a_restart(tmp_path: Path) -> None:
+def test_fingerprints_survive_a_restart(tmp_path: Path, make_ingestor: MakeIngestor) -> None:
     values, names = [5.0, 6.0], ["A", "B"]
     for attempt in range(2):
-        ingestor = ThreadedIngestor(capacity=1000, data_dir=tmp_path / "data")
-        try:
-            with grpc.insecure_channel(ingestor.address) as channel:
-                stub = pb_grpc.IngestorServiceStub(channel)
-                assert write(stub, as_messages(values, names), "survivor").duplicate is (attempt == 1)
-                with pytest.raises(grpc.RpcError) as refused:
-                    write(stub, as_messages([5.0, 7.0], names), "survivor")
-                assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-                assert total(stub) == 2
-        finally:
-            ingestor.close()
+        ingestor = make_ingestor(capacity=1000, data_dir=tmp_path / "data")
+        with grpc.insecure_channel(ingestor.address) as channel:
+            stub = pb_grpc.IngestorServiceStub(channel)
+            assert write(stub, as_messages(values, names), "survivor").duplicate is (attempt == 1)
+            with pytest.raises(grpc.RpcError) as refused:
+                write(stub, as_messages([5.0, 7.0], names), "survivor")
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert total(stub) == 2
+        ingestor.close()  # before the next one opens the directory
 
 
 # The data directory's schema before fingerprints (format 1), as an earlier ingestor wrote it.
@@ -144,7 +141,7 @@ PRAGMA user_version = 1;
 """
 
 
-def test_a_data_directory_of_format_1_is_read_and_upgraded(tmp_path: Path) -> None:
+def test_a_data_directory_of_format_1_is_read_and_upgraded(tmp_path: Path, make_ingestor: MakeIngestor) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     old = sqlite3.connect(data_dir / "readings.sqlite3")
@@ -165,21 +162,19 @@ def test_a_data_directory_of_format_1_is_read_and_upgraded(tmp_path: Path) -> No
     old.close()
 
     for restart in range(2):
-        ingestor = ThreadedIngestor(capacity=1000, data_dir=data_dir)
-        try:
-            with grpc.insecure_channel(ingestor.address) as channel:
-                stub = pb_grpc.IngestorServiceStub(channel)
-                assert total(stub) == 2 + restart
-                # An id written without a fingerprint is recognised as before, whatever it carries.
-                replay = write(stub, as_messages([9.0], ["Z"]), "old-id")
-                assert (replay.accepted, replay.duplicate) == (2, True)
-                assert write(stub, as_messages([3.0], ["A"]), "new-id").duplicate is bool(restart)
-                with pytest.raises(grpc.RpcError) as refused:
-                    write(stub, as_messages([4.0], ["A"]), "new-id")
-                assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-                assert total(stub) == 3
-        finally:
-            ingestor.close()
+        ingestor = make_ingestor(capacity=1000, data_dir=data_dir)
+        with grpc.insecure_channel(ingestor.address) as channel:
+            stub = pb_grpc.IngestorServiceStub(channel)
+            assert total(stub) == 2 + restart
+            # An id written without a fingerprint is recognised as before, whatever it carries.
+            replay = write(stub, as_messages([9.0], ["Z"]), "old-id")
+            assert (replay.accepted, replay.duplicate) == (2, True)
+            assert write(stub, as_messages([3.0], ["A"]), "new-id").duplicate is bool(restart)
+            with pytest.raises(grpc.RpcError) as refused:
+                write(stub, as_messages([4.0], ["A"]), "new-id")
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert total(stub) == 3
+        ingestor.close()  # before the next one opens the directory
     upgraded = sqlite3.connect(data_dir / "readings.sqlite3")
     assert upgraded.execute("PRAGMA user_version").fetchone() == (2,)
     rows = upgraded.execute("SELECT batch_id, length(fingerprint) FROM batch_ids ORDER BY position").fetchall()
@@ -188,35 +183,33 @@ def test_a_data_directory_of_format_1_is_read_and_upgraded(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_attempts_in_flight_together_wait_for_the_first_and_replay_it() -> None:
+def test_attempts_in_flight_together_wait_for_the_first_and_replay_it(make_stack: MakeStack) -> None:
     # Every commit takes 0.5 s longer than the disk needs: all attempts below arrive while the first
     # one's commit is still running, truly at the same time (a barrier releases the threads at once).
     with slow_disk(fsync_delay_s=0.5) as disk:
-        ingestor = start_ingestor_process(data_dir=disk / "data")
-        api = start_api_process(ingestor.address)
-        try:
-            same, other = 8, 3
-            barrier = threading.Barrier(same + other)
-            answers: list[tuple[str, httpx.Response]] = []
+        ingestor, api = make_stack(data_dir=disk / "data")
+        same, other = 8, 3
+        barrier = threading.Barrier(same + other)
+        answers: list[tuple[str, httpx.Response]] = []
 
-            def post(body: list[dict[str, object]], kind: str) -> None:
-                with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
-                    barrier.wait(timeout=10)
-                    answers.append((kind, http.post("/readings", json=body, headers={"Idempotency-Key": "busy"})))
+        def post(body: list[dict[str, object]], kind: str) -> None:
+            with api_http(api, timeout=30) as http:
+                barrier.wait(timeout=10)
+                answers.append((kind, http.post("/readings", json=body, headers={"Idempotency-Key": "busy"})))
 
-            changed = [{**BATCH[0], "value": 0.5}]
-            threads = [threading.Thread(target=post, args=(BATCH, "same")) for _ in range(same)]
-            threads += [threading.Thread(target=post, args=(changed, "other")) for _ in range(other)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=60)
-            with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=30) as http:
-                status = http.get("/status").json()
-                held = http.get("/raw-data").json()
-        finally:
-            api.stop()
-            ingestor.stop()
+        changed = [{**BATCH[0], "value": 0.5}]
+        threads = [threading.Thread(target=post, args=(BATCH, "same")) for _ in range(same)]
+        threads += [threading.Thread(target=post, args=(changed, "other")) for _ in range(other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        with api_http(api, timeout=30) as http:
+            status = http.get("/status").json()
+            held = http.get("/raw-data").json()
+        # Both stop before their disk goes.
+        api.stop()
+        ingestor.stop()
     assert len(answers) == same + other
     # Whichever body came first decides what "busy" names; every attempt with it is acknowledged
     # (one stored, the others replayed once that commit was done), every other one refused.

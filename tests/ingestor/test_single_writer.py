@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from devtools.processes import ROOT, start_ingestor_process
+from devtools.processes import ROOT
 from ingestor.errors import JournalError
 from ingestor.journal import Journal
+from tests.support.factories import MakeProcess
 from tests.support.slow_disk import slow_disk
 
 pytestmark = pytest.mark.slow
@@ -31,36 +32,33 @@ def run_ingestor(data_dir: Path | None, *args: str) -> tuple[subprocess.Complete
     return finished, time.monotonic() - started
 
 
-def test_a_second_ingestor_exits_within_a_second_naming_the_first(tmp_path: Path) -> None:
-    first = start_ingestor_process(data_dir=tmp_path)
-    try:
-        # The same imports and start-up, ending at an invalid setting: what any start costs here.
-        refused_config, baseline = run_ingestor(None, "--port", "-1")
-        assert refused_config.returncode == 2
-        second, elapsed = run_ingestor(tmp_path)
-        assert second.returncode == 1
-        assert "cannot start: " in second.stderr
-        assert "is in use by another ingestor" in second.stderr
-        assert f"(pid {first.process.pid} on " in second.stderr
-        assert "Traceback" not in second.stderr
-        # Before, it waited out SQLite's 5 s busy timeout first.
-        assert elapsed - baseline < 1.0, (elapsed, baseline)
-    finally:
-        assert first.stop() == 0
+def test_a_second_ingestor_exits_within_a_second_naming_the_first(
+    tmp_path: Path, make_ingestor_process: MakeProcess
+) -> None:
+    first = make_ingestor_process(data_dir=tmp_path)
+    # The same imports and start-up, ending at an invalid setting: what any start costs here.
+    refused_config, baseline = run_ingestor(None, "--port", "-1")
+    assert refused_config.returncode == 2
+    second, elapsed = run_ingestor(tmp_path)
+    assert second.returncode == 1
+    assert "cannot start: " in second.stderr
+    assert "is in use by another ingestor" in second.stderr
+    assert f"(pid {first.process.pid} on " in second.stderr
+    assert "Traceback" not in second.stderr
+    # Before, it waited out SQLite's 5 s busy timeout first.
+    assert elapsed - baseline < 1.0, (elapsed, baseline)
+    assert first.stop() == 0
     # Once the first is gone the directory is free again.
-    third = start_ingestor_process(data_dir=tmp_path)
+    third = make_ingestor_process(data_dir=tmp_path)
     assert third.stop() == 0
 
 
-def test_the_refusal_takes_no_time_of_its_own(tmp_path: Path) -> None:
-    first = start_ingestor_process(data_dir=tmp_path)
-    try:
-        started = time.monotonic()
-        with pytest.raises(JournalError, match="is in use by another ingestor"):
-            Journal(tmp_path, capacity=10, batch_id_window=10)
-        assert time.monotonic() - started < 1.0
-    finally:
-        first.stop()
+def test_the_refusal_takes_no_time_of_its_own(tmp_path: Path, make_ingestor_process: MakeProcess) -> None:
+    make_ingestor_process(data_dir=tmp_path)
+    started = time.monotonic()
+    with pytest.raises(JournalError, match="is in use by another ingestor"):
+        Journal(tmp_path, capacity=10, batch_id_window=10)
+    assert time.monotonic() - started < 1.0
 
 
 def test_a_file_system_that_sits_on_the_lock_request_is_given_up_on_within_a_second() -> None:

@@ -18,6 +18,7 @@ from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from ingestor.watch import WatchHub
+from tests.support.factories import MakeIngestor
 
 
 def push(stub: pb_grpc.IngestorServiceStub, values: list[float], categories: list[str]) -> None:
@@ -59,10 +60,8 @@ def collect(
 
 
 @pytest.fixture
-def server() -> Iterator[ThreadedIngestor]:
-    running = ThreadedIngestor(capacity=1000)
-    yield running
-    running.close()
+def server(make_ingestor: MakeIngestor) -> ThreadedIngestor:
+    return make_ingestor(capacity=1000)
 
 
 def test_pieces_know_each_readings_sequence_number_through_split_select_and_slices() -> None:
@@ -170,22 +169,21 @@ def test_readings_evicted_before_a_replay_are_counted_as_missed(server: Threaded
 
 
 @pytest.mark.slow
-def test_a_replay_while_generating_fast_repeats_nothing_and_skips_nothing_unannounced() -> None:
-    server = ThreadedIngestor(capacity=200_000, rate_hz=20_000)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            stub.StartIngestion(pb.StartIngestionRequest(), timeout=10)
-            time.sleep(1.0)
-            total = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
-            start = total - 15_000
-            request = pb.WatchReadingsRequest(columnar=True, sequences=True, after_sequence=start)
-            stream = stub.WatchReadings(request, timeout=60)
-            _, sequences, _, gaps = collect(stream, 60_000)
-            stream.cancel()
-            stub.StopIngestion(pb.StopIngestionRequest(), timeout=10)
-    finally:
-        server.close()
+def test_a_replay_while_generating_fast_repeats_nothing_and_skips_nothing_unannounced(
+    make_ingestor: MakeIngestor,
+) -> None:
+    server = make_ingestor(capacity=200_000, rate_hz=20_000)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        stub.StartIngestion(pb.StartIngestionRequest(), timeout=10)
+        time.sleep(1.0)
+        total = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
+        start = total - 15_000
+        request = pb.WatchReadingsRequest(columnar=True, sequences=True, after_sequence=start)
+        stream = stub.WatchReadings(request, timeout=60)
+        _, sequences, _, gaps = collect(stream, 60_000)
+        stream.cancel()
+        stub.StopIngestion(pb.StopIngestionRequest(), timeout=10)
     expected_missed = 0
     cursor = start
     # Every number from start on, in order, each once; a jump only where a gap says how far.
@@ -200,35 +198,32 @@ def test_a_replay_while_generating_fast_repeats_nothing_and_skips_nothing_unanno
 
 
 @pytest.mark.slow
-def test_a_replay_does_not_hold_up_the_loop_for_other_callers() -> None:
+def test_a_replay_does_not_hold_up_the_loop_for_other_callers(make_ingestor: MakeIngestor) -> None:
     """A replay of the whole buffer is read a piece at a time: GetStatus keeps answering meanwhile."""
-    server = ThreadedIngestor(capacity=500_000, rate_hz=1)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            values = [float(i % 1000) for i in range(10_000)]
-            for _ in range(50):
-                push(stub, values, ["A"] * len(values))
-            stream = stub.WatchReadings(pb.WatchReadingsRequest(columnar=True, sequences=True, after_sequence=0))
-            slowest = 0.0
-            done = threading.Event()
+    server = make_ingestor(capacity=500_000, rate_hz=1)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        values = [float(i % 1000) for i in range(10_000)]
+        for _ in range(50):
+            push(stub, values, ["A"] * len(values))
+        stream = stub.WatchReadings(pb.WatchReadingsRequest(columnar=True, sequences=True, after_sequence=0))
+        slowest = 0.0
+        done = threading.Event()
 
-            def poll() -> None:
-                nonlocal slowest
-                while not done.is_set():
-                    began = time.perf_counter()
-                    stub.GetStatus(pb.GetStatusRequest(), timeout=10)
-                    slowest = max(slowest, time.perf_counter() - began)
-                    time.sleep(0.01)
+        def poll() -> None:
+            nonlocal slowest
+            while not done.is_set():
+                began = time.perf_counter()
+                stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+                slowest = max(slowest, time.perf_counter() - began)
+                time.sleep(0.01)
 
-            poller = threading.Thread(target=poll)
-            poller.start()
-            _, sequences, _, gaps = collect(stream, 500_000)
-            done.set()
-            poller.join()
-            stream.cancel()
-    finally:
-        server.close()
+        poller = threading.Thread(target=poll)
+        poller.start()
+        _, sequences, _, gaps = collect(stream, 500_000)
+        done.set()
+        poller.join()
+        stream.cancel()
     assert sequences == list(range(500_000))
     assert gaps == []
     assert slowest < 1.0

@@ -165,10 +165,10 @@ def slow_disk(fsync_delay_s: float, lock_delay_s: float = 0.0) -> Iterator[Path]
         finally:
             subprocess.run(["umount", "--lazy", str(mountpoint)], check=False)
             try:
-                server.wait(timeout=10)
+                server.communicate(timeout=10)  # waits, and closes its stderr pipe
             except subprocess.TimeoutExpired:
                 server.kill()
-                server.wait()
+                server.communicate()
 
 
 def main() -> None:
