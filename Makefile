@@ -47,6 +47,8 @@ lint: $(INSTALLED) $(BUF)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	cd proto && ../$(BUF) lint
+	# No breaking change to the contract against the previous commit (new fields and RPCs only).
+	$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'
 	$(BIN)/hadolint --no-color Dockerfile
 	$(BIN)/cfn-lint --include-checks I -- template.yaml
 	$(COMPOSE) config --quiet

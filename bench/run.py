@@ -6,6 +6,8 @@ loads each with the same readings through the columnar ``WriteReadings`` path, a
 
 - ``GET /api/v1/processed-data`` over HTTP against the project and the baseline (median, p95);
 - the floor: the project's own aggregation over numpy arrays already in this process;
+- hopping windows (``window=1m&step=10s``) next to tumbling ones with the same statistics, and whole
+  exports as Parquet and CSV (``GET /export``) next to ``ExportReadings`` into numpy;
 - ``ExportReadings`` into numpy on the client, ``WriteReadings`` (10k messages a batch, and columnar),
   the generator's highest rate, ingestor RSS per buffered reading, ``/raw-data?limit=10000``, and the
   cold import of ``functions.app`` next to its third-party dependencies alone.
@@ -36,6 +38,8 @@ import numpy as np
 
 from devtools.processes import ROOT, ServerProcess, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import IngestorClient
+from functions.formats import ReadingsEncoder
+from functions.formats import _iso_strings as iso_strings
 from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
 from functions.readings import Readings
@@ -183,6 +187,13 @@ def export_seconds(address: str, n: int, repeats: int) -> list[float]:
     return asyncio.run(run())
 
 
+def encode_all(format_name: str, readings: Readings) -> int:
+    """The export's bytes as the function encodes them, chunk after chunk; how many."""
+    encoder = ReadingsEncoder(format_name)
+    size = sum(len(encoder.chunk(readings.slice(at, at + WRITE_CHUNK))) for at in range(0, len(readings), WRITE_CHUNK))
+    return size + len(encoder.finish())
+
+
 def same_aggregates(project: list[dict[str, Any]], naive: list[dict[str, Any]]) -> bool:
     if [(r["category"], r["count"], r["last_timestamp"]) for r in project] != [
         (r["category"], r["count"], r["last_timestamp"]) for r in naive
@@ -234,6 +245,31 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
             project_body = http.get("/processed-data").json()
             samples = timed(lambda: http.get("/raw-data", params={"limit": 10_000}).raise_for_status(), repeats)
             result["raw_10k_ms"] = median_ms(samples)
+            # Hopping windows next to tumbling ones with the same statistics, taking turns.
+            stats = "min,max,std"
+            hopping, tumbling = timed_alternately(
+                [
+                    lambda: http.get("/processed-data", params={"window": "1m", "step": "10s", "stats": stats}),
+                    lambda: http.get("/processed-data", params={"window": "1m", "stats": stats}),
+                ],
+                repeats,
+            )
+            result["hopping_ms"], result["tumbling_ms"] = median_ms(hopping), median_ms(tumbling)
+            # Whole exports as files, read to the end by the client, next to ExportReadings below.
+            parquet, csv = timed_alternately(
+                [
+                    lambda: http.get("/export", params={"format": "parquet"}).raise_for_status(),
+                    lambda: http.get("/export", params={"format": "csv"}).raise_for_status(),
+                ],
+                max(3, repeats // 3),
+                warmup=1,
+            )
+            result["parquet_export_ms"], result["csv_export_ms"] = median_ms(parquet), median_ms(csv)
+        result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_strings(readings.timestamps_ns), repeats))
+        # The encoding alone, in this process, chunk by chunk as the function does: no gRPC, no HTTP.
+        for format_name in ("parquet", "csv"):
+            samples = timed(lambda name=format_name: encode_all(name, readings), max(3, repeats // 3), warmup=1)
+            result[f"{format_name}_encode_ms"] = median_ms(samples)
         samples = export_seconds(ingestor.address, n, repeats)
         result["export_ms"] = median_ms(samples)
         result["export_per_s"] = n / statistics.median(samples)
@@ -311,27 +347,43 @@ def bench_generator_sustained(rate_hz: int = 1_000_000, seconds: float = 3.0) ->
         ingestor.stop()
 
 
-def import_seconds(repeats: int = 9) -> tuple[float, float]:
-    """Median cold import time of THIRD_PARTY, and of functions.app on top of them, in fresh interpreters.
+def import_seconds(repeats: int = 9) -> tuple[float, float, float, float]:
+    """Median cold import times in fresh interpreters: of THIRD_PARTY, and of functions.app on top of
+    them; and of functions.app alone, with pyarrow installed and as before it was (unimportable).
 
-    Timing both in the same interpreter, one after the other, keeps the comparison fair on a busy
-    machine: whatever slows one run slows both parts of it.
+    Timing deps and app in the same interpreter, one after the other, keeps the comparison fair on a
+    busy machine: whatever slows one run slows both parts of it; the runs with and without pyarrow
+    take turns. The third-party phase loads pandas as functions/__init__.py does, with pyarrow
+    hidden, so that it is the set of modules the function's own cold start loads.
     """
-    code = (
-        "import time; start = time.perf_counter()\n"
+    split = (
+        "import sys, time; start = time.perf_counter()\nsys.modules['pyarrow'] = None\n"
         + "".join(f"import {module}\n" for module in THIRD_PARTY)
-        + "middle = time.perf_counter()\nimport functions.app\n"
+        + "del sys.modules['pyarrow']\nmiddle = time.perf_counter()\nimport functions.app\n"
         + "print(middle - start, time.perf_counter() - middle)"
     )
+    alone = (
+        "import sys, time\n{prelude}start = time.perf_counter()\nimport functions.app\n"
+        "assert sys.modules.get('pyarrow') is None, 'pyarrow loaded at import'\n"
+        "print(time.perf_counter() - start)"
+    )
 
-    def once() -> tuple[float, float]:
-        run = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
-        deps, app = run.stdout.split()
-        return float(deps), float(app)
+    def run(code: str) -> list[float]:
+        done = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
+        return [float(word) for word in done.stdout.split()]
 
-    once()  # bytecode caches written, files in the page cache
-    runs = [once() for _ in range(repeats)]
-    return statistics.median(deps for deps, _ in runs), statistics.median(app for _, app in runs)
+    run(split)  # bytecode caches written, files in the page cache
+    splits, installed, before = [], [], []
+    for _ in range(repeats):
+        splits.append(run(split))
+        installed.append(run(alone.format(prelude=""))[0])
+        before.append(run(alone.format(prelude="sys.modules['pyarrow'] = None\n"))[0])
+    return (
+        statistics.median(deps for deps, _ in splits),
+        statistics.median(app for _, app in splits),
+        statistics.median(installed),
+        statistics.median(before),
+    )
 
 
 def fmt_ms(value: float | None) -> str:
@@ -354,6 +406,23 @@ def table(results: dict[str, Any]) -> str:
             f"| {fmt_ms(row['export_ms'])} ({row['export_per_s'] / 1e6:.0f}) | {row['write_columns_per_s'] / 1e6:.1f} "
             f"| {fmt_ms(row['raw_10k_ms'])} |"
         )
+    lines += [
+        "",
+        "| N | hopping 1m/10s / tumbling 1m ms (ratio) | export as parquet / csv / ExportReadings ms "
+        "| parquet, csv over export | encoding alone: parquet / csv / its ISO timestamps ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["sizes"]:
+        if "hopping_ms" not in row:
+            continue
+        lines.append(
+            f"| {row['n']:,} | {fmt_ms(row['hopping_ms'])} / {fmt_ms(row['tumbling_ms'])} "
+            f"({row['hopping_ms'] / row['tumbling_ms']:.2f}) | {fmt_ms(row['parquet_export_ms'])} / "
+            f"{fmt_ms(row['csv_export_ms'])} / {fmt_ms(row['export_ms'])} "
+            f"| {row['parquet_export_ms'] / row['export_ms']:.1f}x, {row['csv_export_ms'] / row['export_ms']:.1f}x "
+            f"| {fmt_ms(row['parquet_encode_ms'])} / {fmt_ms(row['csv_encode_ms'])} "
+            f"/ {fmt_ms(row['csv_timestamps_ms'])} |"
+        )
     largest = results["sizes"][-1]
     single = results["single"]
     lines += [
@@ -368,6 +437,9 @@ def table(results: dict[str, Any]) -> str:
         f"| {largest['rss_per_reading_bytes']:.2f} B |",
         f"| cold import: functions.app / third-party deps alone | {fmt_ms(single['import_app_ms'])} / "
         f"{fmt_ms(single['import_deps_ms'])} ms (+{single['import_overhead'] * 100:.0f}%) |",
+        "| cold import of functions.app alone, pyarrow installed / unimportable "
+        f"| {fmt_ms(single['import_app_alone_ms'])} / {fmt_ms(single['import_app_without_pyarrow_ms'])} ms "
+        f"({single['import_growth_with_pyarrow'] * 100:+.1f}%) |",
     ]
     return "\n".join(lines)
 
@@ -397,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats = args.repeats if n < 10_000_000 else max(5, args.repeats // 2)
         results["sizes"].append(bench_size(n, repeats, with_baseline=not args.no_baseline))
     print("single figures", flush=True)
-    deps_s, own_s = import_seconds()
+    deps_s, own_s, installed_s, before_s = import_seconds()
     results["single"] = {
         "write_messages_per_s": bench_message_writes(),
         "generator_capacity_per_s": bench_generator_capacity(),
@@ -405,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         "import_app_ms": (deps_s + own_s) * 1e3,
         "import_deps_ms": deps_s * 1e3,
         "import_overhead": own_s / deps_s,
+        "import_app_alone_ms": installed_s * 1e3,
+        "import_app_without_pyarrow_ms": before_s * 1e3,
+        "import_growth_with_pyarrow": installed_s / before_s - 1,
     }
     results["machine"]["load_avg_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)

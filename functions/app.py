@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.types import ASGIApp
 
 from functions import pages
@@ -140,4 +141,5 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
 retain_freed_memory()
 configure_server_logging()
 app = create_app()
-handler = Mangum(GatewayPrefix(app), lifespan="off")
+# NDJSON exports are text: Mangum base64-encodes any type it does not know as text.
+handler = Mangum(GatewayPrefix(app), lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])

@@ -7,7 +7,8 @@ functions/errors.py, which the HTTP layer answers with a status of its one table
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -20,9 +21,11 @@ from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
 from functions.watch import watch_batches
-from functions.wire import ExportDecoder, MalformedMessage
+from functions.wire import ExportDecoder, MalformedMessage, decode_export_response
 from ingestor.v1 import ingestor_pb2 as pb
 
+EXPORT_STREAM_TIMEOUT_S = 300.0
+"""Deadline of an export streamed to an HTTP client (GET /export), which goes at the client's pace."""
 EXPORT_CHUNK_SIZE = 65_536
 """Readings per ExportReadings message (1.2 MB): large enough that the per-message overhead of both
 processes stays small, small enough that decoding one chunk overlaps the encoding of the next (one
@@ -38,6 +41,9 @@ class IngestorClient:
 
     def __init__(self, settings: FunctionSettings) -> None:
         self._settings = settings
+        self.watch_start: int | None = None
+        """The sequence number the last subscription of :meth:`watch_readings` starts at, when the
+        ingestor says (an export below it complements the stream exactly)."""
 
     @property
     def _timeout(self) -> float:
@@ -77,27 +83,48 @@ class IngestorClient:
         """The generator's state, the buffer's accounting and the current (or last) run's configuration."""
         return await self._call("GetStatus", pb.GetStatusRequest(), pb.GetStatusResponse)
 
-    async def export_readings(self, max_readings: int = 0) -> Readings:
-        """The buffered readings (only the newest ``max_readings`` when set), oldest first."""
-        request = pb.ExportReadingsRequest(max_readings=max_readings, chunk_size=EXPORT_CHUNK_SIZE)
+    async def export_readings(self, max_readings: int = 0, *, late_flags: bool = False) -> Readings:
+        """The buffered readings (only the newest ``max_readings`` when set), oldest first; with
+        ``late_flags``, each reading's late flag too."""
+        request = pb.ExportReadingsRequest(
+            max_readings=max_readings, chunk_size=EXPORT_CHUNK_SIZE, late_flags=late_flags
+        )
         return (await self._export(request)).readings()
 
     async def _export(self, request: pb.ExportReadingsRequest) -> ExportDecoder:
         """Run ExportReadings, reading each message from its wire bytes (functions/wire.py): without a
         deserializer, gRPC hands the messages over unparsed."""
-        channel = await connected_channel(self._settings)
-        export: grpc.aio.UnaryStreamMultiCallable[pb.ExportReadingsRequest, bytes] = channel.unary_stream(
-            method_path("ExportReadings"), request_serializer=pb.ExportReadingsRequest.SerializeToString
-        )
         decoder = ExportDecoder()
         try:
-            async for message in export(request, timeout=self._timeout):
+            async for message in await self._export_call(request):
                 decoder.add(message)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
         except MalformedMessage as error:
             raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
         return decoder
+
+    async def _export_call(
+        self, request: pb.ExportReadingsRequest, deadline_s: float | None = None
+    ) -> grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes]:
+        channel = await connected_channel(self._settings)
+        export: grpc.aio.UnaryStreamMultiCallable[pb.ExportReadingsRequest, bytes] = channel.unary_stream(
+            method_path("ExportReadings"), request_serializer=pb.ExportReadingsRequest.SerializeToString
+        )
+        return export(request, timeout=deadline_s or self._timeout)
+
+    async def export_chunks(self, query: ReadingQuery, *, late_flags: bool = False) -> AsyncGenerator[ExportPart, None]:
+        """The matching readings chunk by chunk as they arrive, oldest first, each chunk with the
+        stream's category dictionary so far; memory bounded by a chunk. Returns once the first
+        message is in (a failure to start raises IngestorError); a failure later ends the iteration
+        with IngestorError too."""
+        call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
+        messages = aiter(call)
+        try:
+            first = await anext(messages, None)
+        except grpc.aio.AioRpcError as error:
+            raise rpc_error(error) from None
+        return _export_parts(call, first, messages)
 
     async def select_readings(
         self,
@@ -107,22 +134,11 @@ class IngestorClient:
         before_sequence: int | None = None,
         after_sequence: int = 0,
         oldest_first: bool = False,
+        late_flags: bool = False,
     ) -> tuple[Readings, int | None]:
         """Matching readings (at most ``limit``, the newest or the oldest), oldest first, and where
         the next page continues (None when nothing is left)."""
-        request = pb.ExportReadingsRequest(
-            max_readings=limit,
-            chunk_size=EXPORT_CHUNK_SIZE,
-            categories=query.categories,
-            after_sequence=after_sequence,
-            oldest_first=oldest_first,
-        )
-        if query.since_ns is not None:
-            request.since.FromNanoseconds(query.since_ns)
-        if query.until_ns is not None:
-            request.until.FromNanoseconds(query.until_ns)
-        if before_sequence is not None:
-            request.before_sequence = before_sequence
+        request = export_request(query, limit, before_sequence, after_sequence, oldest_first, late_flags)
         decoder = await self._export(request)
         return decoder.readings(), decoder.next_sequence
 
@@ -141,7 +157,7 @@ class IngestorClient:
         return await self._call("WriteReadings", request, pb.WriteReadingsResponse, batch_id)
 
     async def watch_readings(
-        self, categories: Iterable[str] = (), after_sequence: int | None = None
+        self, categories: Iterable[str] = (), after_sequence: int | None = None, *, late_flags: bool = False
     ) -> AsyncIterator[Batch]:
         """Subscribe to new readings; returns once subscribed, then yields them as they arrive, as
         columns with their sequence numbers (the columnar form of WatchReadings). With
@@ -158,12 +174,12 @@ class IngestorClient:
             request_serializer=pb.WatchReadingsRequest.SerializeToString,
             response_deserializer=pb.WatchReadingsResponse.FromString,
         )
-        request = pb.WatchReadingsRequest(categories=categories, columnar=True, sequences=True)
+        request = pb.WatchReadingsRequest(categories=categories, columnar=True, sequences=True, late_flags=late_flags)
         if after_sequence is not None:
             request.after_sequence = after_sequence + 1
         call = watch(request)
         try:
-            await asyncio.wait_for(call.initial_metadata(), self._timeout)
+            self.watch_start = _next_sequence(await asyncio.wait_for(call.initial_metadata(), self._timeout))
         except TimeoutError:
             call.cancel()
             raise IngestorTimeout("the ingestor did not answer in time") from None
@@ -172,3 +188,68 @@ class IngestorClient:
         if call.done() and (code := await call.code()) is not grpc.StatusCode.OK:
             raise ingestor_error(code, await call.details(), live=True)
         return watch_batches(call)
+
+
+def export_request(
+    query: ReadingQuery,
+    limit: int = 0,
+    before_sequence: int | None = None,
+    after_sequence: int = 0,
+    oldest_first: bool = False,
+    late_flags: bool = False,
+) -> pb.ExportReadingsRequest:
+    """The ExportReadings request of a filter and its bounds."""
+    request = pb.ExportReadingsRequest(
+        max_readings=limit,
+        chunk_size=EXPORT_CHUNK_SIZE,
+        categories=query.categories,
+        after_sequence=after_sequence,
+        oldest_first=oldest_first,
+        late_flags=late_flags,
+    )
+    if query.since_ns is not None:
+        request.since.FromNanoseconds(query.since_ns)
+    if query.until_ns is not None:
+        request.until.FromNanoseconds(query.until_ns)
+    if before_sequence is not None:
+        request.before_sequence = before_sequence
+    return request
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPart:
+    """One chunk of a streamed export: its readings, with the stream's dictionary so far."""
+
+    readings: Readings
+    planned: int
+    """How many readings the whole export carries at most (from the first message; 0 after it)."""
+
+
+async def _export_parts(
+    call: grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes],
+    first: bytes | None,
+    rest: AsyncIterator[bytes],
+) -> AsyncGenerator[ExportPart, None]:
+    categories: list[str] = []
+    try:
+        message = first
+        while message is not None:
+            chunk = decode_export_response(message)
+            categories.extend(chunk.new_categories)
+            readings = Readings(chunk.timestamps_ns, chunk.values, chunk.codes, tuple(categories), chunk.late)
+            yield ExportPart(readings, chunk.planned_readings)
+            message = await anext(rest, None)
+    except grpc.aio.AioRpcError as error:
+        raise rpc_error(error) from None
+    except MalformedMessage as error:
+        raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
+    finally:
+        call.cancel()
+
+
+def _next_sequence(metadata: object) -> int | None:
+    """The ``next-sequence`` of WatchReadings' initial metadata, when there."""
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        if key == "next-sequence" and str(value).isdigit():
+            return int(value)
+    return None

@@ -23,6 +23,9 @@ class Readings:
     """uint16 indexes into ``categories``."""
     categories: Sequence[str]
     """The category dictionary."""
+    late: np.ndarray | None = None
+    """uint8 late flags (1: the reading's event time was older than the newest stored before it),
+    when they were asked for."""
 
     def __len__(self) -> int:
         return len(self.timestamps_ns)
@@ -34,7 +37,11 @@ class Readings:
     def slice(self, start: int, stop: int) -> Readings:
         """Readings ``start`` to ``stop``, views of these columns with the same dictionary."""
         return Readings(
-            self.timestamps_ns[start:stop], self.values[start:stop], self.codes[start:stop], self.categories
+            self.timestamps_ns[start:stop],
+            self.values[start:stop],
+            self.codes[start:stop],
+            self.categories,
+            self.late[start:stop] if self.late is not None else None,
         )
 
 

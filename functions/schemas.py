@@ -45,13 +45,31 @@ class CategoryStats(BaseModel):
 
 
 class WindowedStats(CategoryStats):
-    """With ``window``, ``stats`` or both: the original four keys, then these, then the stats asked for."""
+    """With ``window``, ``session_gap``, ``stats`` or more: the original four keys, then these, then the
+    stats asked for."""
 
+    avg_value: float | None = Field(  # type: ignore[assignment]
+        description="Mean value; with fill, an empty window's is null, 0, carried or interpolated", examples=[44.1]
+    )
+    last_timestamp: str | None = Field(  # type: ignore[assignment]
+        description="Latest event time in the window, ISO 8601 UTC; null in an empty window (fill=) unless "
+        "fill=previous carries it",
+        examples=["2024-01-20T10:00:02.000000Z"],
+    )
     window_start: str | None = Field(
-        None, description="Start of the tumbling window (with window=)", examples=["2024-01-20T10:00:00.000000Z"]
+        None,
+        description="Start of the window (with window=), or a session's first reading (with session_gap=)",
+        examples=["2024-01-20T10:00:00.000000Z"],
     )
     window_end: str | None = Field(
-        None, description="End of the window, exclusive (with window=)", examples=["2024-01-20T10:01:00.000000Z"]
+        None,
+        description="End of the window, exclusive; a session's last reading plus the gap",
+        examples=["2024-01-20T10:01:00.000000Z"],
+    )
+    closed: bool | None = Field(
+        None,
+        description="With grace= or emit=: window_end + grace <= the newest event time the query covers",
+        examples=[True],
     )
     min: float | None = Field(None, examples=[41.2])
     max: float | None = Field(None, examples=[47.0])
@@ -64,6 +82,9 @@ class WindowedStats(CategoryStats):
     p90: float | None = Field(None, examples=[46.4])
     p95: float | None = Field(None, examples=[46.7])
     p99: float | None = Field(None, examples=[46.9])
+    late: int | None = Field(
+        None, description="Readings of the window that arrived late (after a newer event time)", examples=[0]
+    )
 
 
 class StatusResponse(BaseModel):
@@ -73,6 +94,15 @@ class StatusResponse(BaseModel):
     evicted: int = Field(examples=[500])
     capacity: int = Field(examples=[1000])
     rate_hz: float = Field(description="Rate of the current (or last) run", examples=[1.0])
+    late: int | None = Field(
+        None,
+        description="Only once there are late readings: readings stored with an event time older than the "
+        "newest stored before them",
+        examples=[3],
+    )
+    late_by_category: dict[str, int] | None = Field(
+        None, description="Only once there are late readings: late per category in use", examples=[{"A": 3}]
+    )
     categories: list[str] | None = Field(
         None,
         description="Only when the current (or last) run was started with a body: its categories",

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,13 +158,15 @@ async def sse_events(
     backlog_readings: int = BACKLOG_READINGS,
     event_readings: int = EVENT_READINGS,
     stop: asyncio.Event | None = None,
+    encode: Callable[[Sequence[Batch], int], Iterator[bytes]] = event_chunks,
 ) -> AsyncGenerator[bytes, None]:
     """The event stream of ``source``, written in bursts at most every ``flush_interval_s``.
 
     A backlog of at most ``backlog_readings`` readings sits between the source and the writer: when
     the client stops reading, the source is not read either. When ``stop`` is set (by default: when
     the server begins to shut down) the source is dropped, and the stream ends with what is queued
-    and a last ``event: error``.
+    and a last ``event: error``. ``encode`` turns the batches of a burst into events (by default
+    readings as JSON arrays); a StreamFailed it raises ends the stream with ``event: error``.
     """
     backlog = _Backlog(backlog_readings)
 
@@ -208,9 +210,13 @@ async def sse_events(
                 while True:
                     batches, end = backlog.take(event_readings)
                     due -= sum(len(batch.readings) for batch in batches)
-                    for chunk in event_chunks(batches, event_readings):
-                        yield chunk
-                        last_write = loop.time()
+                    try:
+                        for chunk in encode(batches, event_readings):
+                            yield chunk
+                            last_write = loop.time()
+                    except StreamFailed as error:
+                        end = error
+                        break
                     if end is not _OPEN or due <= 0:
                         break
                 if isinstance(end, BaseException):

@@ -36,7 +36,11 @@ def decode_watch(message: pb.WatchReadingsResponse) -> Batch:
             raise MalformedMessage("the sequence numbers do not match the readings")
         if len(codes) and int(codes.max()) >= len(names):
             raise MalformedMessage("a category code is outside column_categories")
-        return Batch(Readings(timestamps_ns, values, codes.astype(np.uint16), names), message.missed, sequences)
+        late = np.frombuffer(columns.late, "u1") if columns.late else None
+        if late is not None and len(late) != len(codes):
+            raise MalformedMessage("the late flags do not match the readings")
+        columnar = Readings(timestamps_ns, values, codes.astype(np.uint16), names, late)
+        return Batch(columnar, message.missed, sequences)
     readings = message.readings
     names = list(dict.fromkeys(reading.category for reading in readings))
     index = {name: code for code, name in enumerate(names)}

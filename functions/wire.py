@@ -34,6 +34,8 @@ class ExportChunk:
     new_categories: list[str] = field(default_factory=list)
     next_sequence: int | None = None
     planned_readings: int = 0
+    late: np.ndarray | None = None
+    """uint8 late flags, when the export asked for them."""
 
     def __len__(self) -> int:
         return len(self.timestamps_ns)
@@ -46,10 +48,10 @@ _COLUMNS, _NEW_CATEGORIES, _NEXT_SEQUENCE, _PLANNED = (
     _RESPONSE[name].number for name in ("columns", "new_categories", "next_sequence", "planned_readings")
 )
 _COLUMN = pb.ReadingColumns.DESCRIPTOR.fields_by_name
-_TIMESTAMPS, _VALUES, _CODES_U16, _CODES_U8 = (
-    _COLUMN[name].number for name in ("timestamps_ns", "values", "category_codes", "category_codes_u8")
+_TIMESTAMPS, _VALUES, _CODES_U16, _CODES_U8, _LATE = (
+    _COLUMN[name].number for name in ("timestamps_ns", "values", "category_codes", "category_codes_u8", "late")
 )
-_COLUMN_DTYPES = {_TIMESTAMPS: "<i8", _VALUES: "<f8", _CODES_U16: "<u2", _CODES_U8: "u1"}
+_COLUMN_DTYPES = {_TIMESTAMPS: "<i8", _VALUES: "<f8", _CODES_U16: "<u2", _CODES_U8: "u1", _LATE: "u1"}
 _CODES_ONEOF = {_CODES_U16: _CODES_U8, _CODES_U8: _CODES_U16}
 """The two widths of the codes are members of one oneof: setting one clears the other."""
 
@@ -133,9 +135,12 @@ def decode_export_response(message: bytes) -> ExportChunk:
         new_categories,
         next_sequence,
         planned_readings,
+        _column(columns[_LATE], "u1") if _LATE in columns else None,
     )
     if not len(chunk.timestamps_ns) == len(chunk.values) == len(chunk.codes):
         raise MalformedMessage("the columns have different lengths")
+    if chunk.late is not None and len(chunk.late) != len(chunk.codes):
+        raise MalformedMessage("the late flags do not match the readings")
     return chunk
 
 
@@ -149,7 +154,7 @@ class ExportDecoder:
     """
 
     def __init__(self) -> None:
-        self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._columns: tuple[np.ndarray, ...] | None = None
         self._filled = 0
         self._chunks: list[ExportChunk] = []
         self._categories: list[str] = []
@@ -164,28 +169,35 @@ class ExportDecoder:
         if self._columns is None and not self._chunks and chunk.planned_readings:
             planned = chunk.planned_readings
             self._columns = (np.empty(planned, "<i8"), np.empty(planned, "<f8"), np.empty(planned, "<u2"))
+            if chunk.late is not None:
+                self._columns += (np.empty(planned, "u1"),)
         if self._columns is None:
             self._chunks.append(chunk)
             return
         end = self._filled + len(chunk)
         if end > len(self._columns[0]):
             raise MalformedMessage("the stream carried more readings than it planned")
-        for column, part in zip(self._columns, (chunk.timestamps_ns, chunk.values, chunk.codes), strict=True):
+        parts = (chunk.timestamps_ns, chunk.values, chunk.codes, chunk.late)[: len(self._columns)]
+        if any(part is None for part in parts):
+            raise MalformedMessage("a message lacks the late flags the stream started with")
+        for column, part in zip(self._columns, parts, strict=True):
             column[self._filled : end] = part
         self._filled = end
 
     def readings(self) -> Readings:
         """The readings received, oldest first."""
         if self._columns is not None:
-            timestamps_ns, values, codes = (column[: self._filled] for column in self._columns)
-            return Readings(timestamps_ns, values, codes, self._categories)
+            timestamps_ns, values, codes, *late = (column[: self._filled] for column in self._columns)
+            return Readings(timestamps_ns, values, codes, self._categories, late[0] if late else None)
         if not self._chunks:
             return Readings.empty()
+        lates = [chunk.late for chunk in self._chunks]
         return Readings(
             np.concatenate([chunk.timestamps_ns for chunk in self._chunks]),
             np.concatenate([chunk.values for chunk in self._chunks]),
             np.concatenate([chunk.codes for chunk in self._chunks], dtype=np.uint16),
             self._categories,
+            np.concatenate(lates) if all(late is not None for late in lates) else None,  # type: ignore[arg-type]
         )
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ingestor.categories import StreamDictionary
-from ingestor.query import ReadingFilter, gather, select_page
+from ingestor.query import ReadingFilter, gather, held, select_page
 from ingestor.store import Columns, ReadingStore
 from ingestor.wire import encode_export_response
 
@@ -28,6 +30,8 @@ class ExportQuery:
     after_seq: int | None = None
     before_seq: int | None = None
     oldest_first: bool = False
+    late_flags: bool = False
+    """Whether each chunk carries the readings' late flags."""
 
     @property
     def selective(self) -> bool:
@@ -41,10 +45,10 @@ def export_messages(store: ReadingStore, query: ExportQuery) -> Iterator[bytes]:
     """The encoded ExportReadingsResponse messages of ``query``, built lazily one at a time."""
     if query.selective:
         return _selected_messages(store, query)
-    return _newest_messages(store, query.max_readings, query.chunk_size)
+    return _newest_messages(store, query.max_readings, query.chunk_size, query.late_flags)
 
 
-def _newest_messages(store: ReadingStore, max_readings: int, chunk_size: int) -> Iterator[bytes]:
+def _newest_messages(store: ReadingStore, max_readings: int, chunk_size: int, late_flags: bool) -> Iterator[bytes]:
     """Chunks of the readings held when the export starts, each a fresh copy of a run of the ring."""
     stop = store.total_ingested
     start = stop - max_readings if max_readings else 0
@@ -57,8 +61,9 @@ def _newest_messages(store: ReadingStore, max_readings: int, chunk_size: int) ->
             return
         run = store.views(start, min(stop, start + chunk_size))[0]
         codes, new_categories = dictionary.translate(run.codes)
+        late = store.late_flags(np.arange(start, start + len(run))) if late_flags else None
         yield encode_export_response(
-            Columns(run.timestamps_ns, run.values, codes), new_categories, planned_readings=planned
+            Columns(run.timestamps_ns, run.values, codes, late), new_categories, planned_readings=planned
         )
         planned = 0
         start += len(run)
@@ -85,7 +90,8 @@ def _selected_messages(store: ReadingStore, query: ExportQuery) -> Iterator[byte
         codes, new_categories = dictionary.translate(columns.codes)
         last = number >= len(chunks) - 1
         next_sequence = page.next_sequence if last else None
+        late = store.late_flags(held(store, chunk)) if query.late_flags else None
         yield encode_export_response(
-            Columns(columns.timestamps_ns, columns.values, codes), new_categories, next_sequence, planned
+            Columns(columns.timestamps_ns, columns.values, codes, late), new_categories, next_sequence, planned
         )
         planned = 0

@@ -33,6 +33,8 @@ class NamedColumns:
     offsets: np.ndarray | None = None
     """Each reading's sequence number less ``first_sequence`` when they are not consecutive (a
     filtered piece); None when they are ``first_sequence, first_sequence + 1, ...``."""
+    late: np.ndarray | None = None
+    """Each reading's late flag (uint8), when the store gave them and a subscriber wants them."""
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -40,12 +42,13 @@ class NamedColumns:
 
     @property
     def columns(self) -> Columns:
-        return Columns(self.timestamps_ns, self.values, self.codes)
+        return Columns(self.timestamps_ns, self.values, self.codes, self.late)
 
     @property
     def nbytes(self) -> int:
         offsets = self.offsets.nbytes if self.offsets is not None else 0
-        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes + offsets
+        late = self.late.nbytes if self.late is not None else 0
+        return self.timestamps_ns.nbytes + self.values.nbytes + self.codes.nbytes + offsets + late
 
     @property
     def sequences(self) -> np.ndarray:
@@ -64,6 +67,7 @@ class NamedColumns:
             self.names,
             self.first_sequence,
             offsets,
+            self.late[:count] if self.late is not None else None,
         )
 
     def tail(self, start: int) -> NamedColumns:
@@ -71,9 +75,16 @@ class NamedColumns:
             first, offsets = self.first_sequence + start, None
         else:
             first, offsets = self.first_sequence, self.offsets[start:]
+        late = self.late[start:] if self.late is not None else None
         return NamedColumns(
-            self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names, first, offsets
+            self.timestamps_ns[start:], self.values[start:], self.codes[start:], self.names, first, offsets, late
         )
+
+    def without_late(self) -> NamedColumns:
+        """The same readings without their late flags (shares the arrays)."""
+        if self.late is None:
+            return self
+        return NamedColumns(self.timestamps_ns, self.values, self.codes, self.names, self.first_sequence, self.offsets)
 
     def cached(self, key: str, make: Callable[[NamedColumns], bytes]) -> bytes:
         """``make(self)``, computed once per key: the pieces are immutable and shared by subscribers."""
@@ -92,16 +103,19 @@ def name_columns(
     numbers are ``first_sequence`` plus ``offsets`` (None: consecutive).
     """
     codes = np.asarray(columns.codes)
+    late = columns.late
     if not len(codes):
-        return NamedColumns(columns.timestamps_ns, columns.values, codes.astype(np.uint8), (), first_sequence, offsets)
+        return NamedColumns(
+            columns.timestamps_ns, columns.values, codes.astype(np.uint8), (), first_sequence, offsets, late
+        )
     used = np.flatnonzero(np.bincount(codes))
     width = np.uint8 if len(used) <= 256 else np.uint16
     names = tuple(dictionary[code] for code in used.tolist())
     if len(used) == int(used[-1]) + 1 and codes.dtype == width:
-        return NamedColumns(columns.timestamps_ns, columns.values, codes, names, first_sequence, offsets)
+        return NamedColumns(columns.timestamps_ns, columns.values, codes, names, first_sequence, offsets, late)
     renumber = np.zeros(int(used[-1]) + 1, dtype=width)
     renumber[used] = np.arange(len(used), dtype=width)
-    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names, first_sequence, offsets)
+    return NamedColumns(columns.timestamps_ns, columns.values, renumber[codes], names, first_sequence, offsets, late)
 
 
 def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
@@ -115,10 +129,12 @@ def join(pieces: Sequence[NamedColumns]) -> NamedColumns:
     codes = np.concatenate(
         [table[piece.codes] if len(piece) else piece.codes for table, piece in zip(tables, pieces, strict=True)]
     )
+    lates = [piece.late for piece in pieces]
     joined = Columns(
         np.concatenate([piece.timestamps_ns for piece in pieces]),
         np.concatenate([piece.values for piece in pieces]),
         codes.astype(np.int64),
+        np.concatenate(lates) if all(late is not None for late in lates) else None,  # type: ignore[arg-type]
     )
     first = pieces[0].first_sequence
     sequences = np.concatenate([piece.sequences for piece in pieces])
@@ -142,6 +158,7 @@ def split(named: NamedColumns, size: int = PIECE_READINGS) -> list[NamedColumns]
             named.codes[start : start + size].copy(),
             named.names,
             named.first_sequence + start,
+            late=named.late[start : start + size].copy() if named.late is not None else None,
         )
         for start in range(0, len(named), size)
     ]
@@ -156,7 +173,8 @@ def select(pieces: Sequence[NamedColumns], categories: frozenset[str]) -> list[N
             selected.append(piece)
         elif wanted:
             keep = np.isin(piece.codes, wanted)
-            kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep])
+            late = piece.late[keep] if piece.late is not None else None
+            kept = Columns(piece.timestamps_ns[keep], piece.values[keep], piece.codes[keep], late)
             # A piece spans at most PIECE_READINGS sequence numbers: two bytes an offset suffice.
             positions = np.flatnonzero(keep)
             offsets = (piece.offsets[positions] if piece.offsets is not None else positions).astype(np.uint16)

@@ -107,9 +107,13 @@ def select_page(
     return Page(sequences, int(sequences[0]))
 
 
+def held(store: ReadingStore, sequences: np.ndarray) -> np.ndarray:
+    """Those of ``sequences`` still held."""
+    return sequences[(sequences >= store.oldest_sequence) & (sequences < store.total_ingested)]
+
+
 def gather(store: ReadingStore, sequences: np.ndarray) -> Columns:
     """A copy of the readings with these sequence numbers that are still held, in the given order."""
-    held = sequences[(sequences >= store.oldest_sequence) & (sequences < store.total_ingested)]
-    slots = held % store.capacity
+    slots = held(store, sequences) % store.capacity
     timestamps, values, codes = store.arrays
     return Columns(timestamps[slots], values[slots], codes[slots])

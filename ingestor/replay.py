@@ -15,16 +15,22 @@ import numpy as np
 
 from ingestor.named_columns import PIECE_READINGS, name_columns
 from ingestor.query import ReadingFilter, gather, matching_sequences
-from ingestor.store import ReadingStore
+from ingestor.store import Columns, ReadingStore
 from ingestor.watch import Delivery
 
 
 def replay_deliveries(
-    store: ReadingStore, categories: frozenset[str], start_seq: int, stop_seq: int, size: int = PIECE_READINGS
+    store: ReadingStore,
+    categories: frozenset[str],
+    start_seq: int,
+    stop_seq: int,
+    late_flags: bool = False,
+    size: int = PIECE_READINGS,
 ) -> Iterator[Delivery]:
     """Deliveries of the readings held in ``[start_seq, stop_seq)`` that match ``categories`` (all
     when empty), each read from the ring when it is due; a reading of that range evicted by then is
-    counted as missed (of any category: its own is gone). At most ``size`` readings a delivery."""
+    counted as missed (of any category: its own is gone). At most ``size`` readings a delivery; with
+    ``late_flags``, their late flags too."""
     wanted = ReadingFilter(categories)
     cursor = start_seq
     while cursor < stop_seq:
@@ -42,5 +48,8 @@ def replay_deliveries(
         first = int(sequences[0])
         consecutive = int(sequences[-1]) - first == len(sequences) - 1
         offsets = None if consecutive else (sequences - first).astype(np.uint16)
-        piece = name_columns(gather(store, sequences), store.categories, first, offsets)
+        columns = gather(store, sequences)
+        if late_flags:
+            columns = Columns(columns.timestamps_ns, columns.values, columns.codes, store.late_flags(sequences))
+        piece = name_columns(columns, store.categories, first, offsets)
         yield Delivery([piece], 0)

@@ -61,6 +61,7 @@ def export_query(request: pb.ExportReadingsRequest) -> ExportQuery:
         after_seq=request.after_sequence if request.HasField("after_sequence") else None,
         before_seq=request.before_sequence if request.HasField("before_sequence") else None,
         oldest_first=request.oldest_first,
+        late_flags=request.late_flags,
     )
 
 

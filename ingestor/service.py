@@ -89,6 +89,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             generator_held_back=generator.held_back or "",
             journal_queue_bytes=intake.backlog.pending_bytes if intake.backlog is not None else 0,
             disk_full=intake.disk_full is not None,
+            late=store.lateness.late,
+            late_by_category=dict(store.lateness.by_category),
         )
 
     @rpc_errors
@@ -136,14 +138,16 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         # The stream ends by an error that leaves this block first: unsubscribed by then, a status
         # that waits behind unread messages holds no buffer.
         categories = requests.watch_categories(request)
-        with self._hub.subscribe(categories) as subscription:
+        late_flags = request.columnar and request.late_flags
+        with self._hub.subscribe(categories, late_flags) as subscription:
             # Live readings start here: a replay covers the held ones before, up to this number.
             live_from = self._store.total_ingested
             replay: Iterable[Delivery] = ()
             if request.HasField("after_sequence"):
-                replay = replay_deliveries(self._store, categories, request.after_sequence, live_from)
-            # Tell the caller at once that it is subscribed, before any reading arrives.
-            await context.send_initial_metadata(())
+                replay = replay_deliveries(self._store, categories, request.after_sequence, live_from, late_flags)
+            # Tell the caller at once that it is subscribed, before any reading arrives, and from
+            # which sequence number on: an export below it complements the stream exactly.
+            await context.send_initial_metadata((("next-sequence", str(live_from)),))
             form = MessageForm(columnar=request.columnar, sequences=request.sequences)
             await send_deliveries(subscription, context.write, form, self._watch_stall_s, replay)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingestor.categories import CategoryDictionary
+from ingestor.lateness import Lateness
 
 TIMESTAMP_DTYPE = np.dtype("<i8")
 VALUE_DTYPE = np.dtype("<f8")
@@ -41,6 +42,9 @@ class Columns:
     values: np.ndarray
     codes: np.ndarray
     """uint8 or uint16 indexes into the store's category dictionary."""
+    late: np.ndarray | None = None
+    """Optional: 1 for each reading whose event time is older than the newest stored before it
+    (``ingestor/lateness.py``); set on what the store hands to listeners and on exports that ask."""
 
     def __len__(self) -> int:
         return len(self.timestamps_ns)
@@ -58,6 +62,7 @@ class ReadingStore:
         self._buffered = 0
         self._evicted = 0
         self.dictionary = CategoryDictionary()
+        self.lateness = Lateness(capacity)
         self._listeners: list[Callable[[Columns], None]] = []
 
     @property
@@ -139,6 +144,10 @@ class ReadingStore:
         skip = n - kept
         overwritten = max(0, self._buffered + kept - self._capacity)
         evicted_codes = self._codes_of(self.oldest_sequence, self.oldest_sequence + overwritten)
+        if overwritten and not skip:
+            self.lateness.evicting(self.oldest_sequence + overwritten, self._read_timestamps, *self._held)
+        epoch = self.dictionary.epoch
+        late = self.lateness.arrived(self._total, columns.timestamps_ns, columns.codes, self.dictionary.names, skip)
         first_seq = self._total + skip
         for target, source in (
             (self._timestamps, columns.timestamps_ns),
@@ -153,9 +162,13 @@ class ReadingStore:
         # dropped; the readings a batch skips count as stored and evicted at once. Listeners come
         # in between: every code of the batch still names its category.
         self.dictionary.hold(columns.codes)
-        for listener in self._listeners:
-            listener(columns)
+        if self._listeners:
+            published = Columns(columns.timestamps_ns, columns.values, columns.codes, late.view(np.uint8))
+            for listener in self._listeners:
+                listener(published)
         self.dictionary.release(np.concatenate([evicted_codes, columns.codes[:skip]]))
+        if self.dictionary.epoch != epoch:
+            self.lateness.forget(lambda name: self.dictionary.code(name) is not None)
 
     def _codes_of(self, start_seq: int, stop_seq: int) -> np.ndarray:
         runs = [self._codes[index:end] for index, end in self._slots(start_seq, stop_seq)]
@@ -195,6 +208,21 @@ class ReadingStore:
         self._total = total_ingested
         self._buffered = kept
         self._evicted = total_ingested - kept
+        # Late readings are counted again over what was recovered (the earlier run's count is not kept).
+        self.lateness.arrived(first_seq, held.timestamps_ns, held.codes, self.dictionary.names)
+
+    @property
+    def _held(self) -> tuple[int, int]:
+        return self.oldest_sequence, self._total
+
+    def _read_timestamps(self, start_seq: int, stop_seq: int) -> np.ndarray:
+        runs = [self._timestamps[index:end] for index, end in self._slots(start_seq, stop_seq)]
+        return runs[0] if len(runs) == 1 else np.concatenate([np.empty(0, TIMESTAMP_DTYPE), *runs])
+
+    def late_flags(self, sequences: np.ndarray) -> np.ndarray:
+        """Late flags (uint8, ``ingestor/lateness.py``) of the held readings with these ascending
+        sequence numbers."""
+        return self.lateness.flags(sequences, self._read_timestamps, *self._held)
 
     def _widen_codes(self) -> None:
         """Hold codes as uint16 from now on: the dictionary has outgrown uint8."""

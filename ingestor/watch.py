@@ -60,6 +60,8 @@ class Subscription:
         self._missed_since = 0.0
         self._ready = asyncio.Event()
         self._closed = False
+        self.late_flags = False
+        """Whether its readings keep their late flags (a byte each in its buffer)."""
 
     @property
     def queued(self) -> int:
@@ -174,24 +176,34 @@ class WatchHub:
     def _publish(self, columns: Columns) -> None:
         if not self._subscriptions:
             return
+        flagged = any(subscription.late_flags for subscription in self._subscriptions)
         # The store has counted the batch already: its first reading's sequence number is this.
         first_sequence = self._store.total_ingested - len(columns)
-        pieces = split(name_columns(columns, self._store.categories, first_sequence))
-        by_filter: dict[frozenset[str], list[NamedColumns]] = {frozenset(): pieces}
+        named = name_columns(
+            columns if flagged else Columns(columns.timestamps_ns, columns.values, columns.codes),
+            self._store.categories,
+            first_sequence,
+        )
+        pieces = split(named)
+        by_filter: dict[tuple[frozenset[str], bool], list[NamedColumns]] = {(frozenset(), flagged): pieces}
         for subscription in self._subscriptions:
-            wanted = subscription.categories
+            wanted = (subscription.categories, subscription.late_flags)
             if wanted not in by_filter:
-                by_filter[wanted] = select(pieces, wanted)
+                if (frozenset(), False) not in by_filter:
+                    by_filter[frozenset(), False] = [piece.without_late() for piece in pieces]
+                by_filter[wanted] = select(by_filter[frozenset(), wanted[1]], wanted[0])
             subscription.offer(by_filter[wanted])
 
     @contextlib.contextmanager
-    def subscribe(self, categories: frozenset[str] = frozenset()) -> Iterator[Subscription]:
-        """A subscription for as long as the block runs; TooManySubscribers beyond the limit."""
+    def subscribe(self, categories: frozenset[str] = frozenset(), late_flags: bool = False) -> Iterator[Subscription]:
+        """A subscription for as long as the block runs; TooManySubscribers beyond the limit. With
+        ``late_flags`` its readings keep their late flags."""
         if self._max_subscribers is not None and len(self._subscriptions) >= self._max_subscribers:
             raise TooManySubscribers(
                 f"the ingestor serves at most {self._max_subscribers} live subscribers: try again later"
             )
         subscription = Subscription(categories, self._buffer, self._buffer_bytes)
+        subscription.late_flags = late_flags
         if self._closed:
             subscription.close()
         self._subscriptions.add(subscription)

@@ -57,6 +57,7 @@ _VALUES = field_key(pb.ReadingColumns, "values")
 _CODES = field_key(pb.ReadingColumns, "category_codes")  # uint16
 _CODES_U8 = field_key(pb.ReadingColumns, "category_codes_u8")
 _SEQUENCES = field_key(pb.ReadingColumns, "sequences")
+_LATE = field_key(pb.ReadingColumns, "late")
 _WATCH_MISSED = field_key(pb.WatchReadingsResponse, "missed")
 _WATCH_COLUMNS = field_key(pb.WatchReadingsResponse, "columns")
 _WATCH_CATEGORY = field_key(pb.WatchReadingsResponse, "column_categories")
@@ -80,15 +81,21 @@ def column_bytes(column: np.ndarray, dtype: str | np.dtype) -> memoryview:
     return np.ascontiguousarray(column, dtype=dtype).data.cast("B")
 
 
-def _reading_columns(columns: Columns) -> list[bytes | memoryview]:
-    """The fields of a ReadingColumns message; codes in the width they come in (one or two bytes)."""
+def _reading_columns(columns: Columns, sequences: np.ndarray | None = None) -> list[bytes | memoryview]:
+    """The fields of a ReadingColumns message, in number order; codes in the width they come in (one
+    or two bytes), the sequence numbers when given, and the late flags when the columns carry them."""
     narrow = columns.codes.dtype.itemsize == 1
     parts: list[bytes | memoryview] = []
-    for key, column, dtype in (
+    fields = [
         (_TIMESTAMPS, columns.timestamps_ns, "<i8"),
         (_VALUES, columns.values, "<f8"),
         (_CODES_U8, columns.codes, "u1") if narrow else (_CODES, columns.codes, "<u2"),
-    ):
+    ]
+    if sequences is not None:
+        fields.append((_SEQUENCES, sequences, "<u8"))
+    if columns.late is not None:
+        fields.append((_LATE, columns.late, "u1"))
+    for key, column, dtype in fields:
         if len(column):  # proto3 leaves empty bytes fields out
             data = column_bytes(column, dtype)
             parts += (key, varint(data.nbytes), data)
@@ -160,10 +167,7 @@ def encode_watch_columns(columns: Columns, names: Sequence[str], sequences: np.n
     the columns with ``sequences`` (uint64, one a reading) when given."""
     if not len(columns):
         return b""
-    inner = _reading_columns(columns)
-    if sequences is not None:
-        data = column_bytes(sequences, "<u8")
-        inner += (_SEQUENCES, varint(data.nbytes), data)
+    inner = _reading_columns(columns, sequences)
     parts: list[bytes | memoryview] = [_WATCH_COLUMNS, varint(_size(inner)), *inner]
     for name in names:
         encoded = name.encode()

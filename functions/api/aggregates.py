@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from functions.aggregate_params import StatsParam, WindowParam, parse_stats, window_length_ns
+from functions.aggregate_params import (
+    EmitParam,
+    FillParam,
+    GraceParam,
+    SessionGapParam,
+    StatsParam,
+    StepParam,
+    WindowParam,
+    parse_stats,
+    window_spec,
+)
 from functions.deps import Client
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
-from functions.processing import TooManyGroups, aggregate, aggregate_by_category, aggregate_records, processed_records
-from functions.responses import json_response
+from functions.formats import MEDIA_TYPES, aggregates_bytes, negotiate
+from functions.processing import (
+    AGGREGATE_COLUMNS,
+    TooManyGroups,
+    aggregate,
+    aggregate_by_category,
+    aggregate_records,
+    processed_records,
+)
+from functions.responses import file_response, json_response
 from functions.schemas import INGESTOR_ERRORS, CategoryStats, WindowedStats
 from functions.validation import request_error
 
@@ -17,11 +37,17 @@ router = APIRouter()
 
 MAX_PROCESSED_OBJECTS = 10_000
 
+RowsFormatParam = Annotated[
+    Literal["json", "csv", "ndjson", "parquet", "arrow"] | None,
+    Query(alias="format", description="The rows as json (default), csv, ndjson, parquet or arrow (or by Accept)"),
+]
+AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
+
 
 @router.get(
     "/processed-data",
     response_model=list[CategoryStats] | list[WindowedStats],
-    responses=INGESTOR_ERRORS,
+    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}, **INGESTOR_ERRORS},
 )
 async def processed_data(
     client: Client,
@@ -29,24 +55,44 @@ async def processed_data(
     since: SinceParam = None,
     until: UntilParam = None,
     window: WindowParam = None,
+    step: StepParam = None,
+    session_gap: SessionGapParam = None,
+    grace: GraceParam = None,
+    emit: EmitParam = None,
+    fill: FillParam = None,
     stats: StatsParam = None,
+    format_name: RowsFormatParam = None,
+    accept: AcceptHeader = None,
 ) -> Response:
     """Mean, count and latest event time per category over every buffered (matching) reading, sorted
-    by category; with ``window``, per window and category, sorted by window then category; with
-    ``stats``, the extra statistics after the original four keys."""
+    by category; with ``window`` (tumbling, or hopping with ``step``) or ``session_gap``, per window
+    and category, sorted by window then category; with ``grace`` or ``emit``, whether each window is
+    closed; with ``fill``, empty windows too; with ``stats``, the extra statistics after the others."""
     query = reading_query(category, since, until)
-    window_ns = window_length_ns(window) if window else None
+    windows = window_spec(query, window, step, session_gap, grace, emit, fill)
     extra = parse_stats(stats) if stats is not None else []
     if query.selects_all:
-        readings = await client.export_readings()
+        readings = await client.export_readings(late_flags="late" in extra)
     else:
-        readings, _ = await client.select_readings(query)
-    if window_ns is None and not extra:
+        readings, _ = await client.select_readings(query, late_flags="late" in extra)
+    rows_format = negotiate(format_name, accept, "json")
+    if windows is None and not extra and rows_format == "json":
         return json_response(processed_records(aggregate_by_category(readings)))
     try:
-        aggregates = aggregate(readings, window_ns=window_ns, stats=extra, max_groups=MAX_PROCESSED_OBJECTS)
+        aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
     except TooManyGroups as error:
+        where = "session_gap" if session_gap is not None else "window"
         raise request_error(
-            ("query", "window"), f"{error}: ask for a wider window or a narrower range (category, since, until)", window
+            ("query", where),
+            f"{error}: ask for a wider window or a narrower range (category, since, until)",
+            session_gap if session_gap is not None else window,
         ) from None
-    return json_response(aggregate_records(aggregates, extra))
+    records = aggregate_records(aggregates, extra)
+    if rows_format == "json":
+        return json_response(records)
+    keys = [*AGGREGATE_COLUMNS]
+    keys += ["window_start", "window_end"] if windows is not None else []
+    keys += ["closed"] if windows is not None and windows.says_closed else []
+    return file_response(
+        rows_format, aggregates_bytes(rows_format, aggregates, records, keys + extra), "processed-data"
+    )

@@ -54,7 +54,9 @@ async def status(client: Client) -> StatusResponse:
     """The ingestor's generator state and buffer accounting, and the configuration of the current (or
     last) run: ``rate_hz`` always, ``categories`` and ``seed`` when it was started with a body; in
     durable mode also ``durable`` and the data directory's size; while the disk holds the generator
-    back, the rate it achieves and why; ``disk_full`` while the data directory is full."""
+    back, the rate it achieves and why; ``disk_full`` while the data directory is full. ``late``
+    counts readings stored with an event time older than the newest stored before them, and
+    ``late_by_category`` the same per category in use: both only once there are late readings."""
     current = await client.get_status()
     answer: dict[str, object] = {
         "running": current.running,
@@ -74,4 +76,6 @@ async def status(client: Client) -> StatusResponse:
         answer.update(achieved_rate_hz=current.achieved_rate_hz, generator_held_back=current.generator_held_back)
     if current.disk_full:
         answer.update(disk_full=True)
+    if current.late:
+        answer.update(late=current.late, late_by_category=dict(sorted(current.late_by_category.items())))
     return StatusResponse.model_validate(answer)

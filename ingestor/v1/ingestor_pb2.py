@@ -25,45 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aingestor/v1/ingestor.proto\x12\x0bingestor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x07Reading\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"\x8a\x01\n\x0eReadingColumns\x12\x15\n\rtimestamps_ns\x18\x01 \x01(\x0c\x12\x0e\n\x06values\x18\x02 \x01(\x0c\x12\x18\n\x0e\x63\x61tegory_codes\x18\x03 \x01(\x0cH\x00\x12\x1b\n\x11\x63\x61tegory_codes_u8\x18\x04 \x01(\x0cH\x00\x12\x11\n\tsequences\x18\x05 \x01(\x0c\x42\x07\n\x05\x63odes\"i\n\x15StartIngestionRequest\x12\x14\n\x07rate_hz\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\n\n\x08_rate_hzB\x07\n\x05_seed\"1\n\x16StartIngestionResponse\x12\x17\n\x0f\x61lready_running\x18\x01 \x01(\x08\"\x16\n\x14StopIngestionRequest\"0\n\x15StopIngestionResponse\x12\x17\n\x0f\x61lready_stopped\x18\x01 \x01(\x08\"\x12\n\x10GetStatusRequest\"\xa0\x03\n\x11GetStatusResponse\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x16\n\x0etotal_ingested\x18\x02 \x01(\x04\x12\x10\n\x08\x62uffered\x18\x03 \x01(\x04\x12\x0f\n\x07\x65victed\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x04\x12\x0f\n\x07rate_hz\x18\x06 \x01(\x01\x12\x12\n\ncategories\x18\n \x03(\t\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nconfigured\x18\x0c \x01(\x08\x12\x17\n\x0fgenerator_error\x18\r \x01(\t\x12\x0f\n\x07\x64urable\x18\x14 \x01(\x08\x12\x16\n\x0e\x64\x61ta_dir_bytes\x18\x15 \x01(\x04\x12\x11\n\trecovered\x18\x16 \x01(\x04\x12\x1c\n\x14remembered_batch_ids\x18\x17 \x01(\x04\x12\x18\n\x10\x61\x63hieved_rate_hz\x18\x0e \x01(\x01\x12\x1b\n\x13generator_held_back\x18\x0f \x01(\t\x12\x1b\n\x13journal_queue_bytes\x18\x18 \x01(\x04\x12\x11\n\tdisk_full\x18\x19 \x01(\x08\x42\x07\n\x05_seed\"\xa6\x01\n\x13ListReadingsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x14ListReadingsResponse\x12&\n\x08readings\x18\x01 \x03(\x0b\x32\x14.ingestor.v1.Reading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa3\x02\n\x15\x45xportReadingsRequest\x12\x14\n\x0cmax_readings\x18\x01 \x01(\x04\x12\x12\n\nchunk_size\x18\x02 \x01(\r\x12\x12\n\ncategories\x18\x03 \x03(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x0f\x62\x65\x66ore_sequence\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x07 \x01(\x04H\x01\x88\x01\x01\x12\x14\n\x0coldest_first\x18\x08 \x01(\x08\x42\x12\n\x10_before_sequenceB\x11\n\x0f_after_sequence\"\xa6\x01\n\x16\x45xportReadingsResponse\x12,\n\x07\x63olumns\x18\x01 \x01(\x0b\x32\x1b.ingestor.v1.ReadingColumns\x12\x16\n\x0enew_categories\x18\x02 \x03(\t\x12\x1a\n\rnext_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x18\n\x10planned_readings\x18\x04 \x01(\x04\x42\x10\n\x0e_next_sequence\"\x99\x01\n\x14WriteReadingsRequest\x12&\n\x08readings\x18\x01 \x03(\x0b\x32\x14.ingestor.v1.Reading\x12,\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x1b.ingestor.v1.ReadingColumns\x12\x19\n\x11\x63olumn_categories\x18\x03 \x03(\t\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\t\"M\n\x15WriteReadingsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0f\n\x07\x64urable\x18\x03 \x01(\x08\"\x7f\n\x14WatchReadingsRequest\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x10\n\x08\x63olumnar\x18\x02 \x01(\x08\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tsequences\x18\x04 \x01(\x08\x42\x11\n\x0f_after_sequence\"\x98\x01\n\x15WatchReadingsResponse\x12&\n\x08readings\x18\x01 \x03(\x0b\x32\x14.ingestor.v1.Reading\x12\x0e\n\x06missed\x18\x02 \x01(\x04\x12,\n\x07\x63olumns\x18\x03 \x01(\x0b\x32\x1b.ingestor.v1.ReadingColumns\x12\x19\n\x11\x63olumn_categories\x18\x04 \x03(\t2\xf4\x04\n\x0fIngestorService\x12Y\n\x0eStartIngestion\x12\".ingestor.v1.StartIngestionRequest\x1a#.ingestor.v1.StartIngestionResponse\x12V\n\rStopIngestion\x12!.ingestor.v1.StopIngestionRequest\x1a\".ingestor.v1.StopIngestionResponse\x12J\n\tGetStatus\x12\x1d.ingestor.v1.GetStatusRequest\x1a\x1e.ingestor.v1.GetStatusResponse\x12S\n\x0cListReadings\x12 .ingestor.v1.ListReadingsRequest\x1a!.ingestor.v1.ListReadingsResponse\x12[\n\x0e\x45xportReadings\x12\".ingestor.v1.ExportReadingsRequest\x1a#.ingestor.v1.ExportReadingsResponse0\x01\x12V\n\rWriteReadings\x12!.ingestor.v1.WriteReadingsRequest\x1a\".ingestor.v1.WriteReadingsResponse\x12X\n\rWatchReadings\x12!.ingestor.v1.WatchReadingsRequest\x1a\".ingestor.v1.WatchReadingsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aingestor/v1/ingestor.proto\x12\x0bingestor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x07Reading\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"\x98\x01\n\x0eReadingColumns\x12\x15\n\rtimestamps_ns\x18\x01 \x01(\x0c\x12\x0e\n\x06values\x18\x02 \x01(\x0c\x12\x18\n\x0e\x63\x61tegory_codes\x18\x03 \x01(\x0cH\x00\x12\x1b\n\x11\x63\x61tegory_codes_u8\x18\x04 \x01(\x0cH\x00\x12\x11\n\tsequences\x18\x05 \x01(\x0c\x12\x0c\n\x04late\x18\x06 \x01(\x0c\x42\x07\n\x05\x63odes\"i\n\x15StartIngestionRequest\x12\x14\n\x07rate_hz\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\n\n\x08_rate_hzB\x07\n\x05_seed\"1\n\x16StartIngestionResponse\x12\x17\n\x0f\x61lready_running\x18\x01 \x01(\x08\"\x16\n\x14StopIngestionRequest\"0\n\x15StopIngestionResponse\x12\x17\n\x0f\x61lready_stopped\x18\x01 \x01(\x08\"\x12\n\x10GetStatusRequest\"\xb3\x04\n\x11GetStatusResponse\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x16\n\x0etotal_ingested\x18\x02 \x01(\x04\x12\x10\n\x08\x62uffered\x18\x03 \x01(\x04\x12\x0f\n\x07\x65victed\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x04\x12\x0f\n\x07rate_hz\x18\x06 \x01(\x01\x12\x12\n\ncategories\x18\n \x03(\t\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nconfigured\x18\x0c \x01(\x08\x12\x17\n\x0fgenerator_error\x18\r \x01(\t\x12\x0f\n\x07\x64urable\x18\x14 \x01(\x08\x12\x16\n\x0e\x64\x61ta_dir_bytes\x18\x15 \x01(\x04\x12\x11\n\trecovered\x18\x16 \x01(\x04\x12\x1c\n\x14remembered_batch_ids\x18\x17 \x01(\x04\x12\x18\n\x10\x61\x63hieved_rate_hz\x18\x0e \x01(\x01\x12\x1b\n\x13generator_held_back\x18\x0f \x01(\t\x12\x1b\n\x13journal_queue_bytes\x18\x18 \x01(\x04\x12\x11\n\tdisk_full\x18\x19 \x01(\x08\x12\x0c\n\x04late\x18\x1e \x01(\x04\x12L\n\x10late_by_category\x18\x1f \x03(\x0b\x32\x32.ingestor.v1.GetStatusResponse.LateByCategoryEntry\x1a\x35\n\x13LateByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x07\n\x05_seed\"\xa6\x01\n\x13ListReadingsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x14ListReadingsResponse\x12&\n\x08readings\x18\x01 \x03(\x0b\x32\x14.ingestor.v1.Reading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb7\x02\n\x15\x45xportReadingsRequest\x12\x14\n\x0cmax_readings\x18\x01 \x01(\x04\x12\x12\n\nchunk_size\x18\x02 \x01(\r\x12\x12\n\ncategories\x18\x03 \x03(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x0f\x62\x65\x66ore_sequence\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x07 \x01(\x04H\x01\x88\x01\x01\x12\x14\n\x0coldest_first\x18\x08 \x01(\x08\x12\x12\n\nlate_flags\x18\n \x01(\x08\x42\x12\n\x10_before_sequenceB\x11\n\x0f_after_sequence\"\xa6\x01\n\x16\x45xportReadingsResponse\x12,\n\x07\x63olumns\x18\x01 \x01(\x0b\x32\x1b.ingestor.v1.ReadingColumns\x12\x16\n\x0enew_categories\x18\x02 \x03(\t\x12\x1a\n\rnext_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x18\n\x10planned_readings\x18\x04 \x01(\x04\x42\x10\n\x0e_next_sequence\"\x99\x01\n\x14WriteReadingsRequest\x12&\n\x08readings\x18\x01 \x03(\x0b\x32\x14.ingestor.v1.Reading\x12,\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x1b.ingestor.v1.ReadingColumns\x12\x19\n\x11\x63olumn_categories\x18\x03 \x03(\t\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\t\"M\n\x15WriteReadingsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0f\n\x07\x64urable\x18\x03 \x01(\x08\"\x93\x01\n\x14WatchReadingsRequest\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x10\n\x08\x63olumnar\x18\x02 \x01(\x08\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tsequences\x18\x04 \x01(\x08\x12\x12\n\nlate_flags\x18\x06 \x01(\x08\x42\x11\n\x0f_after_sequence\"\x98\x01\n\x15WatchReadingsResponse\x12&\n\x08readings\x18\x01 \x03(\x0b\x32\x14.ingestor.v1.Reading\x12\x0e\n\x06missed\x18\x02 \x01(\x04\x12,\n\x07\x63olumns\x18\x03 \x01(\x0b\x32\x1b.ingestor.v1.ReadingColumns\x12\x19\n\x11\x63olumn_categories\x18\x04 \x03(\t2\xf4\x04\n\x0fIngestorService\x12Y\n\x0eStartIngestion\x12\".ingestor.v1.StartIngestionRequest\x1a#.ingestor.v1.StartIngestionResponse\x12V\n\rStopIngestion\x12!.ingestor.v1.StopIngestionRequest\x1a\".ingestor.v1.StopIngestionResponse\x12J\n\tGetStatus\x12\x1d.ingestor.v1.GetStatusRequest\x1a\x1e.ingestor.v1.GetStatusResponse\x12S\n\x0cListReadings\x12 .ingestor.v1.ListReadingsRequest\x1a!.ingestor.v1.ListReadingsResponse\x12[\n\x0e\x45xportReadings\x12\".ingestor.v1.ExportReadingsRequest\x1a#.ingestor.v1.ExportReadingsResponse0\x01\x12V\n\rWriteReadings\x12!.ingestor.v1.WriteReadingsRequest\x1a\".ingestor.v1.WriteReadingsResponse\x12X\n\rWatchReadings\x12!.ingestor.v1.WatchReadingsRequest\x1a\".ingestor.v1.WatchReadingsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ingestor.v1.ingestor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETSTATUSRESPONSE_LATEBYCATEGORYENTRY']._loaded_options = None
+  _globals['_GETSTATUSRESPONSE_LATEBYCATEGORYENTRY']._serialized_options = b'8\001'
   _globals['_READING']._serialized_start=76
   _globals['_READING']._serialized_end=165
   _globals['_READINGCOLUMNS']._serialized_start=168
-  _globals['_READINGCOLUMNS']._serialized_end=306
-  _globals['_STARTINGESTIONREQUEST']._serialized_start=308
-  _globals['_STARTINGESTIONREQUEST']._serialized_end=413
-  _globals['_STARTINGESTIONRESPONSE']._serialized_start=415
-  _globals['_STARTINGESTIONRESPONSE']._serialized_end=464
-  _globals['_STOPINGESTIONREQUEST']._serialized_start=466
-  _globals['_STOPINGESTIONREQUEST']._serialized_end=488
-  _globals['_STOPINGESTIONRESPONSE']._serialized_start=490
-  _globals['_STOPINGESTIONRESPONSE']._serialized_end=538
-  _globals['_GETSTATUSREQUEST']._serialized_start=540
-  _globals['_GETSTATUSREQUEST']._serialized_end=558
-  _globals['_GETSTATUSRESPONSE']._serialized_start=561
-  _globals['_GETSTATUSRESPONSE']._serialized_end=977
-  _globals['_LISTREADINGSREQUEST']._serialized_start=980
-  _globals['_LISTREADINGSREQUEST']._serialized_end=1146
-  _globals['_LISTREADINGSRESPONSE']._serialized_start=1148
-  _globals['_LISTREADINGSRESPONSE']._serialized_end=1235
-  _globals['_EXPORTREADINGSREQUEST']._serialized_start=1238
-  _globals['_EXPORTREADINGSREQUEST']._serialized_end=1529
-  _globals['_EXPORTREADINGSRESPONSE']._serialized_start=1532
-  _globals['_EXPORTREADINGSRESPONSE']._serialized_end=1698
-  _globals['_WRITEREADINGSREQUEST']._serialized_start=1701
-  _globals['_WRITEREADINGSREQUEST']._serialized_end=1854
-  _globals['_WRITEREADINGSRESPONSE']._serialized_start=1856
-  _globals['_WRITEREADINGSRESPONSE']._serialized_end=1933
-  _globals['_WATCHREADINGSREQUEST']._serialized_start=1935
-  _globals['_WATCHREADINGSREQUEST']._serialized_end=2062
-  _globals['_WATCHREADINGSRESPONSE']._serialized_start=2065
-  _globals['_WATCHREADINGSRESPONSE']._serialized_end=2217
-  _globals['_INGESTORSERVICE']._serialized_start=2220
-  _globals['_INGESTORSERVICE']._serialized_end=2848
+  _globals['_READINGCOLUMNS']._serialized_end=320
+  _globals['_STARTINGESTIONREQUEST']._serialized_start=322
+  _globals['_STARTINGESTIONREQUEST']._serialized_end=427
+  _globals['_STARTINGESTIONRESPONSE']._serialized_start=429
+  _globals['_STARTINGESTIONRESPONSE']._serialized_end=478
+  _globals['_STOPINGESTIONREQUEST']._serialized_start=480
+  _globals['_STOPINGESTIONREQUEST']._serialized_end=502
+  _globals['_STOPINGESTIONRESPONSE']._serialized_start=504
+  _globals['_STOPINGESTIONRESPONSE']._serialized_end=552
+  _globals['_GETSTATUSREQUEST']._serialized_start=554
+  _globals['_GETSTATUSREQUEST']._serialized_end=572
+  _globals['_GETSTATUSRESPONSE']._serialized_start=575
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1138
+  _globals['_GETSTATUSRESPONSE_LATEBYCATEGORYENTRY']._serialized_start=1076
+  _globals['_GETSTATUSRESPONSE_LATEBYCATEGORYENTRY']._serialized_end=1129
+  _globals['_LISTREADINGSREQUEST']._serialized_start=1141
+  _globals['_LISTREADINGSREQUEST']._serialized_end=1307
+  _globals['_LISTREADINGSRESPONSE']._serialized_start=1309
+  _globals['_LISTREADINGSRESPONSE']._serialized_end=1396
+  _globals['_EXPORTREADINGSREQUEST']._serialized_start=1399
+  _globals['_EXPORTREADINGSREQUEST']._serialized_end=1710
+  _globals['_EXPORTREADINGSRESPONSE']._serialized_start=1713
+  _globals['_EXPORTREADINGSRESPONSE']._serialized_end=1879
+  _globals['_WRITEREADINGSREQUEST']._serialized_start=1882
+  _globals['_WRITEREADINGSREQUEST']._serialized_end=2035
+  _globals['_WRITEREADINGSRESPONSE']._serialized_start=2037
+  _globals['_WRITEREADINGSRESPONSE']._serialized_end=2114
+  _globals['_WATCHREADINGSREQUEST']._serialized_start=2117
+  _globals['_WATCHREADINGSREQUEST']._serialized_end=2264
+  _globals['_WATCHREADINGSRESPONSE']._serialized_start=2267
+  _globals['_WATCHREADINGSRESPONSE']._serialized_end=2419
+  _globals['_INGESTORSERVICE']._serialized_start=2422
+  _globals['_INGESTORSERVICE']._serialized_end=3050
 # @@protoc_insertion_point(module_scope)

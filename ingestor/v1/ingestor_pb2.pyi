@@ -20,18 +20,20 @@ class Reading(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
 
 class ReadingColumns(_message.Message):
-    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8", "sequences")
+    __slots__ = ("timestamps_ns", "values", "category_codes", "category_codes_u8", "sequences", "late")
     TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CODES_U8_FIELD_NUMBER: _ClassVar[int]
     SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
     timestamps_ns: bytes
     values: bytes
     category_codes: bytes
     category_codes_u8: bytes
     sequences: bytes
-    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ..., sequences: _Optional[bytes] = ...) -> None: ...
+    late: bytes
+    def __init__(self, timestamps_ns: _Optional[bytes] = ..., values: _Optional[bytes] = ..., category_codes: _Optional[bytes] = ..., category_codes_u8: _Optional[bytes] = ..., sequences: _Optional[bytes] = ..., late: _Optional[bytes] = ...) -> None: ...
 
 class StartIngestionRequest(_message.Message):
     __slots__ = ("rate_hz", "categories", "seed")
@@ -64,7 +66,14 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full", "late", "late_by_category")
+    class LateByCategoryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INGESTED_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +92,8 @@ class GetStatusResponse(_message.Message):
     GENERATOR_HELD_BACK_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_QUEUE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DISK_FULL_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    LATE_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     running: bool
     total_ingested: int
     buffered: int
@@ -101,7 +112,9 @@ class GetStatusResponse(_message.Message):
     generator_held_back: str
     journal_queue_bytes: int
     disk_full: bool
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ...) -> None: ...
+    late: int
+    late_by_category: _containers.ScalarMap[str, int]
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "categories", "since", "until")
@@ -126,7 +139,7 @@ class ListReadingsResponse(_message.Message):
     def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ExportReadingsRequest(_message.Message):
-    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first")
+    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first", "late_flags")
     MAX_READINGS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +148,7 @@ class ExportReadingsRequest(_message.Message):
     BEFORE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    LATE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     max_readings: int
     chunk_size: int
     categories: _containers.RepeatedScalarFieldContainer[str]
@@ -143,7 +157,8 @@ class ExportReadingsRequest(_message.Message):
     before_sequence: int
     after_sequence: int
     oldest_first: bool
-    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
+    late_flags: bool
+    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
 
 class ExportReadingsResponse(_message.Message):
     __slots__ = ("columns", "new_categories", "next_sequence", "planned_readings")
@@ -180,16 +195,18 @@ class WriteReadingsResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., durable: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsRequest(_message.Message):
-    __slots__ = ("categories", "columnar", "after_sequence", "sequences")
+    __slots__ = ("categories", "columnar", "after_sequence", "sequences", "late_flags")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     COLUMNAR_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    LATE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
     columnar: bool
     after_sequence: int
     sequences: bool
-    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ..., after_sequence: _Optional[int] = ..., sequences: _Optional[bool] = ...) -> None: ...
+    late_flags: bool
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., columnar: _Optional[bool] = ..., after_sequence: _Optional[int] = ..., sequences: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
 
 class WatchReadingsResponse(_message.Message):
     __slots__ = ("readings", "missed", "columns", "column_categories")

@@ -125,7 +125,9 @@ class IngestorServiceServicer:
         """WatchReadings streams readings as they are stored, generated or written. A subscriber that falls
         behind loses readings instead of slowing anyone down; each message says how many it lost. One
         that stays behind too long is told how many it lost, then ends with RESOURCE_EXHAUSTED; past
-        the ingestor's limit of subscribers a new one is RESOURCE_EXHAUSTED at once.
+        the ingestor's limit of subscribers a new one is RESOURCE_EXHAUSTED at once. The initial
+        metadata's "next-sequence" is the sequence number of the first reading the subscription can
+        carry: ExportReadings with before_sequence set to it returns exactly the readings held before.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,7 +25,7 @@ NEVER_IN_AN_IMAGE = {
     "uv",
 }
 ONLY_IN = {
-    "function": {"fastapi", "mangum", "pandas", "orjson", "starlette"},
+    "function": {"fastapi", "mangum", "pandas", "orjson", "starlette", "pyarrow"},
     "ingestor": {"grpcio-health-checking", "grpcio-reflection"},
 }
 

@@ -209,6 +209,66 @@ HTTP_CASES |= {
     ),
     "processed-stats-unknown": _query("/api/v1/processed-data", {"stats": "median"}, "value_error", "stats"),
     "processed-stats-one-unknown": _query("/api/v1/processed-data", {"stats": "min,p42"}, "value_error", "stats"),
+    **{
+        f"processed-{name}": _query("/api/v1/processed-data", params, kind, loc)
+        for name, params, kind, loc in (
+            ("step-zero", {"window": "10s", "step": "0s"}, "string_pattern_mismatch", "step"),
+            ("step-not-dividing", {"window": "10s", "step": "3s"}, "value_error", "step"),
+            ("step-over-window", {"window": "10s", "step": "20s"}, "value_error", "step"),
+            ("step-without-window", {"step": "10s"}, "value_error", "step"),
+            ("step-4301-digits", {"window": "1d", "step": "9" * 4301 + "s"}, "string_pattern_mismatch", "step"),
+            ("step-2d", {"window": "1d", "step": "2d"}, "value_error", "step"),
+            ("session-gap-with-window", {"window": "10s", "session_gap": "10s"}, "value_error", "session_gap"),
+            ("session-gap-2d", {"session_gap": "2d"}, "value_error", "session_gap"),
+            ("session-gap-unicode", {"session_gap": "\uff11s"}, "string_pattern_mismatch", "session_gap"),
+            ("grace-negative", {"window": "10s", "grace": "-1s"}, "string_pattern_mismatch", "grace"),
+            ("grace-2d", {"window": "10s", "grace": "2d"}, "value_error", "grace"),
+            ("grace-without-window", {"grace": "1s"}, "value_error", "grace"),
+            ("grace-nan", {"window": "10s", "grace": "NaN"}, "string_pattern_mismatch", "grace"),
+            ("emit-unknown", {"window": "10s", "emit": "sometimes"}, "literal_error", "emit"),
+            ("emit-without-window", {"emit": "final"}, "value_error", "emit"),
+            ("fill-unknown", {"window": "10s", "fill": "mean"}, "literal_error", "fill"),
+            ("fill-with-sessions", {"session_gap": "10s", "fill": "zero"}, "value_error", "fill"),
+            ("format-unknown", {"format": "xlsx"}, "literal_error", "format"),
+            ("format-control-chars", {"format": "csv\x00"}, "literal_error", "format"),
+            ("stats-late-and-unknown", {"stats": "late,lateness"}, "value_error", "stats"),
+        )
+    },
+    "export-format-unknown": _query("/api/v1/export", {"format": "json"}, "literal_error", "format"),
+    "export-category-unicode": _query(
+        "/api/v1/export", {"category": "\u00c4"}, "string_pattern_mismatch", "category", 0
+    ),
+    "export-since-after-until": _query(
+        "/api/v1/export", {"since": "2024-01-20T10:00:01Z", "until": "2024-01-20T10:00:00Z"}, "value_error", "since"
+    ),
+    "export-until-word": _query("/api/v1/export", {"until": "soon"}, "datetime_from_date_parsing", "until"),
+    "feed-without-window": _query("/api/v1/stream/aggregates", {}, "missing", "window"),
+    "feed-window-2d": _query("/api/v1/stream/aggregates", {"window": "2d"}, "value_error", "window"),
+    "feed-step-not-dividing": _query(
+        "/api/v1/stream/aggregates", {"window": "10s", "step": "4s"}, "value_error", "step"
+    ),
+    "feed-emit-unknown": _query("/api/v1/stream/aggregates", {"window": "1s", "emit": "all"}, "literal_error", "emit"),
+    "feed-fill-is-not-a-feed-parameter-but-grace-is": _query(
+        "/api/v1/stream/aggregates", {"window": "1s", "grace": "1x"}, "string_pattern_mismatch", "grace"
+    ),
+    "feed-last-event-id-word": Http(
+        "GET",
+        "/api/v1/stream/aggregates",
+        422,
+        "string_pattern_mismatch",
+        params={"window": "1s"},
+        headers={"Last-Event-ID": "yesterday"},
+        loc=("header", "Last-Event-ID"),
+    ),
+    "feed-last-event-id-huge": Http(
+        "GET",
+        "/api/v1/stream/aggregates",
+        422,
+        "string_pattern_mismatch",
+        params={"window": "1s"},
+        headers={"Last-Event-ID": "9" * 40},
+        loc=("header", "Last-Event-ID"),
+    ),
     "readings-truncated-json": _readings(_TRUNCATED, 422, "json_invalid", ("body", len(_TRUNCATED))),
     "readings-not-utf8": _readings(b"[\xff\xfe]", 422, "json_invalid", ("body", 0)),
     "readings-nan-token": _readings(_json([_item(value=float("nan"))]), 422, "json_invalid", ("body", 48)),
@@ -500,6 +560,18 @@ RPC_CASES: dict[str, Rpc] = {
         "WatchReadings", pb.WatchReadingsRequest(categories=["A", "B C"], columnar=True), _BAD, "categories[1]"
     ),
     "watch-columnar-truncated": Rpc("WatchReadings", b"\x10", _BAD, "not a valid message"),
+    "watch-late-flags-space-category": Rpc(
+        "WatchReadings",
+        pb.WatchReadingsRequest(categories=["A B"], columnar=True, late_flags=True),
+        _BAD,
+        "categories[0]",
+    ),
+    "export-late-flags-since-after-until": Rpc(
+        "ExportReadings",
+        pb.ExportReadingsRequest(late_flags=True, since={"seconds": T0 + 1}, until={"seconds": T0}),
+        _BAD,
+        "since must not be after",
+    ),
     **{
         f"{rpc.lower()}-{name}": Rpc(rpc, request, _BAD, detail)
         for rpc, make in (("ListReadings", pb.ListReadingsRequest), ("ExportReadings", pb.ExportReadingsRequest))

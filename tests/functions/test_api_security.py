@@ -229,5 +229,7 @@ def test_the_schema_documents_the_token_on_reads_when_they_need_it() -> None:
         ("/api/v1/status", "get"): True,
         ("/api/v1/readings", "post"): True,
         ("/api/v1/stream", "get"): True,
+        ("/api/v1/export", "get"): True,
+        ("/api/v1/stream/aggregates", "get"): True,
     }
     assert "401" not in schema["paths"]["/api/v1/health"]["get"]["responses"]

@@ -12,7 +12,19 @@ from ingestor.settings import IngestorSettings
 def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
     row = bench_size(10_000, repeats=2, with_baseline=True)
     assert row["naive_agrees"] is True
-    for key in ("write_columns_per_s", "export_per_s", "floor_ms", "raw_10k_ms"):
+    for key in (
+        "write_columns_per_s",
+        "export_per_s",
+        "floor_ms",
+        "raw_10k_ms",
+        "hopping_ms",
+        "tumbling_ms",
+        "parquet_export_ms",
+        "csv_export_ms",
+        "csv_timestamps_ms",
+        "parquet_encode_ms",
+        "csv_encode_ms",
+    ):
         assert row[key] > 0
     assert row["project_ms"]["median"] <= row["project_ms"]["p95"]
     single = {
@@ -22,6 +34,9 @@ def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
         "import_app_ms": 1.0,
         "import_deps_ms": 1.0,
         "import_overhead": 0.0,
+        "import_app_alone_ms": 1.0,
+        "import_app_without_pyarrow_ms": 1.0,
+        "import_growth_with_pyarrow": 0.0,
     }
     printed = table({"sizes": [row], "single": single})
     assert printed.splitlines()[2].startswith("| 10,000 |")
