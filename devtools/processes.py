@@ -203,6 +203,10 @@ class ThreadedIngestor:
     def address(self) -> str:
         return f"{LOCALHOST}:{self.running.port}"
 
+    def stop_generator(self) -> None:
+        """Stop generating readings, so that the store holds only what is written to it."""
+        self.call(self.running.generator.stop())
+
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the server's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)

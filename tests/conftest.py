@@ -7,6 +7,10 @@ process and an API process in front of it; each returns the running server, and 
 a factory made is stopped when the test ends, however it ends. A test that stops one itself (to
 read its exit code, to restart it) may: stopping twice is harmless.
 
+A module-scoped fixture (servers loaded once for a module's tests) takes ``make_module_ingestor``,
+``make_module_ingestor_process`` or ``make_module_api_process``: the same factories, whose servers are
+stopped after the module's last test.
+
 A test that starts a subprocess is marked ``slow``: ``make test-fast`` (``-m "not slow"``) leaves it out.
 """
 
@@ -42,6 +46,8 @@ SUBPROCESS_FIXTURES = frozenset(
         "make_api_process",
         "make_uvicorn_process",
         "make_stack",
+        "make_module_ingestor_process",
+        "make_module_api_process",
         "ingestor_process",
         "api_process",
     }
@@ -84,6 +90,24 @@ def make_api_process() -> Iterator[MakeProcess]:
 def make_uvicorn_process() -> Iterator[MakeProcess]:
     """``make_uvicorn_process(app, **env)``: plain ``uvicorn APP`` on a free loopback port."""
     yield from _factory(start_uvicorn_process)
+
+
+@pytest.fixture(scope="module")
+def make_module_ingestor() -> Iterator[MakeIngestor]:
+    """``make_ingestor`` for a module-scoped fixture: its ingestors are closed after the module's last test."""
+    yield from _factory(ThreadedIngestor)
+
+
+@pytest.fixture(scope="module")
+def make_module_ingestor_process() -> Iterator[MakeProcess]:
+    """``make_ingestor_process`` for a module-scoped fixture."""
+    yield from _factory(start_ingestor_process)
+
+
+@pytest.fixture(scope="module")
+def make_module_api_process() -> Iterator[MakeProcess]:
+    """``make_api_process`` for a module-scoped fixture."""
+    yield from _factory(start_api_process)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import numpy as np
 import orjson
 import pandas as pd
@@ -23,12 +22,14 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 import pytest
 
-from devtools.processes import ROOT, ServerProcess, ThreadedIngestor, start_api_process
+from devtools.processes import ROOT, ServerProcess, ThreadedIngestor
 from functions.app import handler
 from functions.settings import get_settings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
 from tests.support.events import LambdaContext, http_v2_event, rest_v1_event
+from tests.support.factories import MakeIngestor, MakeProcess
 
 pytestmark = pytest.mark.slow  # real uvicorn (and a real ingestor) per module
 
@@ -60,15 +61,14 @@ def million() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def loaded() -> Iterator[tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    ingestor = ThreadedIngestor(capacity=N)
-    ingestor.call(ingestor.running.generator.stop())
+def loaded(
+    make_module_ingestor: MakeIngestor, make_module_api_process: MakeProcess
+) -> tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    ingestor = make_module_ingestor(capacity=N)
+    ingestor.stop_generator()
     data = million()
     push(ingestor.address, *data, NAMES)
-    api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
-    yield api, data
-    api.stop()
-    ingestor.close()
+    return make_module_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60"), data
 
 
 def read_back(format_name: str, body: bytes) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -98,7 +98,7 @@ def test_a_million_readings_round_trip_through_each_format(
     loaded: tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]], format_name: str
 ) -> None:
     api, (timestamps, values, codes) = loaded
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http:
+    with api_http(api, timeout=120) as http:
         response = http.get("/export", params={"format": format_name})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(
@@ -126,7 +126,7 @@ def test_accept_chooses_the_format_and_the_filters_apply(
     since, until = T0 + 100_000_000, T0 + 101_000_000
     params = {"category": "south", "since": "2024-01-20T10:00:00.1Z", "until": "2024-01-20T10:00:00.101Z"}
     keep = (codes == 1) & (timestamps >= since) & (timestamps < until)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=60) as http:
+    with api_http(api, timeout=60) as http:
         for accept, format_name in (
             ("application/vnd.apache.parquet", "parquet"),
             ("text/html;q=0.9, application/vnd.apache.arrow.stream", "arrow"),
@@ -158,7 +158,7 @@ def test_a_million_reading_export_streams_within_a_few_chunks_of_memory(
 ) -> None:
     api, _ = loaded
     pid = api.process.pid
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http:
+    with api_http(api, timeout=120) as http:
         for format_name in ("csv", "parquet"):  # pyarrow and the first buffers loaded: the baseline
             http.get("/export", params={"format": format_name, "since": "2024-01-20T10:00:00.5Z"}).raise_for_status()
         for format_name in ("csv", "parquet", "arrow"):
@@ -179,7 +179,7 @@ def test_processed_data_rows_in_every_format(
 ) -> None:
     api, _ = loaded
     params = {"window": "1s", "step": "1s", "stats": "min,first_timestamp,late", "grace": "0s", "category": "east"}
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=60) as http:
+    with api_http(api, timeout=60) as http:
         records = http.get("/processed-data", params=params).json()
         assert records
         assert list(records[0]) == [
@@ -226,9 +226,11 @@ def test_importing_the_app_does_not_load_pyarrow_an_export_does(
 
 
 @pytest.fixture
-def lambda_ingestor(monkeypatch: pytest.MonkeyPatch, lambda_main_thread_loop: None) -> Iterator[ThreadedIngestor]:
-    ingestor = ThreadedIngestor(capacity=700_000)
-    ingestor.call(ingestor.running.generator.stop())
+def lambda_ingestor(
+    make_ingestor: MakeIngestor, monkeypatch: pytest.MonkeyPatch, lambda_main_thread_loop: None
+) -> Iterator[ThreadedIngestor]:
+    ingestor = make_ingestor(capacity=700_000)
+    ingestor.stop_generator()
     rng = np.random.default_rng(1)
     n = 700_000  # past 6 MB in every format, Parquet too
     push(
@@ -242,7 +244,6 @@ def lambda_ingestor(monkeypatch: pytest.MonkeyPatch, lambda_main_thread_loop: No
     get_settings.cache_clear()
     yield ingestor
     get_settings.cache_clear()
-    ingestor.close()
 
 
 @pytest.mark.parametrize("make_event", [rest_v1_event, http_v2_event], ids=["rest-v1", "http-v2"])

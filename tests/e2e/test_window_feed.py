@@ -12,26 +12,25 @@ import numpy as np
 import orjson
 import pytest
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process
+from devtools.processes import ServerProcess, ThreadedIngestor
 from functions.processing import WindowSpec
 from functions.readings import Readings
 from functions.sse import Batch, StreamFailed
 from functions.window_feed import WindowFeed
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
+from tests.support.factories import MakeIngestor, MakeProcess
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 S = 1_000_000_000
 
 
 @pytest.fixture
-def stack() -> Iterator[tuple[ThreadedIngestor, ServerProcess]]:
-    ingestor = ThreadedIngestor(capacity=1000)
-    ingestor.call(ingestor.running.generator.stop())
-    api = start_api_process(ingestor.address)
-    yield ingestor, api
-    api.stop()
-    ingestor.close()
+def stack(make_ingestor: MakeIngestor, make_api_process: MakeProcess) -> tuple[ThreadedIngestor, ServerProcess]:
+    ingestor = make_ingestor(capacity=1000)
+    ingestor.stop_generator()
+    return ingestor, make_api_process(ingestor.address)
 
 
 def push(ingestor: ThreadedIngestor, *rows: tuple[int, float, str]) -> None:
@@ -82,9 +81,7 @@ PARAMS = {"window": "10s", "stats": "min,late"}
 def test_updates_then_resumption_then_final_events(stack: tuple[ThreadedIngestor, ServerProcess]) -> None:
     ingestor, api = stack
     push(ingestor, (1, 1.0, "A"), (12, 2.0, "A"), (5, 3.0, "B"))
-    base = f"http://{api.address}/api/v1"
-    timeout = httpx.Timeout(10, read=5)
-    with httpx.Client(base_url=base, timeout=timeout) as http:
+    with api_http(api, timeout=httpx.Timeout(10, read=5)) as http:
         with http.stream("GET", "/stream/aggregates", params=PARAMS) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -141,9 +138,8 @@ def test_hopping_feed_and_category_filter(stack: tuple[ThreadedIngestor, ServerP
     ingestor, api = stack
     push(ingestor, (1, 1.0, "A"), (6, 2.0, "B"), (12, 4.0, "A"))
     params = {"window": "10s", "step": "5s", "category": "A"}
-    timeout = httpx.Timeout(10, read=5)
     with (
-        httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=timeout) as http,
+        api_http(api, timeout=httpx.Timeout(10, read=5)) as http,
         http.stream("GET", "/stream/aggregates", params=params) as response,
     ):
         feed = events(response)
@@ -178,7 +174,7 @@ def test_bad_feed_parameters_are_422(
     stack: tuple[ThreadedIngestor, ServerProcess], params: dict[str, str], loc: str
 ) -> None:
     _, api = stack
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as http:
+    with api_http(api) as http:
         response = http.get("/stream/aggregates", params=params)
         assert response.status_code == 422
         assert [error["loc"] for error in response.json()["detail"]] == [["query", loc]]

@@ -9,9 +9,10 @@ import grpc
 import httpx
 import pytest
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import api_http
+from tests.support.factories import MakeIngestor, MakeProcess
 
 pytestmark = pytest.mark.slow  # real uvicorn (and a real ingestor) per module
 
@@ -19,18 +20,15 @@ T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    ingestor = ThreadedIngestor(capacity=1000)
-    ingestor.call(ingestor.running.generator.stop())
+def http(make_module_ingestor: MakeIngestor, make_module_api_process: MakeProcess) -> Iterator[httpx.Client]:
+    ingestor = make_module_ingestor(capacity=1000)
+    ingestor.stop_generator()
     rows = [(0, 1.0, "A"), (10, 3.0, "A"), (40, 5.0, "A"), (25, 7.0, "B"), (5, 9.0, "A")]  # the last two late
     with grpc.insecure_channel(ingestor.address) as channel:
         readings = [pb.Reading(timestamp={"seconds": T0 + t}, value=v, category=c) for t, v, c in rows]
         pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=5)
-    api: ServerProcess = start_api_process(ingestor.address)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=10) as client:
+    with api_http(make_module_api_process(ingestor.address)) as client:
         yield client
-    api.stop()
-    ingestor.close()
 
 
 def iso(seconds: int) -> str:

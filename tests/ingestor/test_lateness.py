@@ -93,7 +93,7 @@ def test_status_counts_late_readings_and_exports_flag_them_on_request(channel: g
 
 
 def test_a_live_subscriber_gets_late_flags_and_where_its_readings_start(ingestor: ThreadedIngestor) -> None:
-    ingestor.call(ingestor.running.generator.stop())
+    ingestor.stop_generator()
     with grpc.insecure_channel(ingestor.address) as channel:
         stub = pb_grpc.IngestorServiceStub(channel)
         _write(stub, [(10, "A")])
