@@ -8,7 +8,7 @@ RPCs added later get rows here.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,10 +17,11 @@ import httpx
 import numpy as np
 import pytest
 
-from devtools.processes import ServerProcess, ThreadedIngestor, start_api_process
+from devtools.processes import ServerProcess, ThreadedIngestor
 from ingestor.pages import encode_page_token
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeIngestor, MakeProcess
 
 T0 = 1_705_744_800
 # Large enough for more than 10,000 tiny readings, so that the count limit is reached before this.
@@ -337,22 +338,23 @@ HTTP_CASES |= {
 
 
 @pytest.fixture(scope="module")
-def nasty_ingestor() -> Iterator[ThreadedIngestor]:
+def nasty_ingestor(make_module_ingestor: MakeIngestor) -> ThreadedIngestor:
     """One ingestor for the whole module: every case must leave it as it was."""
-    with ThreadedIngestor(capacity=1000, max_message_bytes=MAX_MESSAGE_BYTES) as ingestor:
-        # Something to keep: the state must still be exactly this after every nasty request.
-        ingestor.call(ingestor.running.generator.stop())
-        with grpc.insecure_channel(ingestor.address) as channel:
-            readings = [pb.Reading(timestamp={"seconds": T0 + i}, value=float(i), category="A") for i in range(10)]
-            pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=5)
-        yield ingestor
+    ingestor = make_module_ingestor(capacity=1000, max_message_bytes=MAX_MESSAGE_BYTES)
+    # Something to keep: the state must still be exactly this after every nasty request.
+    ingestor.stop_generator()
+    with grpc.insecure_channel(ingestor.address) as channel:
+        readings = [pb.Reading(timestamp={"seconds": T0 + i}, value=float(i), category="A") for i in range(10)]
+        pb_grpc.IngestorServiceStub(channel).WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=5)
+    return ingestor
 
 
 @pytest.fixture(scope="module")
-def stack(nasty_ingestor: ThreadedIngestor) -> Iterator[tuple[ThreadedIngestor, ServerProcess]]:
+def stack(
+    nasty_ingestor: ThreadedIngestor, make_module_api_process: MakeProcess
+) -> tuple[ThreadedIngestor, ServerProcess]:
     """That ingestor and one API process in front of it, for the whole module."""
-    with start_api_process(nasty_ingestor.address, MAX_BODY_BYTES=str(MAX_BODY_BYTES)) as api:
-        yield nasty_ingestor, api
+    return nasty_ingestor, make_module_api_process(nasty_ingestor.address, MAX_BODY_BYTES=str(MAX_BODY_BYTES))
 
 
 def snapshot(ingestor: ThreadedIngestor) -> tuple[object, ...]:

@@ -11,20 +11,17 @@ import httpx
 import numpy as np
 import pytest
 
-from devtools.processes import start_api_process, start_ingestor_process
 from functions.readings import Readings
 from functions.sse import Batch, encode_events
 from tests.support.clients import api_http
+from tests.support.factories import MakeProcess
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[httpx.Client]:
+def api(make_module_ingestor_process: MakeProcess, make_module_api_process: MakeProcess) -> Iterator[httpx.Client]:
     """One ingestor and one API for the module, and a client of the API."""
-    with (
-        start_ingestor_process(capacity=1000, rate_hz=1) as ingestor,
-        start_api_process(ingestor.address) as server,
-        api_http(server) as http,
-    ):
+    ingestor = make_module_ingestor_process(capacity=1000, rate_hz=1)
+    with api_http(make_module_api_process(ingestor.address)) as http:
         yield http
 
 

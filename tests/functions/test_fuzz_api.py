@@ -12,7 +12,6 @@ and repeats itself exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -27,6 +26,7 @@ from devtools.processes import ThreadedIngestor
 from functions.app import create_app
 from functions.filters import CATEGORY_PATTERN
 from functions.settings import FunctionSettings
+from tests.support.factories import MakeIngestor
 
 # Property-based: seconds of generated requests.
 pytestmark = pytest.mark.slow
@@ -63,9 +63,8 @@ GUARDS = {"open": None, "token": API_TOKEN}
 
 
 @pytest.fixture(scope="module")
-def fuzzed_ingestor() -> Iterator[ThreadedIngestor]:
-    with ThreadedIngestor(capacity=5000, rate_hz=200) as server:
-        yield server
+def fuzzed_ingestor(make_module_ingestor: MakeIngestor) -> ThreadedIngestor:
+    return make_module_ingestor(capacity=5000, rate_hz=200)
 
 
 def assert_fastapi_validation_error(body: object) -> None:

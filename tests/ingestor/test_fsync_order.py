@@ -17,10 +17,11 @@ import grpc
 import numpy as np
 import pytest
 
-from devtools.processes import ServerProcess, start_ingestor_process
+from devtools.processes import ServerProcess
 from ingestor.journal_file import FILE_NAME
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.factories import MakeProcess
 
 # The ingestor runs under strace.
 pytestmark = pytest.mark.slow
@@ -59,12 +60,12 @@ def kill_traced(process: ServerProcess) -> None:
 
 
 @pytest.fixture
-def traced_ingestor(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
+def traced_ingestor(tmp_path: Path, make_ingestor_process: MakeProcess) -> Iterator[tuple[ServerProcess, Path]]:
     """A durable ingestor under strace, and the file strace writes; both ended at teardown."""
     trace = tmp_path / "strace.log"
     prefix = ["strace", "-f", "-qq", "-y", "-x", "-s", "256", "-o", str(trace)]
     prefix += ["-e", "trace=pwrite64,fdatasync,fsync,sendmsg,sendto,write,writev", "-e", "signal=none"]
-    process = start_ingestor_process(prefix=prefix, timeout=60, data_dir=tmp_path / "data")
+    process = make_ingestor_process(prefix=prefix, timeout=60, data_dir=tmp_path / "data")
     yield process, trace
     kill_traced(process)
 

@@ -197,10 +197,10 @@ def test_the_default_message_limit_holds_the_largest_push_four_times_over(make_i
         assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).total_ingested == 2 * PUSH
 
 
-def test_settings_reject_half_a_tls_pair(tmp_path: Path) -> None:
+def test_settings_reject_half_a_tls_pair(tmp_path: Path, make_ingestor: MakeIngestor) -> None:
     files = make_self_signed(tmp_path)
     with pytest.raises(ValueError, match="must be set together"):
-        ThreadedIngestor(tls_cert_file=files.certificate)
+        make_ingestor(tls_cert_file=files.certificate)
 
 
 def test_logs_are_json_lines_with_the_callers_request_id(make_ingestor_process: MakeProcess) -> None:
