@@ -1,4 +1,4 @@
-"""Wait for a condition with a deadline, instead of a hand-written polling loop."""
+"""Wait for a condition with a deadline, or sample a value for a while, instead of hand-written polling loops."""
 
 from __future__ import annotations
 
@@ -20,3 +20,13 @@ def wait_until(predicate: Callable[[], T], timeout: float, message: str, interva
             raise TimeoutError(f"{message} (still {value!r} after {timeout:g} s)")
         time.sleep(interval)
     return value
+
+
+def sample_for(read: Callable[[], T], seconds: float, interval: float) -> list[T]:
+    """Call ``read``, then wait ``interval`` seconds, until ``seconds`` seconds have passed; return what it read."""
+    samples: list[T] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        samples.append(read())
+        time.sleep(interval)
+    return samples

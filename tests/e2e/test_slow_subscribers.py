@@ -15,7 +15,7 @@ import time
 import grpc
 
 from devtools.processes import ROOT, ServerProcess
-from devtools.waiting import wait_until
+from devtools.waiting import sample_for, wait_until
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.clients import api_http
@@ -69,16 +69,14 @@ def watch_for(
     seconds: float, stub: pb_grpc.IngestorServiceStub, processes: list[ServerProcess]
 ) -> tuple[float, list[int]]:
     """The slowest GetStatus and each process's largest resident memory over ``seconds``."""
-    slowest = 0.0
-    peaks = [0] * len(processes)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+
+    def read() -> tuple[float, list[int]]:
         started = time.monotonic()
         stub.GetStatus(pb.GetStatusRequest(), timeout=10)
-        slowest = max(slowest, time.monotonic() - started)
-        peaks = [max(peak, resident_bytes(process)) for peak, process in zip(peaks, processes, strict=True)]
-        time.sleep(0.05)
-    return slowest, peaks
+        return time.monotonic() - started, [resident_bytes(process) for process in processes]
+
+    samples = sample_for(read, seconds, 0.05)
+    return max(took for took, _ in samples), [max(column) for column in zip(*(rss for _, rss in samples), strict=True)]
 
 
 def settled_resident_bytes(process: ServerProcess, stub: pb_grpc.IngestorServiceStub) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from devtools.processes import ServerProcess
-from devtools.waiting import wait_until
+from devtools.waiting import sample_for, wait_until
 from functions.wire import decode_export
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
@@ -41,6 +41,11 @@ def columns(category: str, count: int) -> pb.WriteReadingsRequest:
         ),
         column_categories=[category],
     )
+
+
+def queued_bytes(stub: pb_grpc.IngestorServiceStub) -> int:
+    """What waits in memory for the disk, as the ingestor reports it."""
+    return stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes
 
 
 SlowPair = tuple[ServerProcess, ServerProcess, Path]
@@ -79,8 +84,7 @@ def test_a_write_that_finds_no_room_in_time_is_refused_and_stores_nothing(
         # 3,500 readings take 63,000 bytes of the 65,536: the next batch has to wait for this commit.
         started = time.monotonic()
         first = stub.WriteReadings.future(columns("first", 3500), timeout=30)
-        time.sleep(0.2)
-        assert stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes == 3500 * 18
+        wait_until(lambda: queued_bytes(stub) == 3500 * 18, 1, "the first write is not waiting for the disk")
         with pytest.raises(grpc.RpcError) as refused:
             stub.WriteReadings(columns("second", 500), timeout=1.0)
         assert time.monotonic() - started < 1.2 + 0.2  # before its own deadline, not after it
@@ -114,17 +118,13 @@ def test_the_generator_slows_to_what_the_disk_sustains_and_says_so(
 ) -> None:
     ingestor, api, _ = slow_pair
     rate_hz = 50_000.0  # 900 kB/s asked; the disk takes 64 KiB a commit of at least 0.5 s, ~130 kB/s
-    queued: list[int] = []
     with (
         api_http(api, timeout=30) as http,
         grpc.insecure_channel(ingestor.address) as channel,
     ):
         stub = pb_grpc.IngestorServiceStub(channel)
         assert http.post("/start-ingestion", json={"rate_hz": rate_hz}).status_code == 200
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            queued.append(stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes)
-            time.sleep(0.05)
+        queued = sample_for(lambda: queued_bytes(stub), 5, 0.05)
         status = http.get("/status").json()
         assert http.post("/stop-ingestion").status_code == 200
         total = status["total_ingested"]
@@ -178,7 +178,7 @@ def test_a_write_waiting_for_room_is_let_in_once_a_commit_frees_it(
         stub = pb_grpc.IngestorServiceStub(channel)
         answers: list[pb.WriteReadingsResponse] = []
         first = stub.WriteReadings.future(columns("first", 3500), timeout=30)
-        time.sleep(0.2)
+        wait_until(lambda: queued_bytes(stub) == 3500 * 18, 5, "the first write is not waiting for the disk")
         waiting = threading.Thread(
             target=lambda: answers.append(stub.WriteReadings(columns("second", 500), timeout=10))
         )
