@@ -19,12 +19,17 @@ from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 T0 = 1_705_744_800
 
 
-def reference_late(timestamps: list[int]) -> list[bool]:
-    late, newest = [], None
-    for t in timestamps:
-        late.append(newest is not None and t < newest)
-        newest = t if newest is None else max(newest, t)
-    return late
+class ReferenceLate:
+    """The late flag of every reading ever stored, one reading at a time."""
+
+    def __init__(self) -> None:
+        self.flags: list[bool] = []
+        self.newest: int | None = None
+
+    def extend(self, timestamps: list[int]) -> None:
+        for t in timestamps:
+            self.flags.append(self.newest is not None and t < self.newest)
+            self.newest = t if self.newest is None else max(self.newest, t)
 
 
 @pytest.mark.parametrize("capacity", [5, 100, 5000, 10_000])
@@ -34,6 +39,7 @@ def test_flags_and_counts_match_a_loop_over_every_reading_through_eviction(capac
     stored: list[int] = []
     names: list[str] = []
     per_category: dict[str, int] = {}  # since the category came into use; forgotten with its last reading
+    reference = ReferenceLate()
     for _ in range(60):
         n = int(rng.integers(0, 3 * capacity // 2 + 2))  # some batches larger than the ring
         timestamps = rng.integers(0, 10**6, n).astype(np.int64)
@@ -41,7 +47,8 @@ def test_flags_and_counts_match_a_loop_over_every_reading_through_eviction(capac
             timestamps = np.sort(timestamps) + len(stored) * 1000  # in order, mostly
         batch_names = rng.choice(["a", "b", "c"], n).tolist()
         store.append(Columns(timestamps, np.zeros(n), store.encode_categories(batch_names)))
-        late = reference_late(stored + timestamps.tolist())
+        reference.extend(timestamps.tolist())
+        late = reference.flags
         for is_late, name in zip(late[len(stored) :], batch_names, strict=True):
             per_category[name] = per_category.get(name, 0) + is_late
         stored += timestamps.tolist()
