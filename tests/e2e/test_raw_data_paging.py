@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,8 +47,11 @@ def write(address: str, count: int) -> list[dict[str, object]]:
     ]
 
 
-def walk(http: httpx.Client, params: dict[str, object]) -> tuple[list[list[dict[str, object]]], list[str]]:
-    """Every page of a walk, following the Link headers; and the links followed."""
+def walk(
+    http: httpx.Client, params: dict[str, object], between_pages: Callable[[int], object] = lambda pages: None
+) -> tuple[list[list[dict[str, object]]], list[str]]:
+    """Every page of a walk, following the Link headers; and the links followed. ``between_pages``
+    is called with the number of pages read so far before each next page is asked for."""
     pages = []
     links = []
     response = http.get("/api/v1/raw-data", params=params)
@@ -60,6 +64,7 @@ def walk(http: httpx.Client, params: dict[str, object]) -> tuple[list[list[dict[
         target = _LINK.fullmatch(link)
         assert target is not None, link
         links.append(target.group(1))
+        between_pages(len(pages))
         response = http.get(target.group(1))
 
 
@@ -226,19 +231,14 @@ def test_a_walk_under_eviction_returns_every_reading_held_throughout_once(
     params: dict[str, object] = {"category": ["A", "C"], "limit": 299}
     if direction == "forward from since":
         params["since"] = pushed(0)["timestamp"]
-    pages = []
+
+    def push_more(pages_read: int) -> None:
+        if pages_read <= 4:
+            pusher.push(250)  # between pages: 250 more readings, 250 of the oldest evicted
+
     with httpx.Client(base_url=f"http://{small_api.address}", timeout=10) as http:
         before = total_ingested(small_ingestor.address)
-        response = http.get("/api/v1/raw-data", params=params)
-        while True:
-            assert response.status_code == 200, response.text
-            pages.append(response.json())
-            link = response.headers.get("link")
-            if link is None:
-                break
-            if len(pages) <= 4:
-                pusher.push(250)  # between pages: 250 more readings, 250 of the oldest evicted
-            response = http.get(_LINK.fullmatch(link).group(1))  # type: ignore[union-attr]
+        pages, _ = walk(http, params, push_more)
         after = total_ingested(small_ingestor.address)
     assert after - before == 1000
     returned = [r for page in pages for r in page]
