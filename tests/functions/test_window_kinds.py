@@ -14,6 +14,7 @@ import pytest
 from functions.processing import TooManyGroups, WindowSpec, aggregate, aggregate_records
 from functions.readings import Readings
 from functions.timestamps import format_timestamps
+from tests.support.references import late_flags, percentile
 
 T0 = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z
 S = 1_000_000_000
@@ -22,14 +23,6 @@ STATS = ["min", "max", "sum", "std", "first_timestamp", "p50", "p99", "late"]
 
 def iso(ns: int) -> str:
     return str(format_timestamps(np.array([ns]))[0])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summary(items: list[tuple[int, float, int]]) -> dict[str, Any]:
@@ -49,14 +42,6 @@ def summary(items: list[tuple[int, float, int]]) -> dict[str, Any]:
         "p99": percentile(values, 0.99),
         "late": sum(late for _, _, late in items),
     }
-
-
-def late_flags(timestamps: list[int]) -> list[int]:
-    flags, newest = [], None
-    for t in timestamps:
-        flags.append(int(newest is not None and t < newest))
-        newest = t if newest is None else max(newest, t)
-    return flags
 
 
 def make(rows: list[tuple[int, float, str]]) -> Readings:

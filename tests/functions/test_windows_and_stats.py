@@ -16,19 +16,11 @@ from functions.readings import Readings
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.clients import api_http
+from tests.support.references import percentile
 from tests.support.rows import readings
 
 T0 = 1_705_744_800_000_000_000  # 2024-01-20T10:00:00Z in nanoseconds
 S = 1_000_000_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between the two closest ranks, by hand."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def test_window_boundaries_are_epoch_aligned_and_exclusive_at_the_end() -> None:

@@ -15,21 +15,9 @@ from functions.wire import decode_export_response
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.references import LateReference
 
 T0 = 1_705_744_800
-
-
-class ReferenceLate:
-    """The late flag of every reading ever stored, one reading at a time."""
-
-    def __init__(self) -> None:
-        self.flags: list[bool] = []
-        self.newest: int | None = None
-
-    def extend(self, timestamps: list[int]) -> None:
-        for t in timestamps:
-            self.flags.append(self.newest is not None and t < self.newest)
-            self.newest = t if self.newest is None else max(self.newest, t)
 
 
 @pytest.mark.parametrize("capacity", [5, 100, 5000, 10_000])
@@ -39,7 +27,7 @@ def test_flags_and_counts_match_a_loop_over_every_reading_through_eviction(capac
     stored: list[int] = []
     names: list[str] = []
     per_category: dict[str, int] = {}  # since the category came into use; forgotten with its last reading
-    reference = ReferenceLate()
+    reference = LateReference()
     for _ in range(60):
         n = int(rng.integers(0, 3 * capacity // 2 + 2))  # some batches larger than the ring
         timestamps = rng.integers(0, 10**6, n).astype(np.int64)
