@@ -48,6 +48,14 @@ def queued_bytes(stub: pb_grpc.IngestorServiceStub) -> int:
     return stub.GetStatus(pb.GetStatusRequest(), timeout=5).journal_queue_bytes
 
 
+def fill_the_queue(stub: pb_grpc.IngestorServiceStub) -> grpc.Future:
+    """Write 3,500 readings (63,000 of the queue's 65,536 bytes: the next batch has to wait for this
+    commit) and return that write's future once they wait in the queue for the disk."""
+    first = stub.WriteReadings.future(columns("first", 3500), timeout=30)
+    wait_until(lambda: queued_bytes(stub) == 3500 * 18, 5, "the first write is not waiting for the disk")
+    return first
+
+
 SlowPair = tuple[ServerProcess, ServerProcess, Path]
 
 
@@ -81,10 +89,8 @@ def test_a_write_that_finds_no_room_in_time_is_refused_and_stores_nothing(
     ingestor, api, disk = slow_pair
     with grpc.insecure_channel(ingestor.address) as channel:
         stub = pb_grpc.IngestorServiceStub(channel)
-        # 3,500 readings take 63,000 bytes of the 65,536: the next batch has to wait for this commit.
         started = time.monotonic()
-        first = stub.WriteReadings.future(columns("first", 3500), timeout=30)
-        wait_until(lambda: queued_bytes(stub) == 3500 * 18, 1, "the first write is not waiting for the disk")
+        first = fill_the_queue(stub)
         with pytest.raises(grpc.RpcError) as refused:
             stub.WriteReadings(columns("second", 500), timeout=1.0)
         assert time.monotonic() - started < 1.2 + 0.2  # before its own deadline, not after it
@@ -177,8 +183,7 @@ def test_a_write_waiting_for_room_is_let_in_once_a_commit_frees_it(
     with grpc.insecure_channel(ingestor.address) as channel:
         stub = pb_grpc.IngestorServiceStub(channel)
         answers: list[pb.WriteReadingsResponse] = []
-        first = stub.WriteReadings.future(columns("first", 3500), timeout=30)
-        wait_until(lambda: queued_bytes(stub) == 3500 * 18, 5, "the first write is not waiting for the disk")
+        first = fill_the_queue(stub)
         waiting = threading.Thread(
             target=lambda: answers.append(stub.WriteReadings(columns("second", 500), timeout=10))
         )
