@@ -73,14 +73,15 @@ def test_a_file_system_that_sits_on_the_lock_request_is_given_up_on_within_a_sec
         _, baseline = run_ingestor(None, "--port", "-1")
         env = {**os.environ, "INGESTOR_HOST": "127.0.0.1", "INGESTOR_PORT": "0", "INGESTOR_DATA_DIR": str(disk)}
         started = time.monotonic()
-        second = subprocess.Popen(
+        # Leaving the block closes its pipe (and waits for it).
+        with subprocess.Popen(
             [sys.executable, "-m", "ingestor"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-        )
-        assert second.stderr is not None
-        message = second.stderr.readline()
-        said_after = time.monotonic() - started
-        assert message.startswith("cannot start: ")
-        assert "did not answer a lock request within 0.5 s" in message
-        assert said_after - baseline < 1.0, (said_after, baseline)
-        # The kernel lets a process with a FUSE request in flight go only once it is answered.
-        assert second.wait(timeout=30) == 1
+        ) as second:
+            assert second.stderr is not None
+            message = second.stderr.readline()
+            said_after = time.monotonic() - started
+            assert message.startswith("cannot start: ")
+            assert "did not answer a lock request within 0.5 s" in message
+            assert said_after - baseline < 1.0, (said_after, baseline)
+            # The kernel lets a process with a FUSE request in flight go only once it is answered.
+            assert second.wait(timeout=30) == 1
