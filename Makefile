@@ -76,7 +76,7 @@ system-tools:
 test: lint system-tools
 	$(BIN)/python -m pytest
 
-# In-process tests only: no subprocess, no strace, no load; well under 30 s on two cores.
+# In-process tests only: no subprocess, no strace, no load; about 22 s of CPU time.
 test-fast: $(INSTALLED)
 	$(BIN)/python -m pytest -m "not slow" -q
 
