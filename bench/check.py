@@ -1,7 +1,7 @@
 """``make bench-check``: the performance targets, checked against the figures of a benchmark run.
 
 Reads ``bench/results/latest.json`` (written by ``bench/run.py``) and ``bench/results/durable.json``
-(``bench/durable.py``), prints every target with the figure measured and PASS or FAIL, and exits 1
+(``python -m bench.durable``), prints every target with the figure measured and PASS or FAIL, and exits 1
 when a target fails or a figure it needs is missing. Targets measured only at N = 10,000,000 (by
 ``make bench``, not ``make bench-quick``) are reported as not measured when the run has no such N.
 

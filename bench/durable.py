@@ -1,6 +1,6 @@
 """Durable vs in-memory WriteReadings throughput, and recovery time, on a real ingestor subprocess.
 
-    .venv/bin/python bench/durable.py [--batches 300] [--batch-size 10000] [--concurrency 8]
+    python -m bench.durable [--batches 300] [--batch-size 10000] [--concurrency 8]
 
 The data directory must be on a disk: on tmpfs an fsync costs nothing and the figure would lie, so the
 script refuses one (the default directory is under build/ in the repository). Results are printed and
@@ -24,13 +24,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.check import target  # noqa: E402
-from ingestor.v1 import ingestor_pb2 as pb  # noqa: E402
-from ingestor.v1 import ingestor_pb2_grpc as pb_grpc  # noqa: E402
-from tests.harness import ServerProcess, start_ingestor_process  # noqa: E402
+from bench.check import target
+from devtools.processes import ROOT, ServerProcess, start_ingestor_process
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
 RECOVERED = re.compile(r"recovered (\d+) readings .* in ([0-9.]+) s")
 CAPACITY = 1_000_000
@@ -116,11 +113,8 @@ def main() -> int:
         "cpus": os.cpu_count(),
     }
     try:
-        memory = start_ingestor_process(capacity=CAPACITY)
-        try:
+        with start_ingestor_process(capacity=CAPACITY) as memory:
             results["in_memory"] = measure(memory, requests, args.concurrency)
-        finally:
-            memory.stop()
 
         durable = start_ingestor_process(capacity=CAPACITY, data_dir=data_dir)
         try:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import grpc
 import httpx
 import numpy as np
 
+from devtools.processes import ROOT, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import IngestorClient
 from functions.formats import ReadingsEncoder
 from functions.formats import _iso_strings as iso_strings
@@ -47,7 +49,6 @@ from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.harness import ROOT, ServerProcess, start_api_process, start_ingestor_process, start_uvicorn_process
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 CATEGORIES = ("A", "B", "C")
@@ -209,9 +210,8 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
     readings = make_readings(n)
     requests = column_requests(readings)
     result: dict[str, Any] = {"n": n}
-    ingestor = start_ingestor_process(capacity=n)
-    processes: list[ServerProcess] = [ingestor]
-    try:
+    with ExitStack() as started:  # every process started here is stopped, the last first
+        ingestor = started.enter_context(start_ingestor_process(capacity=n))
         with grpc.insecure_channel(ingestor.address) as channel:
             stub = pb_grpc.IngestorServiceStub(channel)
             stub.GetStatus(pb.GetStatusRequest(), timeout=10)
@@ -228,8 +228,7 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
             result["rss_per_reading_cold_bytes"] = (rss_end - rss_cold) / n
             assert stub.GetStatus(pb.GetStatusRequest()).buffered == n
         del requests
-        api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
-        processes.append(api)
+        api = started.enter_context(start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60"))
         print(f"N = {n:,}: timing the project", flush=True)
         with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http:
             # The project and the floor take turns: their ratio is then fair on a busy machine.
@@ -275,8 +274,7 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
         result["export_per_s"] = n / statistics.median(samples)
         if with_baseline:
             print(f"N = {n:,}: timing the naive baseline", flush=True)
-            naive = start_uvicorn_process("bench.naive_app:app")
-            processes.append(naive)
+            naive = started.enter_context(start_uvicorn_process("bench.naive_app:app"))
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "readings.npz"
                 np.savez(
@@ -294,9 +292,6 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
                     )
                     result["naive_ms"] = {"median": median_ms(samples), "p95": p95_ms(samples)}
                     result["naive_agrees"] = same_aggregates(project_body, http.get("/api/v1/processed-data").json())
-    finally:
-        for process in reversed(processes):
-            process.stop()
     return result
 
 
@@ -304,15 +299,14 @@ def bench_message_writes() -> float:
     """WriteReadings with 10k Reading messages a request, built beforehand; median readings/s of rounds of 10."""
     readings = make_readings(MESSAGE_BATCH * MESSAGE_BATCHES)
     requests = message_requests(readings)
-    ingestor = start_ingestor_process(capacity=len(readings))
-    try:
-        with grpc.insecure_channel(ingestor.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            write_all(stub, requests[:3])  # warm-up; the buffer just wraps around
-            rounds = [requests[i : i + 10] for i in range(0, len(requests), 10)]
-            return statistics.median(MESSAGE_BATCH * len(batch) / write_all(stub, batch) for batch in rounds)
-    finally:
-        ingestor.stop()
+    with (
+        start_ingestor_process(capacity=len(readings)) as ingestor,
+        grpc.insecure_channel(ingestor.address) as channel,
+    ):
+        stub = pb_grpc.IngestorServiceStub(channel)
+        write_all(stub, requests[:3])  # warm-up; the buffer just wraps around
+        rounds = [requests[i : i + 10] for i in range(0, len(requests), 10)]
+        return statistics.median(MESSAGE_BATCH * len(batch) / write_all(stub, batch) for batch in rounds)
 
 
 def bench_generator_capacity(seconds_of_readings: int = 5, rate_hz: int = 1_000_000) -> float:
@@ -332,19 +326,18 @@ def bench_generator_capacity(seconds_of_readings: int = 5, rate_hz: int = 1_000_
 
 def bench_generator_sustained(rate_hz: int = 1_000_000, seconds: float = 3.0) -> float:
     """The real ingestor generating at ``rate_hz``: readings stored per wall-clock second."""
-    ingestor = start_ingestor_process(capacity=rate_hz, rate_hz=rate_hz)
-    try:
-        with grpc.insecure_channel(ingestor.address) as channel:
-            stub = pb_grpc.IngestorServiceStub(channel)
-            stub.StartIngestion(pb.StartIngestionRequest(), timeout=10)
-            time.sleep(0.5)
-            first = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
-            start = time.perf_counter()
-            time.sleep(seconds)
-            last = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
-            return (last - first) / (time.perf_counter() - start)
-    finally:
-        ingestor.stop()
+    with (
+        start_ingestor_process(capacity=rate_hz, rate_hz=rate_hz) as ingestor,
+        grpc.insecure_channel(ingestor.address) as channel,
+    ):
+        stub = pb_grpc.IngestorServiceStub(channel)
+        stub.StartIngestion(pb.StartIngestionRequest(), timeout=10)
+        time.sleep(0.5)
+        first = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
+        start = time.perf_counter()
+        time.sleep(seconds)
+        last = stub.GetStatus(pb.GetStatusRequest(), timeout=10).total_ingested
+        return (last - first) / (time.perf_counter() - start)
 
 
 def import_seconds(repeats: int = 9) -> tuple[float, float, float, float]:

@@ -29,7 +29,7 @@ EXPORT_STREAM_TIMEOUT_S = 300.0
 EXPORT_CHUNK_SIZE = 65_536
 """Readings per ExportReadings message (1.2 MB): large enough that the per-message overhead of both
 processes stays small, small enough that decoding one chunk overlaps the encoding of the next (one
-huge message is several times slower). README's Performance section has the measurements."""
+huge message is several times slower). docs/performance.md has the measurements."""
 
 
 Request = TypeVar("Request", bound=Message)

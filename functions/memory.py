@@ -18,7 +18,7 @@ def retain_freed_memory() -> bool:
 
     Every /processed-data allocates its columns afresh (18 bytes a reading) and pandas its group
     ids. By default glibc maps allocations that large anew each time and unmaps them when freed,
-    and every new page costs a fault (README's Performance section has the cost).
+    and every new page costs a fault (docs/performance.md has the cost).
     The process then keeps the memory of its largest request instead of returning it. True when
     applied; elsewhere than glibc it does nothing.
     """

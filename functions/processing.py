@@ -41,7 +41,7 @@ def aggregate_by_category(readings: Readings) -> pd.DataFrame:
     grouped = frame.groupby(keys, observed=False, sort=True)  # type: ignore[call-overload]
     # Values are always finite (the ingestor refuses others), so every row counts, and the mean is
     # the sum over the size: pandas' groupby sum is the same compensated summation as its mean,
-    # and faster (README's Performance section).
+    # and faster (docs/performance.md).
     count = grouped.size()
     result = pd.DataFrame(
         {

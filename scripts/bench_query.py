@@ -1,6 +1,6 @@
 """Timings of the query paths on a full buffer of 1,000,000 readings (best of 5).
 
-Run with ``.venv/bin/python scripts/bench_query.py``.
+Run with ``.venv/bin/python -m scripts.bench_query``.
 """
 
 from __future__ import annotations

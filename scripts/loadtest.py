@@ -6,18 +6,16 @@ below, stops ingestion, then checks the accounting (total_ingested = buffered + 
 pushed reading found) and prints requests/s, p50/p99 per request kind, the error count and the
 ingestor's resident memory before and after. Exits non-zero on any error or accounting mismatch.
 
-    python scripts/loadtest.py                            # 50 clients, 60 s
-    python scripts/loadtest.py --clients 5 --duration 3   # a quick run
+    python -m scripts.loadtest                            # 50 clients, 60 s
+    python -m scripts.loadtest --clients 5 --duration 3   # a quick run
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,12 +29,10 @@ import grpc
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from functions.wire import decode_export  # noqa: E402
-from ingestor.v1 import ingestor_pb2 as pb  # noqa: E402
-from ingestor.v1 import ingestor_pb2_grpc as pb_grpc  # noqa: E402
+from devtools.processes import ServerProcess, start_api_process, start_ingestor_process
+from functions.wire import decode_export
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
 HOST = "127.0.0.1"
 MAX_DURATION_S = 600
@@ -133,44 +129,12 @@ class Tally:
     pages_followed: int = 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def spawn(module: str, env: dict[str, str], args: list[str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", module, *(args or [])],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_until_ready(api_url: str, ingestor_address: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(ingestor_address) as channel:
-        await asyncio.wait_for(channel.channel_ready(), timeout_s)
-    async with httpx.AsyncClient() as http:
-        while True:
-            try:
-                if (await http.get(f"{api_url}/api/v1/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the API did not start")
-            await asyncio.sleep(0.1)
 
 
 async def http_call(http: httpx.AsyncClient, call: Call, tally: Tally, rng: random.Random) -> tuple[bool, str]:
@@ -274,23 +238,31 @@ def report(tally: Tally, elapsed_s: float) -> None:
     )
 
 
+def stop_both(api: ServerProcess, ingestor: ServerProcess) -> list[str]:
+    """SIGTERM to the API, then to the ingestor; what went wrong on the way down."""
+    failures = []
+    for name, process in (("API", api), ("ingestor", ingestor)):
+        try:
+            code = process.stop(signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            code = -signal.SIGKILL
+        if code != 0:
+            failures.append(f"the {name} exited with {code}")
+    return failures
+
+
 async def load(args: argparse.Namespace) -> int:
-    ingestor_port, api_port = free_port(), free_port()
-    ingestor_address = f"{HOST}:{ingestor_port}"
-    api_url = f"http://{HOST}:{api_port}"
-    ingestor = spawn(
-        "ingestor",
-        {
-            "INGESTOR_HOST": HOST,
-            "INGESTOR_PORT": str(ingestor_port),
-            "INGESTOR_RATE_HZ": str(args.rate_hz),
-            "INGESTOR_CAPACITY": str(args.capacity),
-        },
-    )
-    api = spawn("functions", {"INGESTOR_ADDRESS": ingestor_address}, ["--host", HOST, "--port", str(api_port)])
+    # Their logs are dropped: a long run would otherwise keep every line of them in memory.
+    ingestor = start_ingestor_process(capacity=args.capacity, rate_hz=args.rate_hz, lines="drop")
+    try:
+        api = start_api_process(ingestor.address, lines="drop")
+    except BaseException:
+        ingestor.stop()
+        raise
+    ingestor_address = ingestor.address
+    api_url = f"http://{api.address}"
     failures: list[str] = []
     try:
-        await wait_until_ready(api_url, ingestor_address)
         # Drop idle connections before uvicorn does (after 5 s): reusing one the server is closing
         # at that moment fails on the client's side, a race of keep-alive rather than a server error.
         limits = httpx.Limits(
@@ -301,7 +273,7 @@ async def load(args: argparse.Namespace) -> int:
             grpc.aio.insecure_channel(ingestor_address) as channel,
         ):
             stub = pb_grpc.IngestorServiceStub(channel)
-            rss_before = rss_bytes(ingestor.pid)
+            rss_before = rss_bytes(ingestor.process.pid)
             started = await http.post("/api/v1/start-ingestion")
             assert started.status_code == 200, started.text
             print(
@@ -318,7 +290,7 @@ async def load(args: argparse.Namespace) -> int:
             elapsed = time.monotonic() - began
             stopped = await http.post("/api/v1/stop-ingestion")
             assert stopped.status_code == 200, stopped.text
-            rss_after = rss_bytes(ingestor.pid)
+            rss_after = rss_bytes(ingestor.process.pid)
 
             report(tally, elapsed)
             print(f'pages followed through Link rel="next": {tally.pages_followed}')
@@ -359,16 +331,7 @@ async def load(args: argparse.Namespace) -> int:
                 f"MiB now, at most {bound / 2**20:.1f} MiB at capacity {args.capacity:,})"
             )
     finally:
-        for process in (api, ingestor):
-            process.send_signal(signal.SIGTERM)
-        for name, process in (("API", api), ("ingestor", ingestor)):
-            try:
-                code = process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                code = process.wait()
-            if code != 0:
-                failures.append(f"the {name} exited with {code}")
+        failures += stop_both(api, ingestor)
     if failures:
         print("FAILED: " + "; ".join(failures))
         return 1

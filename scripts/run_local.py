@@ -1,6 +1,8 @@
 """Start the ingestor and the API together for local use; Ctrl-C stops both.
 
-Used by `make run`. Settings come from the environment as usual (INGESTOR_*, API_PORT).
+Used by `make run` (``python -m scripts.run_local``). Settings come from the environment as usual
+(INGESTOR_*, API_HOST, API_PORT); a port of 0 lets the system pick one, and the line this prints
+once both listen says which.
 """
 
 from __future__ import annotations
@@ -11,46 +13,60 @@ import subprocess
 import sys
 import time
 
-API_HOST = os.environ.get("API_HOST", "127.0.0.1")
-API_PORT = os.environ.get("API_PORT", "8000")
+from devtools.processes import LOCALHOST, ServerProcess, start_api_process, start_ingestor_process
+
+STARTUP_TIMEOUT_S = 120
+"""Generous: a durable ingestor reads its whole journal back before it listens."""
+STOP_TIMEOUT_S = 10
+
+
+def stop_all(children: list[ServerProcess]) -> int:
+    """SIGTERM to whatever still runs; the first exit code that is not a clean stop, else 0."""
+    codes = []
+    for child in reversed(children):
+        try:
+            codes.append(child.stop(signal.SIGTERM, timeout=STOP_TIMEOUT_S))
+        except subprocess.TimeoutExpired:
+            codes.append(-signal.SIGKILL)
+    failed = [code for code in codes if code not in (0, -signal.SIGTERM)]
+    return failed[0] if failed else 0
 
 
 def main() -> int:
-    env = dict(os.environ)
-    ingestor_host = env.get("INGESTOR_HOST", "127.0.0.1")
-    ingestor_port = env.get("INGESTOR_PORT", "50051")
-    env.setdefault("INGESTOR_ADDRESS", f"{ingestor_host}:{ingestor_port}")
-    children = [
-        subprocess.Popen([sys.executable, "-m", "ingestor"], env=env),
-        subprocess.Popen(
-            [sys.executable, "-m", "functions", "--host", API_HOST, "--port", API_PORT],
-            env=env,
-        ),
-    ]
-    print(f"API on http://{API_HOST}:{API_PORT}/api/v1  (docs: /docs) -- ingestor on {env['INGESTOR_ADDRESS']}")
-
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     # Explicitly: a shell may start us with SIGINT ignored (a background job), and Ctrl-C must work.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
+    children: list[ServerProcess] = []
     try:
-        while all(child.poll() is None for child in children):
+        ingestor = start_ingestor_process(
+            port=int(os.environ.get("INGESTOR_PORT", "50051")),
+            host=os.environ.get("INGESTOR_HOST", LOCALHOST),
+            timeout=STARTUP_TIMEOUT_S,
+            lines="echo",
+        )
+        children.append(ingestor)
+        address = os.environ.get("INGESTOR_ADDRESS", ingestor.address)
+        api = start_api_process(
+            address,
+            port=int(os.environ.get("API_PORT", "8000")),
+            host=os.environ.get("API_HOST", LOCALHOST),
+            timeout=STARTUP_TIMEOUT_S,
+            lines="echo",
+        )
+        children.append(api)
+        print(f"API on http://{api.address}/api/v1  (docs: /docs) -- ingestor on {address}", flush=True)
+        while all(child.process.poll() is None for child in children):
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-    failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
-    return failed[0] if failed else 0
+    except (RuntimeError, TimeoutError) as error:
+        print(f"cannot start: {str(error).splitlines()[0]}", file=sys.stderr)
+        stop_all(children)
+        return 1
+    return stop_all(children)
 
 
 if __name__ == "__main__":

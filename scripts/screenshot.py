@@ -1,4 +1,4 @@
-"""`make screenshot`: the dashboard while generating, taken in headless Chromium, written to a PNG.
+"""`make screenshot` (python -m scripts.screenshot OUT.png): the dashboard while generating, in headless Chromium.
 
 Starts an ingestor and the API on free loopback ports, starts ingestion from the page's own form,
 lets the charts fill, and saves the picture (README shows docs/dashboard.png). Also prints what
@@ -12,10 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.browser import chromium, wait_for, watch
-from tests.harness import start_api_process, start_ingestor_process
+from devtools.browser import chromium, wait_for, watch
+from devtools.processes import start_api_process, start_ingestor_process
 
 LOAD_COST = """() => performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
     .filter(entry => !entry.name.includes('/api/'))
@@ -27,31 +25,29 @@ def main() -> int:
     parser.add_argument("output", type=Path)
     parser.add_argument("--seconds", type=float, default=12, help="how long to let it generate first")
     arguments = parser.parse_args()
-    ingestor = start_ingestor_process(capacity=1_000_000, rate_hz=1)
-    api = start_api_process(ingestor.address)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1280, "height": 1280})
-            log = watch(page)
-            page.goto(f"http://{api.address}/")
-            wait_for(page, "document.getElementById('state').textContent === 'stopped'")
-            transferred, decoded = page.evaluate(LOAD_COST)
-            page.fill("#rate-input", "50")
-            page.fill("#categories-input", "north,south,east")
-            page.fill("#seed-input", "42")
-            page.click("#start")
-            wait_for(page, "window.dashboard.stats.received > 0")
-            time.sleep(arguments.seconds)
-            page.select_option("#window", "1s")
-            time.sleep(2.5)
-            arguments.output.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(arguments.output))
-            if log.errors:
-                print("console errors:", *log.errors, sep="\n  ")
-                return 1
-    finally:
-        api.stop()
-        ingestor.stop()
+    with (
+        start_ingestor_process(capacity=1_000_000, rate_hz=1) as ingestor,
+        start_api_process(ingestor.address) as api,
+        chromium() as browser,
+    ):
+        page = browser.new_page(viewport={"width": 1280, "height": 1280})
+        log = watch(page)
+        page.goto(f"http://{api.address}/")
+        wait_for(page, "document.getElementById('state').textContent === 'stopped'")
+        transferred, decoded = page.evaluate(LOAD_COST)
+        page.fill("#rate-input", "50")
+        page.fill("#categories-input", "north,south,east")
+        page.fill("#seed-input", "42")
+        page.click("#start")
+        wait_for(page, "window.dashboard.stats.received > 0")
+        time.sleep(arguments.seconds)
+        page.select_option("#window", "1s")
+        time.sleep(2.5)
+        arguments.output.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(arguments.output))
+        if log.errors:
+            print("console errors:", *log.errors, sep="\n  ")
+            return 1
     print(f"wrote {arguments.output}; the page cost {transferred:,} bytes to load ({decoded:,} unpacked)")
     return 0
 

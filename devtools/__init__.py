@@ -1,0 +1,1 @@
+"""Launchers and helpers for local runs, benchmarks and tests: never shipped in an image."""

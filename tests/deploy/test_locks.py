@@ -1,0 +1,46 @@
+"""The images' locks (requirements/*.txt, `make locks`) agree with pyproject.toml.
+
+Transitive versions are whatever `make locks` resolved; direct ones must be pyproject's exact pins.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from devtools.processes import ROOT
+from tests.support.shipping import pyproject_pins, read_lock
+
+NEVER_IN_AN_IMAGE = {
+    "grpcio-tools",
+    "pytest",
+    "pytest-timeout",
+    "httpx",
+    "ruff",
+    "mypy",
+    "pandas-stubs",
+    "types-grpcio",
+    "types-protobuf",
+    "uvicorn",
+    "cfn-lint",
+    "uv",
+}
+ONLY_IN = {
+    "function": {"fastapi", "mangum", "pandas", "orjson", "starlette", "pyarrow"},
+    "ingestor": {"grpcio-health-checking", "grpcio-reflection"},
+}
+
+
+@pytest.mark.parametrize("image", ["function", "ingestor"])
+def test_the_lock_pins_what_pyproject_pins(image: str) -> None:
+    lock = read_lock(ROOT / "requirements" / f"{image}.txt")
+    pins = pyproject_pins(image)
+    assert {name: lock.versions.get(name) for name in pins} == pins
+    assert lock.unhashed == []
+
+
+@pytest.mark.parametrize("image", ["function", "ingestor"])
+def test_the_lock_holds_nothing_the_image_must_not_carry(image: str) -> None:
+    lock = read_lock(ROOT / "requirements" / f"{image}.txt")
+    other = "ingestor" if image == "function" else "function"
+    assert not set(lock.versions) & (NEVER_IN_AN_IMAGE | ONLY_IN[other])
+    assert ONLY_IN[image] <= set(lock.versions)

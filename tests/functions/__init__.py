@@ -1,0 +1,1 @@
+"""Tests of the function package: pure pandas, codecs, and the app in this process or as Lambda runs it."""

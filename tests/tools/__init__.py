@@ -1,0 +1,1 @@
+"""The tools around the code: bench/, scripts/ and devtools/."""

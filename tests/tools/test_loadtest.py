@@ -1,0 +1,48 @@
+"""A short `make loadtest` run in the suite: the tool works, no request fails, the accounting holds."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from devtools.processes import ROOT
+
+# A load run of both processes.
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_load_run_has_no_errors_and_exact_accounting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.loadtest", "--clients", "5", "--duration", "2", "--rate-hz", "2000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "errors: 0" in output
+    assert re.search(r"accounting: total_ingested [\d,]+ = buffered [\d,]+ \+ evicted 0: ok", output), output
+    for how in ("gRPC", "HTTP"):
+        pushed = re.search(
+            rf"pushed readings \({how}\): ([\d,]+) accepted, ([\d,]+) found in the buffer, ([\d,]+) counted", output
+        )
+        assert pushed is not None, output
+        assert pushed.group(1) == pushed.group(2) == pushed.group(3) != "0"
+    followed = re.search(r'pages followed through Link rel="next": (\d+)', output)
+    assert followed is not None, output
+    assert int(followed.group(1)) > 0
+    for line in (
+        "GET /status",
+        "GET /raw-data?category=A",
+        "GET /raw-data?since&until",
+        "GET /processed-data",
+        "GET /processed-data?window",
+        "POST /readings",
+        "gRPC WriteReadings",
+    ):
+        assert line in output
+    assert "ingestor RSS:" in output
