@@ -105,7 +105,9 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         ],
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
-    _add_ingestor_service(IngestorServicer(store, generator, intake, hub, settings.watch_stall_s), server)
+    _add_ingestor_service(
+        IngestorServicer(store, generator, intake, hub, settings.watch_stall_s, settings.max_concurrent_exports), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
