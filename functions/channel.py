@@ -211,8 +211,8 @@ calls and exports, one for live streams (key True)."""
 
 def _channel_for(settings: FunctionSettings, *, fresh: bool = False, live: bool = False) -> grpc.aio.Channel:
     """The shared channel for the running loop, made anew when the loop or the settings changed or
-    it sat unused for longer than the keepalive interval (a replaced one is closed when collected,
-    which cancels nothing: it has no call under way)."""
+    it sat unused for longer than the keepalive interval (one replaced for that is closed when
+    collected, which cancels nothing: it has no call under way)."""
     loop = asyncio.get_running_loop()
     shared = _shared.get(live)
     if (
