@@ -18,6 +18,9 @@ class FunctionSettings(BaseSettings):
     """Deadline of every call to the ingestor (INGESTOR_TIMEOUT_S)."""
     ingestor_connect_timeout_s: float = Field(1.0, gt=0, le=60)
     """How long to wait for a connection before answering 503 (INGESTOR_CONNECT_TIMEOUT_S)."""
+    ingestor_keepalive_s: float = Field(20.0, ge=1, le=3600)
+    """gRPC keepalive ping interval; a channel without calls for longer is replaced by a fresh
+    connection before the next call, as after a Lambda thaw (INGESTOR_KEEPALIVE_S)."""
     ingestor_token: SecretStr | None = None
     """Sent to the ingestor as ``authorization: Bearer <token>`` (INGESTOR_TOKEN)."""
     ingestor_tls: bool = False

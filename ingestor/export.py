@@ -7,7 +7,9 @@ repeated. Knows nothing of gRPC: the messages are bytes (``ingestor/wire.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,11 +36,39 @@ class ExportQuery:
     """Whether each chunk carries the readings' late flags."""
 
     @property
+    def fits_one_message(self) -> bool:
+        """Whether it asks for at most one message's worth of readings (a page, not a bulk export)."""
+        return 0 < self.max_readings <= self.chunk_size
+
+    @property
     def selective(self) -> bool:
         """Whether it selects by more than how many of the newest readings it wants."""
         return (
             not self.flt.selects_all or self.before_seq is not None or self.after_seq is not None or self.oldest_first
         )
+
+
+class ExportTurns:
+    """At most ``limit`` bulk exports run at once; the others wait their turn, first come first served.
+
+    Each export in progress holds a chunk copied out of the ring, its encoded message and what the
+    transport has not sent yet: a few megabytes, per export. Hundreds of callers exporting at once
+    (as many function instances would) would each hold as much; waiting in turn they hold nothing,
+    and on two cores they would not finish sooner side by side. An export that fits one message
+    (a page of ``raw-data``) does not wait: it holds no more than a unary answer would. A wait ends
+    with the call's own deadline or cancellation.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, query: ExportQuery) -> AsyncIterator[None]:
+        if query.fits_one_message:
+            yield
+            return
+        async with self._slots:
+            yield
 
 
 def export_messages(store: ReadingStore, query: ExportQuery) -> Iterator[bytes]:

@@ -100,10 +100,11 @@ def select_page(
     sequences = matching_sequences(store, flt, after_seq, stop)
     if not limit or len(sequences) <= limit:
         return Page(sequences, None)
+    # Copies: a view would keep every match (8 bytes each) alive for as long as the page is sent.
     if oldest_first:
-        sequences = sequences[:limit]
+        sequences = sequences[:limit].copy()
         return Page(sequences, int(sequences[-1]) + 1)
-    sequences = sequences[-limit:]
+    sequences = sequences[-limit:].copy()
     return Page(sequences, int(sequences[0]))
 
 

@@ -102,10 +102,18 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
             # itself, letting callers whose request is refused unread (no token) still park
             # megabytes each in the transport.
             ("grpc.http2.bdp_probe", 0),
+            # The function pings every INGESTOR_KEEPALIVE_S (1 s at least), with calls or without,
+            # to notice dead connections (functions/channel.py). gRPC's defaults would count pings
+            # on a connection without calls, or more often than every 5 minutes without data, as
+            # abuse, and close it (GOAWAY "too_many_pings"), also under a quiet WatchReadings stream.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
         ],
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
-    _add_ingestor_service(IngestorServicer(store, generator, intake, hub, settings.watch_stall_s), server)
+    _add_ingestor_service(
+        IngestorServicer(store, generator, intake, hub, settings.watch_stall_s, settings.max_concurrent_exports), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from ingestor import requests
-from ingestor.export import export_messages
+from ingestor.export import ExportTurns, export_messages
 from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
 from ingestor.intake import DEFAULT_WAIT_S, Intake
@@ -30,6 +30,8 @@ from ingestor.watch_stream import DEFAULT_STALL_S, MessageForm, send_deliveries
 
 Context = grpc.aio.ServicerContext
 
+DEFAULT_CONCURRENT_EXPORTS = 4
+
 
 class IngestorServicer(pb_grpc.IngestorServiceServicer):
     def __init__(
@@ -39,6 +41,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         intake: Intake | None = None,
         hub: WatchHub | None = None,
         watch_stall_s: float = DEFAULT_STALL_S,
+        max_concurrent_exports: int = DEFAULT_CONCURRENT_EXPORTS,
     ) -> None:
         self._store = store
         self._generator = generator
@@ -46,6 +49,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self._hub = hub or WatchHub(store, DEFAULT_BUFFER_READINGS)
         self._watch_stall_s = watch_stall_s
         self._memory = ReleaseAfterLargeWrites()
+        self._export_turns = ExportTurns(max_concurrent_exports)
 
     @rpc_errors
     async def StartIngestion(
@@ -108,8 +112,10 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     async def ExportReadings(
         self, request: pb.ExportReadingsRequest, context: Context[pb.ExportReadingsRequest, bytes]
     ) -> AsyncIterator[bytes]:
-        for message in export_messages(self._store, requests.export_query(request)):
-            yield message
+        query = requests.export_query(request)
+        async with self._export_turns.turn(query):
+            for message in export_messages(self._store, query):
+                yield message
 
     @rpc_errors
     async def WriteReadings(

@@ -30,6 +30,9 @@ class IngestorSettings(BaseSettings):
     """A subscriber whose readings waited this long, or that took none for this long, is dropped."""
     max_subscribers: int = Field(256, ge=1, le=100_000)
     """Live WatchReadings subscribers at most; one more is RESOURCE_EXHAUSTED."""
+    max_concurrent_exports: int = Field(4, ge=1, le=10_000)
+    """ExportReadings calls that run at once, apart from those that fit one message; the others wait
+    their turn (first come, first served) within their deadline, holding no readings meanwhile."""
     shutdown_grace_s: float = Field(3.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
     data_dir: Path | None = None

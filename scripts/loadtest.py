@@ -6,20 +6,28 @@ below, stops ingestion, then checks the accounting (total_ingested = buffered + 
 pushed reading found) and prints requests/s, p50/p99 per request kind, the error count and the
 ingestor's resident memory before and after. Exits non-zero on any error or accounting mismatch.
 
+With --chaos the ingestor is durable (a data directory of its own) and killed with SIGKILL at
+random moments, then restarted on the same port; pushes are retried with the same key after a 503
+(or UNAVAILABLE); the run then checks that every acknowledged reading is held exactly once and
+that every failed request was a 503 while the ingestor was down (scripts/chaos.py).
+
     python -m scripts.loadtest                            # 50 clients, 60 s
     python -m scripts.loadtest --clients 5 --duration 3   # a quick run
+    python -m scripts.loadtest --chaos                    # 50 clients, 60 s, 4 kills
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,20 +38,17 @@ import httpx
 import numpy as np
 
 from devtools.processes import ServerProcess, start_api_process, start_ingestor_process
-from functions.wire import decode_export
-from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from scripts.chaos import RETRY_PAUSE_S, Chaos, Failure, kill_moments
+from scripts.pushes import PUSH_BATCH, Ledger, Pusher, check_pushes
 
 HOST = "127.0.0.1"
 MAX_DURATION_S = 600
 MAX_CLIENTS = 500
 BYTES_PER_READING = 18
-# Each way of pushing has a category of its own, which the generator never uses, so that the
-# pushed readings can be counted afterwards.
-PUSH_CATEGORY = "loadtest-push"
-HTTP_PUSH_CATEGORY = "loadtest-http-push"
-PUSH_BATCH = 10
 PAGES_FOLLOWED = 3
+# The script's own channel to the ingestor reconnects at once after a restart.
+CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
 
 Params = dict[str, str | int] | list[tuple[str, str | int]]
 
@@ -123,9 +128,9 @@ MIX: list[Call] = [
 class Tally:
     latencies_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    error_samples: list[str] = field(default_factory=list)
-    pushed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    """Readings accepted, per push category."""
+    """Failures no outage explains, per call (all of them without --chaos)."""
+    ledger: Ledger = field(default_factory=Ledger)
+    """What was pushed, and every failed attempt of any call."""
     pages_followed: int = 0
 
 
@@ -137,22 +142,12 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-async def http_call(http: httpx.AsyncClient, call: Call, tally: Tally, rng: random.Random) -> tuple[bool, str]:
-    """One request of the mix over HTTP, and the pages after it when the call follows them."""
+async def http_call(http: httpx.AsyncClient, call: Call, tally: Tally) -> tuple[bool, int, str]:
+    """One request of the mix over HTTP, and the pages after it when the call follows them: whether
+    all went well, and the last status and body."""
     params = call.params() if callable(call.params) else call.params
-    body = call.body
-    if call.http_push:
-        now = datetime.now(UTC)
-        body = [
-            {"timestamp": _iso(now), "value": rng.uniform(-1e6, 1e6), "category": HTTP_PUSH_CATEGORY}
-            for _ in range(PUSH_BATCH)
-        ]
-    answer = await http.request(call.method, call.path, params=params, json=body)
-    ok = answer.status_code == (202 if call.http_push else call.expected_status)
-    if ok and call.http_push:
-        ok = answer.json() == {"accepted": PUSH_BATCH}
-        if ok:
-            tally.pushed[HTTP_PUSH_CATEGORY] += PUSH_BATCH
+    answer = await http.request(call.method, call.path, params=params, json=call.body)
+    ok = answer.status_code == call.expected_status
     for _ in range(call.follow_next):
         following = answer.links.get("next", {}).get("url")
         if not ok or following is None:
@@ -160,22 +155,7 @@ async def http_call(http: httpx.AsyncClient, call: Call, tally: Tally, rng: rand
         answer = await http.get(following)
         ok = answer.status_code == 200
         tally.pages_followed += 1
-    return ok, f"{answer.status_code} {answer.text[:200]}"
-
-
-async def grpc_push(
-    stub: pb_grpc.IngestorServiceStub, tally: Tally, rng: random.Random, sequence: int
-) -> tuple[bool, str]:
-    base = rng.getrandbits(40)
-    readings = [
-        pb.Reading(timestamp={"seconds": 1_705_744_800 + sequence}, value=float(base + i), category=PUSH_CATEGORY)
-        for i in range(PUSH_BATCH)
-    ]
-    response = await stub.WriteReadings(pb.WriteReadingsRequest(readings=readings), timeout=10)
-    ok = response.accepted == PUSH_BATCH
-    if ok:
-        tally.pushed[PUSH_CATEGORY] += PUSH_BATCH
-    return ok, f"accepted {response.accepted}"
+    return ok, answer.status_code, f"{answer.status_code} {answer.text[:200]}"
 
 
 async def run_client(
@@ -183,42 +163,28 @@ async def run_client(
     stub: pb_grpc.IngestorServiceStub,
     tally: Tally,
     rng: random.Random,
+    pusher: Pusher,
     stop_at: float,
 ) -> None:
     weights = [call.weight for call in MIX]
-    sequence = 0
     while time.monotonic() < stop_at:
         call = rng.choices(MIX, weights)[0]
         started = time.perf_counter()
-        try:
-            if call.grpc_push:
-                sequence += 1
-                ok, problem = await grpc_push(stub, tally, rng, sequence)
-            else:
-                ok, problem = await http_call(http, call, tally, rng)
-        except (httpx.HTTPError, grpc.aio.AioRpcError) as error:
-            ok, problem = False, repr(error)[:200]
+        if call.grpc_push:
+            await pusher.over_grpc(stub, call.name)
+        elif call.http_push:
+            await pusher.over_http(http, call.name)
+        else:
+            sent_at = time.monotonic()
+            try:
+                ok, status, problem = await http_call(http, call, tally)
+            except httpx.HTTPError as error:
+                ok, status, problem = False, 0, repr(error)[:200]
+            if not ok:
+                tally.ledger.failures.append(Failure(call.name, sent_at, time.monotonic(), status == 503, problem))
+                if status == 503:
+                    await asyncio.sleep(RETRY_PAUSE_S)
         tally.latencies_s[call.name].append(time.perf_counter() - started)
-        if not ok:
-            tally.errors[call.name] += 1
-            if len(tally.error_samples) < 5:
-                tally.error_samples.append(f"{call.name}: {problem}")
-
-
-async def count_in_buffer(stub: pb_grpc.IngestorServiceStub, category: str) -> int:
-    """Readings of a category in the whole buffer, from a full export over gRPC."""
-    exported = decode_export([message async for message in stub.ExportReadings(pb.ExportReadingsRequest(), timeout=60)])
-    categories = list(exported.categories)
-    if category not in categories:
-        return 0
-    return int(np.count_nonzero(exported.codes == categories.index(category)))
-
-
-async def count_through_api(http: httpx.AsyncClient, category: str) -> int:
-    """The same count as the API reports it: the category's ``count`` in /processed-data."""
-    answer = await http.get("/api/v1/processed-data", params={"category": category})
-    answer.raise_for_status()
-    return sum(row["count"] for row in answer.json())
 
 
 def report(tally: Tally, elapsed_s: float) -> None:
@@ -252,14 +218,19 @@ def stop_both(api: ServerProcess, ingestor: ServerProcess) -> list[str]:
 
 
 async def load(args: argparse.Namespace) -> int:
+    data_dir = tempfile.TemporaryDirectory(prefix="loadtest-") if args.chaos else None
     # Their logs are dropped: a long run would otherwise keep every line of them in memory.
-    ingestor = start_ingestor_process(capacity=args.capacity, rate_hz=args.rate_hz, lines="drop")
+    settings: dict[str, object] = {"capacity": args.capacity, "rate_hz": args.rate_hz, "lines": "drop"}
+    if data_dir is not None:
+        settings["data_dir"] = data_dir.name
+    first = start_ingestor_process(**settings)
+    chaos = Chaos(first, restart=functools.partial(start_ingestor_process, first.port, **settings))
     try:
-        api = start_api_process(ingestor.address, lines="drop")
+        api = start_api_process(chaos.ingestor.address, lines="drop")
     except BaseException:
-        ingestor.stop()
+        chaos.ingestor.stop()
         raise
-    ingestor_address = ingestor.address
+    ingestor_address = chaos.ingestor.address
     api_url = f"http://{api.address}"
     failures: list[str] = []
     try:
@@ -270,36 +241,51 @@ async def load(args: argparse.Namespace) -> int:
         )
         async with (
             httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http,
-            grpc.aio.insecure_channel(ingestor_address) as channel,
+            httpx.AsyncClient(base_url=api_url, timeout=30) as monkeys_http,
+            grpc.aio.insecure_channel(ingestor_address, options=CHANNEL_OPTIONS) as channel,
         ):
             stub = pb_grpc.IngestorServiceStub(channel)
-            rss_before = rss_bytes(ingestor.process.pid)
+            rss_before = rss_bytes(chaos.ingestor.process.pid)
             started = await http.post("/api/v1/start-ingestion")
             assert started.status_code == 200, started.text
             print(
                 f"load: {args.clients} clients for {args.duration:g} s, generator at {args.rate_hz:g} readings/s, "
                 f"capacity {args.capacity:,} readings, API {api_url}, ingestor {ingestor_address}"
+                + (f", durable, killed {args.kills} times" if args.chaos else "")
             )
             tally = Tally()
             began = time.monotonic()
             stop_at = began + args.duration
             rng = random.Random(args.seed)
+            kills = chaos.run(
+                monkeys_http, began, kill_moments(rng, args.kills if args.chaos else 0, args.duration), stop_at
+            )
             await asyncio.gather(
-                *(run_client(http, stub, tally, random.Random(rng.random()), stop_at) for _ in range(args.clients))
+                kills,
+                *(
+                    run_client(
+                        http, stub, tally, random.Random(rng.random()), Pusher(number, tally.ledger, stop_at), stop_at
+                    )
+                    for number in range(args.clients)
+                ),
             )
             elapsed = time.monotonic() - began
             stopped = await http.post("/api/v1/stop-ingestion")
             assert stopped.status_code == 200, stopped.text
-            rss_after = rss_bytes(ingestor.process.pid)
+            rss_after = rss_bytes(chaos.ingestor.process.pid)
 
+            failures += classify_failures(tally, chaos, args.chaos)
             report(tally, elapsed)
             print(f'pages followed through Link rel="next": {tally.pages_followed}')
             errors = sum(tally.errors.values())
             print(f"errors: {errors}")
-            for sample in tally.error_samples:
-                print(f"  {sample}")
-            if errors:
-                failures.append(f"{errors} errors")
+            unexplained = [failure for failure in tally.ledger.failures if tally.errors.get(failure.call)]
+            for failure in unexplained[:5]:
+                print(f"  {failure.call} at {failure.sent_at - began:.2f} s: {failure.problem}")
+            if args.chaos:
+                chaos.report(began)
+                if len(chaos.outages) < args.kills:
+                    failures.append(f"{len(chaos.outages)} kills instead of {args.kills}")
 
             status = (await http.get("/api/v1/status")).json()
             balanced = status["total_ingested"] == status["buffered"] + status["evicted"]
@@ -309,34 +295,42 @@ async def load(args: argparse.Namespace) -> int:
             )
             if not balanced:
                 failures.append("total_ingested != buffered + evicted")
-            # Exact while nothing was evicted: the default capacity (1,000,000) holds the 600,000
-            # readings a 60 s run generates at 10,000/s with room for 40 times the pushes measured.
-            for category, how in ((PUSH_CATEGORY, "gRPC"), (HTTP_PUSH_CATEGORY, "HTTP")):
-                pushed = tally.pushed.get(category, 0)
-                in_buffer = await count_in_buffer(stub, category)
-                through_api = await count_through_api(http, category)
-                print(
-                    f"pushed readings ({how}): {pushed:,} accepted, {in_buffer:,} found in the buffer, "
-                    f"{through_api:,} counted by /processed-data?category={category}"
-                )
-                if status["evicted"] == 0 and not pushed == in_buffer == through_api:
-                    failures.append(f"pushed readings ({how}) missing")
-            if status["evicted"]:
-                print(f"  {status['evicted']:,} readings were evicted: the pushed ones may be among them")
+            failures += await check_pushes(http, stub, tally.ledger, evicted=status["evicted"])
             bound = args.capacity * BYTES_PER_READING
             in_use = status["buffered"] * BYTES_PER_READING
             print(
                 f"ingestor RSS: {rss_before / 2**20:.1f} MiB before, {rss_after / 2**20:.1f} MiB after "
                 f"(+{(rss_after - rss_before) / 2**20:.1f} MiB; buffer arrays {in_use / 2**20:.1f} "
                 f"MiB now, at most {bound / 2**20:.1f} MiB at capacity {args.capacity:,})"
+                + (" (the last ingestor's, since its start)" if chaos.outages else "")
             )
     finally:
-        failures += stop_both(api, ingestor)
+        failures += stop_both(api, chaos.ingestor)
+        if data_dir is not None:
+            data_dir.cleanup()
     if failures:
         print("FAILED: " + "; ".join(failures))
         return 1
     print("ok")
     return 0
+
+
+def classify_failures(tally: Tally, chaos: Chaos, chaotic: bool) -> list[str]:
+    """Count the failures no outage explains as errors; with --chaos, say how many it explains."""
+    explained = [failure for failure in tally.ledger.failures if chaos.expected(failure)]
+    unexplained = [failure for failure in tally.ledger.failures if not chaos.expected(failure)]
+    tally.errors.update(Counter(failure.call for failure in unexplained))
+    if chaotic:
+        ledger = tally.ledger
+        print(
+            f"while the ingestor was down: {len(explained):,} requests answered 503 (or UNAVAILABLE), "
+            f"none other than those; pushes retried {ledger.retries:,} times, {ledger.replayed:,} of them "
+            "answered as replays of a batch stored before the kill"
+        )
+        statuses = Counter(failure.problem.split(" ", 1)[0] for failure in unexplained)
+        if unexplained:
+            return [f"{len(unexplained)} failures outside the outages or other than 503: {dict(statuses)}"]
+    return [f"{len(unexplained)} errors"] if unexplained else []
 
 
 def bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
@@ -357,9 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=bounded(float, 1, MAX_DURATION_S), default=60, help="seconds (60)")
     parser.add_argument("--rate-hz", type=bounded(float, 1, 1_000_000), default=10_000, help="readings/s (10000)")
     parser.add_argument("--capacity", type=bounded(int, 1, 100_000_000), default=1_000_000, help="buffer (1000000)")
-    parser.add_argument("--seed", type=int, default=6, help="seed of the request mix (6)")
+    parser.add_argument("--seed", type=int, default=6, help="seed of the request mix and the kills (6)")
+    parser.add_argument(
+        "--chaos", action="store_true", help="a durable ingestor, killed with SIGKILL and restarted (see above)"
+    )
+    parser.add_argument("--kills", type=bounded(int, 1, 100), default=4, help="with --chaos: how many kills (4)")
     args = parser.parse_args(argv)
-    args.clients, args.capacity = int(args.clients), int(args.capacity)
+    args.clients, args.capacity, args.kills = int(args.clients), int(args.capacity), int(args.kills)
     return asyncio.run(load(args))
 
 

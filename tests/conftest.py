@@ -2,7 +2,8 @@
 
 ``make_ingestor(**settings)`` starts an ingestor in this process, ``make_ingestor_process(**settings)``
 and ``make_api_process(address, **env)`` start ``python -m ingestor`` and ``python -m functions``,
-``make_uvicorn_process(app, **env)`` plain uvicorn, ``make_stack(api_env, **settings)`` an ingestor
+``make_uvicorn_process(app, **env)`` plain uvicorn, ``make_lambda_process(**env)`` the Lambda
+handler in a process that stays between invocations, ``make_stack(api_env, **settings)`` an ingestor
 process and an API process in front of it; each returns the running server, and every server
 a factory made is stopped when the test ends, however it ends. A test that stops one itself (to
 read its exit code, to restart it) may: stopping twice is harmless.
@@ -34,6 +35,7 @@ from devtools.processes import (
 )
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.factories import MakeIngestor, MakeProcess, MakeStack
+from tests.support.lambda_process import LambdaProcess
 
 # The crash tests' checks live in a helper module: give their asserts pytest's detailed messages.
 pytest.register_assert_rewrite("tests.support.crashing")
@@ -48,6 +50,7 @@ SUBPROCESS_FIXTURES = frozenset(
         "make_stack",
         "make_module_ingestor_process",
         "make_module_api_process",
+        "make_lambda_process",
         "ingestor_process",
         "api_process",
     }
@@ -108,6 +111,12 @@ def make_module_ingestor_process() -> Iterator[MakeProcess]:
 def make_module_api_process() -> Iterator[MakeProcess]:
     """``make_api_process`` for a module-scoped fixture."""
     yield from _factory(start_api_process)
+
+
+@pytest.fixture
+def make_lambda_process() -> Iterator[Callable[..., LambdaProcess]]:
+    """``make_lambda_process(**env)``: the Mangum handler in a process that stays between invocations."""
+    yield from _factory(lambda **env: LambdaProcess(env))
 
 
 @pytest.fixture

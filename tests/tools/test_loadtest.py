@@ -46,3 +46,36 @@ def test_a_short_load_run_has_no_errors_and_exact_accounting() -> None:
     ):
         assert line in output
     assert "ingestor RSS:" in output
+
+
+def test_a_short_chaos_run_loses_no_acknowledged_reading_and_fails_only_while_the_ingestor_is_down() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.loadtest",
+            *("--clients", "8", "--duration", "8", "--rate-hz", "2000", "--chaos", "--kills", "3"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "errors: 0" in output
+    kills = re.findall(
+        r"kill \d at +[\d.]+ s: listening again after [\d.]+ s, answering through the function after", output
+    )
+    assert len(kills) == 3, output
+    down = re.search(r"while the ingestor was down: ([\d,]+) requests answered 503 \(or UNAVAILABLE\)", output)
+    assert down is not None, output
+    assert int(down.group(1).replace(",", "")) > 0, output  # the outages were felt
+    assert re.search(r"accounting: total_ingested [\d,]+ = buffered [\d,]+ \+ evicted 0: ok", output), output
+    for how in ("gRPC", "HTTP"):
+        pushed = re.search(
+            rf"pushed readings \({how}\): ([\d,]+) accepted, ([\d,]+) found in the buffer, ([\d,]+) counted", output
+        )
+        assert pushed is not None, output
+        assert pushed.group(1) == pushed.group(2) == pushed.group(3) != "0"
+    assert output.count("each acknowledged reading held exactly once: ok") == 2, output
