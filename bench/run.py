@@ -39,11 +39,11 @@ import numpy as np
 from devtools.processes import ROOT, ServerProcess, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import IngestorClient
 from functions.formats import ReadingsEncoder
-from functions.formats import _iso_strings as iso_strings
 from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
 from functions.readings import Readings
 from functions.settings import FunctionSettings
+from functions.text_columns import iso_timestamps
 from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
@@ -265,7 +265,7 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
                 warmup=1,
             )
             result["parquet_export_ms"], result["csv_export_ms"] = median_ms(parquet), median_ms(csv)
-        result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_strings(readings.timestamps_ns), repeats))
+        result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_timestamps(readings.timestamps_ns), repeats))
         # The encoding alone, in this process, chunk by chunk as the function does: no gRPC, no HTTP.
         for format_name in ("parquet", "csv"):
             samples = timed(lambda name=format_name: encode_all(name, readings), max(3, repeats // 3), warmup=1)
