@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -12,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from functions.client import ExportPart
 from functions.deps import Client
+from functions.errors import IngestorError
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import EXTENSIONS, MEDIA_TYPES, SMALLEST_BYTES, ReadingsEncoder, negotiate
 from functions.responses import attachment
@@ -78,12 +81,20 @@ async def export(
 
 
 async def _stream(encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> AsyncIterator[bytes]:
+    """The export's bytes as a pipeline: while a worker thread encodes a chunk (numpy and pyarrow
+    let go of the GIL), the event loop receives the next one and writes out the previous one."""
+    upcoming: asyncio.Future[ExportPart | None] = asyncio.ensure_future(anext(parts, None))
     try:
-        async for part in parts:
-            if data := encoder.chunk(part.readings):
+        while (part := await upcoming) is not None:
+            upcoming = asyncio.ensure_future(anext(parts, None))
+            if data := await asyncio.to_thread(encoder.chunk, part.readings):
                 yield data
         yield encoder.finish()
     finally:
+        if not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, IngestorError):
+                await upcoming
         await parts.aclose()
 
 

@@ -174,6 +174,24 @@ def test_a_million_reading_export_streams_within_a_few_chunks_of_memory(
             assert grown < 24 * 1024 * 1024, (format_name, grown, size)
 
 
+def test_a_client_that_leaves_mid_export_ends_it_cleanly(
+    loaded: tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> None:
+    # The export runs as a pipeline (the next chunk received while one is encoded in a thread): a
+    # client that goes away mid-way ends it, the chunk in flight and the ingestor's call with it.
+    api, _ = loaded
+    logged = len(api.output)
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=60) as http:
+        for format_name in ("csv", "parquet"):
+            with http.stream("GET", "/export", params={"format": format_name}) as response:
+                first = next(response.iter_raw())
+                assert first
+        assert http.get("/export", params={"format": "csv", "category": "east", "since": "2024-01-20T10:16:00Z"}).text
+    lines = [json.loads(line) for line in api.output[logged:] if line.startswith("{")]
+    assert [line for line in lines if line["level"] in ("ERROR", "CRITICAL")] == []
+    assert [line["status"] for line in lines if line.get("path") == "/api/v1/export"] == [200, 200, 200]
+
+
 def test_processed_data_rows_in_every_format(
     loaded: tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
