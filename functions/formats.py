@@ -130,7 +130,7 @@ class ReadingsEncoder:
             self._writer = pyarrow.ipc.new_stream(self._sink, self._schema, options=options)
         self._started = False
 
-    def chunk(self, readings: Readings) -> bytes:
+    def chunk(self, readings: Readings) -> bytes | memoryview:
         """The bytes of these readings (codes indexing the stream's dictionary so far)."""
         import pyarrow as pa
 
@@ -141,7 +141,8 @@ class ReadingsEncoder:
         if not len(readings):
             return head + self._sink.take()
         if self.format in ("csv", "ndjson"):
-            return head + self._text(readings)
+            text = self._text(readings)
+            return head + text if head else text
         columns = [
             pa.array(readings.timestamps_ns, type=pa.timestamp("ns", tz="UTC")),
             pa.array(readings.values),
@@ -150,7 +151,7 @@ class ReadingsEncoder:
         self._writer.write(pa.record_batch(columns, schema=self._schema))
         return self._sink.take()
 
-    def _text(self, readings: Readings) -> bytes:
+    def _text(self, readings: Readings) -> memoryview:
         shape = CSV_SHAPE if self.format == "csv" else NDJSON_SHAPE
         return text_lines(readings.timestamps_ns, readings.values, readings.codes, readings.categories, shape)
 

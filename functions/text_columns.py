@@ -166,16 +166,16 @@ def text_lines(
     codes: np.ndarray,
     names: Sequence[str],
     shape: tuple[bytes, bytes, bytes],
-) -> bytes:
+) -> memoryview:
     """One line a reading: ``head``, its ISO 8601 event time, ``middle``, its value as Arrow writes it
     and a comma, then its category's name framed as ``tail`` says (``{name}`` in it) and a newline.
-    CSV is ``(b"", b",", b"{name}")``."""
+    CSV is ``(b"", b",", b"{name}")``. The text is a view of the buffer Arrow wrote it in."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     count = len(timestamps_ns)
     if not count:
-        return b""
+        return memoryview(b"")
     head, middle, tail = shape
     stamps = iso_timestamps(timestamps_ns, middle).view(np.uint8)
     text, lengths = value_texts(values)
@@ -202,5 +202,4 @@ def text_lines(
     order[:, 3] = 2 * count + 1 + np.asarray(codes, dtype=np.int32)
     lines = pc.take(pieces, pa.array(order.ravel() if head else order[:, 1:].ravel()))
     offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, 4 * lines.offset)
-    text_bytes: bytes = lines.buffers()[2][int(offsets[0]) : int(offsets[-1])].to_pybytes()
-    return text_bytes
+    return memoryview(lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]).cast("B")  # Arrow's buffer, no copy

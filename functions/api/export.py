@@ -80,7 +80,9 @@ async def export(
     return StreamingResponse(_stream(encoder, parts), media_type=MEDIA_TYPES[chosen], headers=headers)
 
 
-async def _stream(encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> AsyncIterator[bytes]:
+async def _stream(
+    encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]
+) -> AsyncIterator[bytes | memoryview]:
     """The export's bytes as a pipeline: while a worker thread encodes a chunk (numpy and pyarrow
     let go of the GIL), the event loop receives the next one and writes out the previous one."""
     upcoming: asyncio.Future[ExportPart | None] = asyncio.ensure_future(anext(parts, None))
@@ -101,7 +103,7 @@ async def _stream(encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, No
 async def _within(limit: int, encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> bytes:
     """The whole export, as long as it stays within ``limit`` bytes once Mangum has encoded it;
     ExportTooLarge as soon as it cannot (at once when its count of readings says so)."""
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     size = readings = 0
 
     def encoded(raw: int) -> int:
