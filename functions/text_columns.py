@@ -2,7 +2,8 @@
 
 The exports' CSV and NDJSON spend most of their time here. Event times: each row's date comes from a
 table of the days the column spans (civil dates by integer arithmetic), its time of day from tables
-of ``HH:MM:SS`` and of three digits, written into fixed-width rows. Values: orjson writes every
+of ``HH:MM:SS`` and of digit pairs, written into fixed-width rows of plain integer fields. Lines are
+joined by one Arrow ``take`` over all their pieces. Values: orjson writes every
 float64 of a column in its shortest round-trip form at once (several times faster than Arrow's
 cast); in the band where orjson and Arrow both write plain decimals and agree digit for digit, its
 text is kept, and the other values (integral ones, which Arrow writes without ``.0``, zeros, the very
