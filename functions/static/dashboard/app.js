@@ -45,7 +45,7 @@
 
   let windowsDirty = false;
   const windowFeed = (window.dashboard.windowFeed = new Dash.WindowFeed({
-    newestReadingMs: () => store.newestTime * 1000,
+    newestReadingMs: () => Math.round(store.newestTime * 1000), // whole ms, as the feed's id gives them
     onChange() {
       windowsDirty = true;
     },
