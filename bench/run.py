@@ -40,11 +40,11 @@ import numpy as np
 from devtools.processes import ROOT, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import IngestorClient
 from functions.formats import ReadingsEncoder
-from functions.formats import _iso_strings as iso_strings
 from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
 from functions.readings import Readings
 from functions.settings import FunctionSettings
+from functions.text_columns import iso_timestamps
 from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.store import ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
@@ -254,17 +254,32 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
                 repeats,
             )
             result["hopping_ms"], result["tumbling_ms"] = median_ms(hopping), median_ms(tumbling)
-            # Whole exports as files, read to the end by the client, next to ExportReadings below.
-            parquet, csv = timed_alternately(
-                [
-                    lambda: http.get("/export", params={"format": "parquet"}).raise_for_status(),
-                    lambda: http.get("/export", params={"format": "csv"}).raise_for_status(),
-                ],
-                max(3, repeats // 3),
-                warmup=1,
-            )
+            # Whole exports as files, read to the end by the client, next to ExportReadings below, and
+            # the same bytes made in advance and streamed through uvicorn in chunks of the same size:
+            # the floor of an export through this server and client, without reading or encoding.
+            sizes = {name: len(http.get("/export", params={"format": name}).content) for name in ("parquet", "csv")}
+            chunks = max(1, -(-n // WRITE_CHUNK))
+            floor_app = start_uvicorn_process("bench.naive_app:app")
+            processes.append(floor_app)
+            with httpx.Client(base_url=f"http://{floor_app.address}", timeout=120) as floor_http:
+                parquet, csv, parquet_floor, csv_floor = timed_alternately(
+                    [
+                        lambda: http.get("/export", params={"format": "parquet"}).raise_for_status(),
+                        lambda: http.get("/export", params={"format": "csv"}).raise_for_status(),
+                        *(
+                            lambda size=sizes[name]: floor_http.get(
+                                "/bytes", params={"total": size, "chunk": -(-size // chunks)}
+                            ).raise_for_status()
+                            for name in ("parquet", "csv")
+                        ),
+                    ],
+                    max(3, repeats // 3),
+                    warmup=1,
+                )
             result["parquet_export_ms"], result["csv_export_ms"] = median_ms(parquet), median_ms(csv)
-        result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_strings(readings.timestamps_ns), repeats))
+            result["parquet_bytes_ms"], result["csv_bytes_ms"] = median_ms(parquet_floor), median_ms(csv_floor)
+            result["parquet_bytes"], result["csv_bytes"] = sizes["parquet"], sizes["csv"]
+        result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_timestamps(readings.timestamps_ns), repeats))
         # The encoding alone, in this process, chunk by chunk as the function does: no gRPC, no HTTP.
         for format_name in ("parquet", "csv"):
             samples = timed(lambda name=format_name: encode_all(name, readings), max(3, repeats // 3), warmup=1)
@@ -402,8 +417,9 @@ def table(results: dict[str, Any]) -> str:
     lines += [
         "",
         "| N | hopping 1m/10s / tumbling 1m ms (ratio) | export as parquet / csv / ExportReadings ms "
-        "| parquet, csv over export | encoding alone: parquet / csv / its ISO timestamps ms |",
-        "|---:|---:|---:|---:|---:|",
+        "| parquet, csv over export | encoding alone: parquet / csv / its ISO timestamps ms "
+        "| their bytes alone through uvicorn: parquet / csv ms (over export) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["sizes"]:
         if "hopping_ms" not in row:
@@ -414,7 +430,8 @@ def table(results: dict[str, Any]) -> str:
             f"{fmt_ms(row['csv_export_ms'])} / {fmt_ms(row['export_ms'])} "
             f"| {row['parquet_export_ms'] / row['export_ms']:.1f}x, {row['csv_export_ms'] / row['export_ms']:.1f}x "
             f"| {fmt_ms(row['parquet_encode_ms'])} / {fmt_ms(row['csv_encode_ms'])} "
-            f"/ {fmt_ms(row['csv_timestamps_ms'])} |"
+            f"/ {fmt_ms(row['csv_timestamps_ms'])} "
+            f"| {_bytes_floor(row)} |"
         )
     largest = results["sizes"][-1]
     single = results["single"]
@@ -435,6 +452,16 @@ def table(results: dict[str, Any]) -> str:
         f"({single['import_growth_with_pyarrow'] * 100:+.1f}%) |",
     ]
     return "\n".join(lines)
+
+
+def _bytes_floor(row: dict[str, Any]) -> str:
+    if "parquet_bytes_ms" not in row:
+        return "—"
+    return (
+        f"{fmt_ms(row['parquet_bytes_ms'])} ({row['parquet_bytes'] / 1e6:.1f} MB) / {fmt_ms(row['csv_bytes_ms'])} "
+        f"({row['csv_bytes'] / 1e6:.1f} MB) ({row['parquet_bytes_ms'] / row['export_ms']:.1f}x, "
+        f"{row['csv_bytes_ms'] / row['export_ms']:.1f}x)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

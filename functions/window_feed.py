@@ -101,7 +101,9 @@ class WindowFeed:
         if not parts:
             return
         try:
-            records = self.fold(_concat(*parts) if len(parts) > 1 else parts[0])
+            # Each part's codes index its own dictionary (the buffered readings and the live ones
+            # come from different calls): bring them to the feed's before joining them.
+            records = self.fold(_concat(*[self._own(part) for part in parts]) if len(parts) > 1 else parts[0])
         except TooManyOpenReadings as error:
             raise StreamFailed(str(error)) from None
         if records:
@@ -135,5 +137,5 @@ def _concat(*parts: Readings) -> Readings:
         np.concatenate([part.values for part in parts]),
         np.concatenate([part.codes for part in parts]),
         parts[-1].categories,
-        np.concatenate([part.late for part in parts if part.late is not None]),
+        np.concatenate([part.late if part.late is not None else np.zeros(len(part), np.uint8) for part in parts]),
     )

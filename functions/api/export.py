@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -12,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from functions.client import ExportPart
 from functions.deps import Client
+from functions.errors import IngestorError
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import EXTENSIONS, MEDIA_TYPES, SMALLEST_BYTES, ReadingsEncoder, negotiate
 from functions.responses import attachment
@@ -77,20 +80,30 @@ async def export(
     return StreamingResponse(_stream(encoder, parts), media_type=MEDIA_TYPES[chosen], headers=headers)
 
 
-async def _stream(encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> AsyncIterator[bytes]:
+async def _stream(
+    encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]
+) -> AsyncIterator[bytes | memoryview]:
+    """The export's bytes as a pipeline: while a worker thread encodes a chunk (numpy and pyarrow
+    let go of the GIL), the event loop receives the next one and writes out the previous one."""
+    upcoming: asyncio.Future[ExportPart | None] = asyncio.ensure_future(anext(parts, None))
     try:
-        async for part in parts:
-            if data := encoder.chunk(part.readings):
+        while (part := await upcoming) is not None:
+            upcoming = asyncio.ensure_future(anext(parts, None))
+            if data := await asyncio.to_thread(encoder.chunk, part.readings):
                 yield data
         yield encoder.finish()
     finally:
+        if not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, IngestorError):
+                await upcoming
         await parts.aclose()
 
 
 async def _within(limit: int, encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> bytes:
     """The whole export, as long as it stays within ``limit`` bytes once Mangum has encoded it;
     ExportTooLarge as soon as it cannot (at once when its count of readings says so)."""
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     size = readings = 0
 
     def encoded(raw: int) -> int:

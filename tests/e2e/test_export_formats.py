@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from devtools.processes import ROOT, ServerProcess, ThreadedIngestor
+from devtools.waiting import wait_until
 from functions.app import handler
 from functions.settings import get_settings
 from ingestor.v1 import ingestor_pb2 as pb
@@ -86,6 +87,7 @@ def read_back(format_name: str, body: bytes) -> tuple[np.ndarray, np.ndarray, li
     table = pq.read_table(io.BytesIO(body)) if format_name == "parquet" else pa.ipc.open_stream(body).read_all()
     assert table.schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
     assert pa.types.is_dictionary(table.schema.field("category").type)
+    assert [field.nullable for field in table.schema] == [False, False, False]  # no reading lacks a field
     return (
         table["timestamp"].cast(pa.int64()).to_numpy(),
         table["value"].to_numpy(),
@@ -172,6 +174,31 @@ def test_a_million_reading_export_streams_within_a_few_chunks_of_memory(
             # that held it would grow by that much at least. A chunk is 65,536 readings.
             assert size > 7_000_000
             assert grown < 24 * 1024 * 1024, (format_name, grown, size)
+
+
+def test_a_client_that_leaves_mid_export_ends_it_cleanly(
+    loaded: tuple[ServerProcess, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> None:
+    # The export runs as a pipeline (the next chunk received while one is encoded in a thread): a
+    # client that goes away mid-way ends it, the chunk in flight and the ingestor's call with it.
+    api, _ = loaded
+    logged = len(api.output)
+    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=60) as http:
+        for format_name in ("csv", "parquet"):
+            with http.stream("GET", "/export", params={"format": format_name}) as response:
+                first = next(response.iter_raw())
+                assert first
+        assert http.get("/export", params={"format": "csv", "category": "east", "since": "2024-01-20T10:16:00Z"}).text
+
+    def logged_lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in api.output[logged:] if line.startswith("{")]
+
+    def exports() -> list[int]:
+        return [line["status"] for line in logged_lines() if line.get("path") == "/api/v1/export"]
+
+    wait_until(lambda: len(exports()) == 3, 5, "the three exports were not all logged")
+    assert exports() == [200, 200, 200]
+    assert [line for line in logged_lines() if line["level"] in ("ERROR", "CRITICAL")] == []
 
 
 def test_processed_data_rows_in_every_format(

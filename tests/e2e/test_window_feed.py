@@ -206,3 +206,20 @@ def test_the_feed_reports_gaps_in_order_and_stops_beyond_its_bound() -> None:
     feed = WindowFeed(WindowSpec(10 * S, grace_ns=0), [])
     list(feed.events([Batch(readings([(1, 1.0, "A"), (12, 1.0, "A"), (25, 1.0, "B")]))]))
     assert feed.held == 1
+
+
+def test_a_burst_of_several_batches_with_their_own_dictionaries_folds_as_one() -> None:
+    # What a burst holds when readings arrive fast: the buffered readings (one dictionary) and live
+    # batches (the live call's dictionary, numbered otherwise), without late flags.
+    feed = WindowFeed(WindowSpec(10 * S, grace_ns=0), ["min"])
+    held = readings([(1, 1.0, "A"), (2, 5.0, "B")])
+    live = Readings(
+        np.array([(T0 + 3) * S, (T0 + 4) * S]), np.array([2.0, 7.0]), np.array([0, 1], np.uint16), ["B", "A"]
+    )
+    out = b"".join(feed.events([Batch(held), Batch(live)]))
+    assert out.count(b"\n\n") == 1
+    head, data = out.split(b"\ndata: ")
+    assert head == f"id: {at(4)}".encode()
+    by_category = {row["category"]: row for row in orjson.loads(data)}
+    assert (by_category["A"]["count"], by_category["A"]["avg_value"], by_category["A"]["min"]) == (2, 4.0, 1.0)
+    assert (by_category["B"]["count"], by_category["B"]["avg_value"], by_category["B"]["min"]) == (2, 3.5, 2.0)

@@ -24,6 +24,8 @@ def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
         "csv_timestamps_ms",
         "parquet_encode_ms",
         "csv_encode_ms",
+        "parquet_bytes_ms",
+        "csv_bytes_ms",
     ):
         assert row[key] > 0
     assert row["project_ms"]["median"] <= row["project_ms"]["p95"]

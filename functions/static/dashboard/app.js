@@ -14,6 +14,7 @@
     received: 0,
     gaps: 0,
     transport: null,
+    windowTransport: null,
     pointsInView: 0,
     maxSeriesPoints: 0,
     lastDrawMs: 0,
@@ -40,6 +41,29 @@
 
   function showTokenField() {
     $("token-box").classList.remove("hidden");
+  }
+
+  let windowsDirty = false;
+  const windowFeed = (window.dashboard.windowFeed = new Dash.WindowFeed({
+    newestReadingMs: () => Math.round(store.newestTime * 1000), // whole ms, as the feed's id gives them
+    onChange() {
+      windowsDirty = true;
+    },
+    onError(text) {
+      $("window-message").textContent = text;
+    },
+    onTransport(name) {
+      stats.windowTransport = name;
+      $("window-transport").textContent = name;
+      $("window-transport").classList.toggle("warn", name === "polling");
+    },
+  }));
+  window.dashboard.windowChart = windows;
+
+  function drawWindows() {
+    const { categories, data, title } = windowFeed.chart();
+    windows.title = title;
+    if (categories.length) windows.draw(categories, data);
   }
 
   const feed = (window.dashboard.feed = new Dash.Feed({
@@ -136,10 +160,16 @@
   }
 
   let lastTailDraw = 0;
+  let lastWindowsDraw = 0;
   function frame(now) {
     if (dirty && !paused) {
       dirty = false;
       drawLive();
+    }
+    if (windowsDirty && now - lastWindowsDraw > 100) {
+      windowsDirty = false;
+      lastWindowsDraw = now;
+      drawWindows();
     }
     if (tailDirty && now - lastTailDraw > 250) {
       tailDirty = false;
@@ -189,35 +219,6 @@
     );
   }
 
-  const WINDOW_SPAN_S = { "1s": 300, "10s": 1800, "1m": 10800 };
-  const STAT_FIELD = { mean: "avg_value", max: "max", p95: "p95" };
-
-  async function refreshWindows() {
-    const windowName = $("window").value;
-    const statName = $("stat").value;
-    const newest = Number.isFinite(store.newestTime) ? store.newestTime : Date.now() / 1000;
-    const since = new Date((newest - WINDOW_SPAN_S[windowName]) * 1000).toISOString();
-    const extra = statName === "mean" ? "" : `&stats=${statName}`;
-    let rows;
-    try {
-      rows = await api.get(`api/v1/processed-data?window=${windowName}${extra}&since=${encodeURIComponent(since)}`);
-      $("window-message").textContent = "";
-    } catch (error) {
-      $("window-message").textContent = error.message;
-      return;
-    }
-    const field = STAT_FIELD[statName];
-    const categories = Array.from(new Set(rows.map((row) => row.category))).sort();
-    const starts = Array.from(new Set(rows.map((row) => Date.parse(row.window_start) / 1000))).sort((a, b) => a - b);
-    const index = new Map(starts.map((start, i) => [start, i]));
-    const data = [starts].concat(categories.map(() => new Array(starts.length).fill(null)));
-    for (const row of rows) {
-      data[1 + categories.indexOf(row.category)][index.get(Date.parse(row.window_start) / 1000)] = row[field];
-    }
-    windows.title = `${statName} per ${windowName} window`;
-    if (categories.length) windows.draw(categories, data);
-  }
-
   async function start(event) {
     event.preventDefault();
     const body = {};
@@ -253,6 +254,7 @@
     say(api.token() ? "Token set for this tab." : "Token cleared.");
     refreshStatus().then((current) => {
       if (current) feed.start(current.total_ingested - 1);
+      windowFeed.live.goLive();
     });
   }
 
@@ -269,17 +271,17 @@
     });
     $("range").addEventListener("change", () => (dirty = true));
     $("tail-category").addEventListener("change", () => (tailDirty = true));
-    $("window").addEventListener("change", refreshWindows);
-    $("stat").addEventListener("change", refreshWindows);
+    const selectWindows = () => windowFeed.select($("window").value, $("stat").value);
+    $("window").addEventListener("change", selectWindows);
+    $("stat").addEventListener("change", selectWindows);
     requestAnimationFrame(frame);
     setInterval(refreshStatus, 1000);
     setInterval(showAge, 500);
     setInterval(refreshCards, 1500);
-    setInterval(refreshWindows, 2000);
     const current = await refreshStatus();
     if (current) feed.start(current.total_ingested - 1);
     refreshCards();
-    refreshWindows();
+    selectWindows();
   }
 
   init();
