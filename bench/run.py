@@ -259,8 +259,7 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
             # the floor of an export through this server and client, without reading or encoding.
             sizes = {name: len(http.get("/export", params={"format": name}).content) for name in ("parquet", "csv")}
             chunks = max(1, -(-n // WRITE_CHUNK))
-            floor_app = start_uvicorn_process("bench.naive_app:app")
-            processes.append(floor_app)
+            floor_app = started.enter_context(start_uvicorn_process("bench.naive_app:app"))
             with httpx.Client(base_url=f"http://{floor_app.address}", timeout=120) as floor_http:
                 parquet, csv, parquet_floor, csv_floor = timed_alternately(
                     [

@@ -183,7 +183,7 @@ def test_a_client_that_leaves_mid_export_ends_it_cleanly(
     # client that goes away mid-way ends it, the chunk in flight and the ingestor's call with it.
     api, _ = loaded
     logged = len(api.output)
-    with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=60) as http:
+    with api_http(api, timeout=60) as http:
         for format_name in ("csv", "parquet"):
             with http.stream("GET", "/export", params={"format": format_name}) as response:
                 first = next(response.iter_raw())
