@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import grpc
 
-from functions import logs
+from functions import logs, tracing
 from functions.errors import IngestorUnavailable
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
@@ -73,7 +73,7 @@ most that; exports keep the growing windows that make them fast."""
 
 
 class _CallMetadata:
-    """Adds the ingestor token and the current request's id to every call's metadata."""
+    """Adds the ingestor token, the current request's id and its ``traceparent`` to every call's metadata."""
 
     def __init__(self, token: str | None) -> None:
         self._authorization = ("authorization", f"Bearer {token}") if token else None
@@ -85,6 +85,9 @@ class _CallMetadata:
         request_id = logs.request_id.get()
         if request_id:
             metadata.add("x-request-id", request_id)
+        trace = tracing.current.get()
+        if trace is not None:
+            metadata.add("traceparent", trace.traceparent)
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )

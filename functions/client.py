@@ -7,15 +7,18 @@ functions/errors.py, which the HTTP layer answers with a status of its one table
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
+from functions import telemetry
 from functions.channel import connected_channel, method_path
-from functions.errors import IngestorFailed, IngestorTimeout, ingestor_error, rpc_error
+from functions.errors import IngestorFailed, IngestorTimeout, IngestorUnavailable, ingestor_error, rpc_error
 from functions.filters import ReadingQuery
 from functions.readings import Readings
 from functions.settings import FunctionSettings
@@ -36,6 +39,35 @@ Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
 
 
+@contextmanager
+def measured(rpc: str) -> Iterator[None]:
+    """Time a call to the ingestor (connecting included) for the current request's metrics, with the
+    status code it ended with: a connection that never came is UNAVAILABLE."""
+    measure = telemetry.current.get()
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        code = error.code().name
+        raise
+    except IngestorUnavailable:
+        code = "UNAVAILABLE"
+        raise
+    except (TimeoutError, IngestorTimeout):
+        code = "DEADLINE_EXCEEDED"
+        raise
+    except asyncio.CancelledError:
+        code = "CANCELLED"
+        raise
+    except BaseException:
+        code = "UNKNOWN"
+        raise
+    finally:
+        if measure is not None:
+            measure.sink.ingestor_call(rpc, code, time.perf_counter() - started)
+
+
 class IngestorClient:
     """Typed calls to the ingestor, each with a deadline; failures raise IngestorError."""
 
@@ -51,16 +83,40 @@ class IngestorClient:
 
     async def _call(self, method: str, request: Request, response_type: type[Response], batch_id: str = "") -> Response:
         """One unary call, ``method`` named as in the contract (a write's ``batch_id`` names it in errors)."""
-        channel = await connected_channel(self._settings)
-        call: grpc.aio.UnaryUnaryMultiCallable[Request, Response] = channel.unary_unary(
-            method_path(method),
-            request_serializer=type(request).SerializeToString,
-            response_deserializer=response_type.FromString,
-        )
         try:
-            return await call(request, timeout=self._timeout)
+            with measured(method):
+                channel = await connected_channel(self._settings)
+                call: grpc.aio.UnaryUnaryMultiCallable[Request, Response] = channel.unary_unary(
+                    method_path(method),
+                    request_serializer=type(request).SerializeToString,
+                    response_deserializer=response_type.FromString,
+                )
+                return await call(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error, batch_id=batch_id) from None
+
+    async def check_ready(self) -> None:
+        """Return once the ingestor answers SERVING to its health check within the connect timeout;
+        IngestorUnavailable saying why not otherwise."""
+        from grpc_health.v1 import health_pb2  # only readiness checks need it
+
+        limit = self._settings.ingestor_connect_timeout_s
+        try:
+            with measured("Check"):
+                channel = await connected_channel(self._settings)
+                check = channel.unary_unary(
+                    "/grpc.health.v1.Health/Check",
+                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                    response_deserializer=health_pb2.HealthCheckResponse.FromString,
+                )
+                answer = await check(health_pb2.HealthCheckRequest(), timeout=limit)
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise IngestorUnavailable(f"the ingestor did not answer its health check within {limit:g} s") from None
+            raise IngestorUnavailable(f"the ingestor's health check failed: {error.code().name}") from None
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+            raise IngestorUnavailable(f"the ingestor is not serving ({status})")
 
     async def start_ingestion(
         self, *, rate_hz: float | None = None, categories: Iterable[str] = (), seed: int | None = None
@@ -96,8 +152,9 @@ class IngestorClient:
         deserializer, gRPC hands the messages over unparsed."""
         decoder = ExportDecoder()
         try:
-            async for message in await self._export_call(request):
-                decoder.add(message)
+            with measured("ExportReadings"):
+                async for message in await self._export_call(request):
+                    decoder.add(message)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
         except MalformedMessage as error:
@@ -118,10 +175,12 @@ class IngestorClient:
         stream's category dictionary so far; memory bounded by a chunk. Returns once the first
         message is in (a failure to start raises IngestorError); a failure later ends the iteration
         with IngestorError too."""
-        call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
-        messages = aiter(call)
         try:
-            first = await anext(messages, None)
+            # Measured up to its first message: the rest goes at the HTTP client's pace.
+            with measured("ExportReadings"):
+                call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
+                messages = aiter(call)
+                first = await anext(messages, None)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
         return _export_parts(call, first, messages)

@@ -158,7 +158,7 @@ class IngestorMetrics:
     """One server's registry: the process's defaults, build info, calls, commits and the snapshot."""
 
     def __init__(self) -> None:
-        disable_created_metrics()  # the _created series only double what a scrape needs
+        disable_created_metrics()  # type: ignore[no-untyped-call] # the _created series only double what a scrape needs
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from functions import telemetry
 from functions.client import ExportPart
 from functions.deps import Client
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
@@ -80,6 +81,7 @@ async def export(
 async def _stream(encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> AsyncIterator[bytes]:
     try:
         async for part in parts:
+            telemetry.readings_returned(len(part.readings))
             if data := encoder.chunk(part.readings):
                 yield data
         yield encoder.finish()
@@ -118,4 +120,5 @@ async def _within(limit: int, encoder: ReadingsEncoder, parts: AsyncGenerator[Ex
         await parts.aclose()
     if encoded(size + len(chunks[-1])) > limit:
         raise too_large(encoded(size + len(chunks[-1])), readings)
+    telemetry.readings_returned(readings)
     return b"".join(chunks)
