@@ -21,6 +21,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions import logs, telemetry, tracing
+from functions.api import route_templates
 
 log = logging.getLogger("functions.access")
 
@@ -75,11 +76,16 @@ class RequestContextMiddleware:
             logs.request_id.reset(token)
 
 
+_API_TEMPLATES = route_templates()
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template (``/api/v1/raw-data``, ``/static/{path:path}``), never the
     raw path; ``unmatched`` when no route took the request (a 404, or refused before routing)."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    if route is None:
+        return "unmatched"
+    path = _API_TEMPLATES.get(id(route), getattr(route, "path", None))
     return path if isinstance(path, str) and path else "unmatched"
 
 

@@ -48,6 +48,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ingestor")
 
+REJECTION_REASONS = (
+    "invalid_argument",
+    "category_limit_error",
+    "batch_id_reused",
+    "backpressure",
+    "disk_full",
+    "journal_error",
+    "shutting_down",
+    "internal",
+)
+"""The kinds of refusal a write can meet (``ingestor/service.py``): each has a series from the start."""
 MAX_CATEGORY_LABELS = 64
 """Per-category series only while the dictionary holds at most this many names."""
 SNAPSHOT_TIMEOUT_S = 10.0
@@ -112,8 +123,8 @@ def snapshot_families(s: Snapshot) -> Iterator[Metric]:
         "Readings of writes refused, by reason; nothing of them stored.",
         labels=["reason"],
     )
-    for reason, count in sorted(s.rejected.items()):
-        rejected.add_metric([reason], count)
+    for reason in sorted({*REJECTION_REASONS, *s.rejected}):
+        rejected.add_metric([reason], s.rejected.get(reason, 0))
     yield rejected
     yield CounterMetricFamily(
         "ingestor_write_duplicates", "Writes answered as retries of a batch id already stored.", value=s.duplicates
