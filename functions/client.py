@@ -24,9 +24,16 @@ from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
 from functions.watch import watch_batches
-from functions.wire import ExportDecoder, MalformedMessage, decode_export_response
+from functions.wire import (
+    HEALTH_CHECK_REQUEST,
+    ExportDecoder,
+    MalformedMessage,
+    decode_export_response,
+    decode_health_status,
+)
 from ingestor.v1 import ingestor_pb2 as pb
 
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 EXPORT_STREAM_TIMEOUT_S = 300.0
 """Deadline of an export streamed to an HTTP client (GET /export), which goes at the client's pace."""
 EXPORT_CHUNK_SIZE = 65_536
@@ -98,24 +105,22 @@ class IngestorClient:
     async def check_ready(self) -> None:
         """Return once the ingestor answers SERVING to its health check within the connect timeout;
         IngestorUnavailable saying why not otherwise."""
-        from grpc_health.v1 import health_pb2  # only readiness checks need it
-
         limit = self._settings.ingestor_connect_timeout_s
         try:
             with measured("Check"):
                 channel = await connected_channel(self._settings)
-                check = channel.unary_unary(
-                    "/grpc.health.v1.Health/Check",
-                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                    response_deserializer=health_pb2.HealthCheckResponse.FromString,
-                )
-                answer = await check(health_pb2.HealthCheckRequest(), timeout=limit)
+                # Without serializers gRPC sends and hands over the bytes as they are (functions/wire.py).
+                check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(HEALTH_CHECK)
+                answer = await check(HEALTH_CHECK_REQUEST, timeout=limit)
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise IngestorUnavailable(f"the ingestor did not answer its health check within {limit:g} s") from None
             raise IngestorUnavailable(f"the ingestor's health check failed: {error.code().name}") from None
-        if answer.status != health_pb2.HealthCheckResponse.SERVING:
-            status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        try:
+            status = decode_health_status(answer)
+        except MalformedMessage:
+            status = "a malformed answer"
+        if status != "SERVING":
             raise IngestorUnavailable(f"the ingestor is not serving ({status})")
 
     async def start_ingestion(

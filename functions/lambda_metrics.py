@@ -10,29 +10,21 @@ Nothing per request (an id, a path, a trace) is ever a dimension.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, Metrics, MetricUnit
 
+from functions.settings import get_settings
 from functions.telemetry import Measure
-
-DEFAULT_NAMESPACE = "RealtimePipeline"
-DEFAULT_SERVICE = "pipeline-function"
-
-
-def _namespace() -> str:
-    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-
-
-def _service() -> str:
-    return os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
 
 
 class EmfSink:
     def __init__(self) -> None:
-        self.metrics = Metrics(namespace=_namespace(), service=_service())
+        settings = get_settings()
+        self._namespace = settings.powertools_metrics_namespace
+        self._service = settings.powertools_service_name
+        self.metrics = Metrics(namespace=self._namespace, service=self._service)
 
     def request(self, route: str, method: str, status_class: str, seconds: float, measure: Measure) -> None:
         metrics = self.metrics
@@ -45,7 +37,7 @@ class EmfSink:
         metrics.add_metric(name="ReadingsWritten", unit=MetricUnit.Count, value=measure.readings_written)
 
     def ingestor_call(self, rpc: str, code: str, seconds: float) -> None:
-        call = EphemeralMetrics(namespace=_namespace(), service=_service())
+        call = EphemeralMetrics(namespace=self._namespace, service=self._service)
         call.add_dimension(name="rpc", value=rpc)
         call.add_dimension(name="code", value=code)
         call.add_metric(name="IngestorCalls", unit=MetricUnit.Count, value=1)

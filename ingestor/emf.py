@@ -9,7 +9,6 @@ dimension only, ``service``: nothing per call or per category.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -17,23 +16,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ingestor.metrics import IngestorMetrics, Snapshot
 
-DEFAULT_NAMESPACE = "RealtimePipeline"
 SERVICE = "ingestor"
 
 
 class EmfWriter:
     """Turns successive snapshots into EMF lines (Powertools' Metrics does the format)."""
 
-    def __init__(self, metrics: IngestorMetrics) -> None:
+    def __init__(self, metrics: IngestorMetrics, namespace: str) -> None:
         self._metrics = metrics
+        self._namespace = namespace
         self._previous: dict[str, float] = {}
 
     def write(self, snapshot: Snapshot, now_s: float) -> None:
         # Imported here: only an ingestor that writes EMF loads Powertools.
         from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-        emf = EphemeralMetrics(namespace=namespace, service=SERVICE)
+        emf = EphemeralMetrics(namespace=self._namespace, service=SERVICE)
         totals = {
             "ReadingsIngested": float(sum(snapshot.ingested.values())),
             "ReadingsRejected": float(sum(snapshot.rejected.values())),

@@ -145,7 +145,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     emf_task = None
     if settings.metrics_emf:
-        writer = EmfWriter(metrics)
+        writer = EmfWriter(metrics, settings.metrics_namespace)
         emf_task = asyncio.create_task(write_emf_every(settings.metrics_emf_interval_s, snapshot, writer))
     return RunningServer(
         server, health_servicer, generator, store, port, intake, journal, hub, metrics, endpoint, emf_task

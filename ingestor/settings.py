@@ -67,6 +67,8 @@ class IngestorSettings(BaseSettings):
     """Also write the key metrics to stdout as CloudWatch Embedded Metric Format lines."""
     metrics_emf_interval_s: float = Field(60.0, gt=0, le=3600)
     """How often the EMF lines are written."""
+    metrics_namespace: str = Field("RealtimePipeline", min_length=1, max_length=255, pattern=r"^[^:].*$")
+    """The CloudWatch namespace of the EMF lines."""
 
     @field_validator("metrics_port", mode="before")
     @classmethod

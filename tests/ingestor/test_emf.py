@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import pytest
 
 from devtools.waiting import wait_until
 from ingestor.v1 import ingestor_pb2 as pb
@@ -14,11 +13,10 @@ from tests.support.emf import check_emf, dimensions, emf_documents
 from tests.support.factories import MakeProcess
 
 
-def test_emf_lines_carry_what_grew_since_the_previous_line(
-    make_ingestor_process: MakeProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "PipelineTests")  # the process inherits it
-    ingestor = make_ingestor_process(capacity=100, metrics_emf="true", metrics_emf_interval_s=0.2)
+def test_emf_lines_carry_what_grew_since_the_previous_line(make_ingestor_process: MakeProcess) -> None:
+    ingestor = make_ingestor_process(
+        capacity=100, metrics_emf="true", metrics_emf_interval_s=0.2, metrics_namespace="PipelineTests"
+    )
     readings = [pb.Reading(timestamp={"seconds": 100 - i}, value=1.0, category="A") for i in range(30)]
     with grpc.insecure_channel(ingestor.address) as channel:
         stub = pb_grpc.IngestorServiceStub(channel)
