@@ -114,7 +114,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     )
     include_api(app)
     app.include_router(pages.router)
-    if not on_lambda():
+    if configured.metrics and not on_lambda():
         app.include_router(metrics_endpoint.router)
     if settings is not None:
 
@@ -142,7 +142,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(ShutdownDeadlineMiddleware, grace_s=configured.shutdown_grace_s)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=configured.metrics)
     app.openapi = documented_with_middleware(app, configured)  # type: ignore[method-assign]
     return app
 

@@ -29,8 +29,9 @@ _WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: bool = True) -> None:
         self.app = app
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +45,7 @@ class RequestContextMiddleware:
         xray = os.environ.get("_X_AMZN_TRACE_ID") if on_lambda else None
         token = logs.request_id.set(request_id)
         trace_token = tracing.current.set(tracing.continue_trace(headers.get("traceparent"), xray))
-        measure = telemetry.Measure(_sink(on_lambda))
+        measure = telemetry.Measure(_sink(on_lambda) if self._metrics else telemetry.NoSink())
         measure_token = telemetry.current.set(measure)
         started = time.perf_counter()
         status = 500

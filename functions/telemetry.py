@@ -23,6 +23,16 @@ class Sink(Protocol):
         """A call to the ingestor ended with ``code`` (the gRPC status code's name)."""
 
 
+class NoSink:
+    """Where measures go when metrics are off (METRICS=false): nowhere."""
+
+    def request(self, route: str, method: str, status_class: str, seconds: float, measure: Measure) -> None:
+        pass
+
+    def ingestor_call(self, rpc: str, code: str, seconds: float) -> None:
+        pass
+
+
 @dataclass(slots=True)
 class Measure:
     """What one request counts as it runs."""

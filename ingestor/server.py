@@ -99,7 +99,10 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     if journal is not None:
         journal.on_commit = metrics.observe_commit
     # The call context comes first so that refused calls are logged (and counted) with their request id too.
-    interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor(metrics.observe_call)]
+    measured = settings.metrics_port is not None or settings.metrics_emf
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        CallContextInterceptor(metrics.observe_call if measured else None)
+    ]
     if settings.token is not None:
         interceptors.append(TokenAuthInterceptor(settings.token.get_secret_value()))
     server = grpc.aio.server(

@@ -83,3 +83,9 @@ async def test_not_ready_without_an_ingestor() -> None:
         response = await http.get("/api/v1/ready")
     assert response.status_code == 503
     assert "ingestor" in response.json()["detail"]
+
+
+async def test_metrics_off_serves_no_metrics(ingestor: ThreadedIngestor) -> None:
+    async with root_client(ingestor_address=ingestor.address, metrics=False) as http:
+        assert (await http.get("/api/v1/raw-data")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 404
