@@ -51,6 +51,7 @@ lint: $(INSTALLED) $(BUF)
 	$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'
 	$(BIN)/hadolint --no-color Dockerfile
 	$(BIN)/cfn-lint --include-checks I -- template.yaml
+	$(BIN)/python -m json.tool deploy/grafana/pipeline-dashboard.json > /dev/null
 	$(COMPOSE) config --quiet
 
 # One lock per image, for the Python and platform both images run (3.12, x86_64 glibc).

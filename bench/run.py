@@ -71,7 +71,6 @@ THIRD_PARTY = (
     "fastapi.responses",
     "mangum",
     "orjson",
-    "prometheus_client",
 )
 
 
