@@ -7,22 +7,20 @@ functions/errors.py, which the HTTP layer answers with a status of its one table
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from functions import telemetry
 from functions.channel import connected_channel, method_path
 from functions.errors import IngestorFailed, IngestorTimeout, IngestorUnavailable, ingestor_error, rpc_error
 from functions.filters import ReadingQuery
 from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
+from functions.telemetry import measured
 from functions.watch import watch_batches
 from functions.wire import (
     HEALTH_CHECK_REQUEST,
@@ -44,35 +42,6 @@ huge message is several times slower). docs/performance.md has the measurements.
 
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
-
-
-@contextmanager
-def measured(rpc: str) -> Iterator[None]:
-    """Time a call to the ingestor (connecting included) for the current request's metrics, with the
-    status code it ended with: a connection that never came is UNAVAILABLE."""
-    measure = telemetry.current.get()
-    started = time.perf_counter()
-    code = "OK"
-    try:
-        yield
-    except grpc.aio.AioRpcError as error:
-        code = error.code().name
-        raise
-    except IngestorUnavailable:
-        code = "UNAVAILABLE"
-        raise
-    except (TimeoutError, IngestorTimeout):
-        code = "DEADLINE_EXCEEDED"
-        raise
-    except asyncio.CancelledError:
-        code = "CANCELLED"
-        raise
-    except BaseException:
-        code = "UNKNOWN"
-        raise
-    finally:
-        if measure is not None:
-            measure.sink.ingestor_call(rpc, code, time.perf_counter() - started)
 
 
 class IngestorClient:

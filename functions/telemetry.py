@@ -4,15 +4,23 @@ Per request: a count and the latency by route template (never the raw path), met
 class; per call to the ingestor: the latency, and failures by gRPC status code; readings returned
 and written. The request middleware picks the sink for each request (EMF when Mangum runs it, in
 ``functions/lambda_metrics.py``; Prometheus otherwise, in ``functions/prometheus_metrics.py``) and
-routes count their readings on the request's :class:`Measure`. Neither library is imported before
-it is needed.
+routes count their readings on the request's :class:`Measure`; the client times each call to the
+ingestor with :func:`measured`. Neither library is imported before it is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
+
+import grpc
+
+from functions.errors import IngestorTimeout, IngestorUnavailable
 
 
 class Sink(Protocol):
@@ -63,3 +71,32 @@ def readings_written(count: int) -> None:
 def status_class(status: int) -> str:
     """``2xx``, ``4xx``, ...: the label of a status code."""
     return f"{status // 100}xx"
+
+
+@contextmanager
+def measured(rpc: str) -> Iterator[None]:
+    """Time a call to the ingestor (connecting included) for the current request's metrics, with the
+    status code it ended with: a connection that never came is UNAVAILABLE."""
+    measure = current.get()
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        code = error.code().name
+        raise
+    except IngestorUnavailable:
+        code = "UNAVAILABLE"
+        raise
+    except (TimeoutError, IngestorTimeout):
+        code = "DEADLINE_EXCEEDED"
+        raise
+    except asyncio.CancelledError:
+        code = "CANCELLED"
+        raise
+    except BaseException:
+        code = "UNKNOWN"
+        raise
+    finally:
+        if measure is not None:
+            measure.sink.ingestor_call(rpc, code, time.perf_counter() - started)
