@@ -160,6 +160,8 @@ asgi_handler = Mangum(
 
 
 def _handler_with_metrics() -> Callable[[dict[str, Any], Any], Any]:
+    if not get_settings().metrics:
+        return asgi_handler
     from functions.lambda_metrics import with_metrics  # loads Powertools
 
     return with_metrics(asgi_handler)

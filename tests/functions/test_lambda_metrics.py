@@ -103,3 +103,12 @@ def test_every_invocation_writes_emf_with_no_per_request_dimension(make_ingestor
     # Every line of a request carries its trace id, and on Lambda the invocation's X-Ray trace id.
     assert all(line["xray_trace_id"] == XRAY for line in request_lines)
     assert len({line["trace_id"] for line in request_lines}) == len(events)
+
+
+def test_metrics_off_writes_no_emf(make_ingestor: MakeIngestor) -> None:
+    ingestor = make_ingestor(capacity=10)
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "pipeline-function", "METRICS": "false", "INGESTOR_ADDRESS": ingestor.address}
+    answers, output = invoke_cold_with_output([rest_v1_event("GET", "/api/v1/status")], env)
+    assert answers[0]["statusCode"] == 200
+    assert emf_documents(output) == []
+    assert '"functions.access"' in output  # the request was served, and logged
