@@ -51,6 +51,7 @@ lint: $(INSTALLED) $(BUF)
 	$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'
 	$(BIN)/hadolint --no-color Dockerfile
 	$(BIN)/cfn-lint --include-checks I -- template.yaml
+	$(BIN)/python -m json.tool deploy/grafana/pipeline-dashboard.json > /dev/null
 	$(COMPOSE) config --quiet
 
 # One lock per image, for the Python and platform both images run (3.12, x86_64 glibc).
@@ -68,10 +69,12 @@ format: $(INSTALLED)
 # The fsync-ordering test reads the ingestor's system calls with strace; the crash tests kill it at chosen ones.
 # The dashboard's tests drive Debian's Chromium through Playwright (Playwright's own download is never used).
 # The slow-disk tests mount a FUSE file system (libfuse3).
+# The metrics test runs a real Prometheus server (Debian's prometheus) against the ingestor and the API.
 system-tools:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	@ldconfig -p | grep -q 'libfuse3\.so' || { apt-get update -qq && apt-get install -y -qq libfuse3-3 fuse3; }
+	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
 
 test: lint system-tools
 	$(BIN)/python -m pytest

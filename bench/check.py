@@ -269,6 +269,22 @@ TARGETS: tuple[Target, ...] = (
         lambda results: results.single("import_growth_with_pyarrow"),
     ),
     Target(
+        "metrics-write-cost",
+        "WriteReadings of 100 readings: how much slower with metrics on (bench/metrics_cost.py)",
+        "<=",
+        0.05,
+        percent,
+        lambda results: results.single("metrics_write_cost"),
+    ),
+    Target(
+        "metrics-processed-cost",
+        "/processed-data at N=1M: how much slower with metrics on (bench/metrics_cost.py)",
+        "<=",
+        0.05,
+        percent,
+        lambda results: results.single("metrics_processed_cost"),
+    ),
+    Target(
         "durable-writes",
         "durable WriteReadings, fsync'd before each acknowledgement (bench/durable.py)",
         ">=",

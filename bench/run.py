@@ -9,8 +9,9 @@ loads each with the same readings through the columnar ``WriteReadings`` path, a
 - hopping windows (``window=1m&step=10s``) next to tumbling ones with the same statistics, and whole
   exports as Parquet and CSV (``GET /export``) next to ``ExportReadings`` into numpy;
 - ``ExportReadings`` into numpy on the client, ``WriteReadings`` (10k messages a batch, and columnar),
-  the generator's highest rate, ingestor RSS per buffered reading, ``/raw-data?limit=10000``, and the
-  cold import of ``functions.app`` next to its third-party dependencies alone.
+  the generator's highest rate, ingestor RSS per buffered reading, ``/raw-data?limit=10000``, the
+  cold import of ``functions.app`` next to its third-party dependencies alone, and what the metrics
+  cost (``bench/metrics_cost.py``: small writes and ``/processed-data`` with metrics on and off).
 
 Every figure is a median over repeats after warm-up calls, so a run on a quiet machine gives the real
 numbers; the machine's load at the time is recorded with them. Results go to ``bench/results/``.
@@ -37,6 +38,7 @@ import grpc
 import httpx
 import numpy as np
 
+from bench.metrics_cost import metrics_cost
 from devtools.processes import ROOT, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import IngestorClient
 from functions.formats import ReadingsEncoder
@@ -450,6 +452,14 @@ def table(results: dict[str, Any]) -> str:
         f"| {fmt_ms(single['import_app_alone_ms'])} / {fmt_ms(single['import_app_without_pyarrow_ms'])} ms "
         f"({single['import_growth_with_pyarrow'] * 100:+.1f}%) |",
     ]
+    if "metrics_write_cost" in single:
+        lines += [
+            f"| WriteReadings of 100 readings, metrics on / off | {single['metrics_write_on_per_s'] / 1e3:,.0f}k / "
+            f"{single['metrics_write_off_per_s'] / 1e3:,.0f}k readings/s "
+            f"({single['metrics_write_cost'] * 100:+.1f}%) |",
+            f"| /processed-data at N=1,000,000, metrics on / off | {fmt_ms(single['metrics_processed_on_ms'])} / "
+            f"{fmt_ms(single['metrics_processed_off_ms'])} ms ({single['metrics_processed_cost'] * 100:+.1f}%) |",
+        ]
     return "\n".join(lines)
 
 
@@ -499,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "import_app_alone_ms": installed_s * 1e3,
         "import_app_without_pyarrow_ms": before_s * 1e3,
         "import_growth_with_pyarrow": installed_s / before_s - 1,
+        **metrics_cost(),
     }
     results["machine"]["load_avg_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -149,9 +149,10 @@ def start_ingestor_process(
 ) -> ServerProcess:
     """``python -m ingestor`` listening on ``host``; ``settings`` become INGESTOR_* variables.
 
-    ``prefix`` runs it under another command, e.g. strace.
+    ``prefix`` runs it under another command, e.g. strace. Its metrics port is off unless
+    ``metrics_port`` is given (0: a free one, logged as ``metrics on http://host:port/metrics``).
     """
-    env = {f"INGESTOR_{key.upper()}": str(value) for key, value in settings.items()}
+    env = {f"INGESTOR_{key.upper()}": str(value) for key, value in {"metrics_port": "", **settings}.items()}
     env.update(INGESTOR_HOST=host, INGESTOR_PORT=str(port))
     return start_server_process(
         [*prefix, sys.executable, "-m", "ingestor"], _INGESTOR_LISTENING, env, timeout, lines, host
@@ -188,7 +189,8 @@ class ThreadedIngestor:
     """
 
     def __init__(self, **settings: Any) -> None:
-        self.settings = IngestorSettings(host=LOCALHOST, port=0, **settings)
+        # No metrics port unless asked for (metrics_port=0: a free one).
+        self.settings = IngestorSettings(host=LOCALHOST, port=0, **{"metrics_port": None, **settings})
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()

@@ -5,6 +5,7 @@ The app knows nothing of Lambda; the handler is a thin adapter around it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.types import ASGIApp
 
-from functions import pages
+from functions import metrics_endpoint, pages
 from functions.api import include_api
 from functions.channel import close_shared_channel
 from functions.deps import current_settings
@@ -37,7 +38,11 @@ from functions.validation import validation_error
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Under uvicorn, shutdown closes the channel. Mangum runs with lifespan off: on Lambda the
-    # channel must outlive each invocation.
+    # channel must outlive each invocation. Prometheus' metrics exist from the start (only uvicorn
+    # serves them: the library is not loaded on Lambda).
+    from functions.prometheus_metrics import prometheus_sink
+
+    prometheus_sink()
     yield
     await close_shared_channel()
 
@@ -87,6 +92,11 @@ def documented_with_middleware(app: FastAPI, settings: FunctionSettings) -> Call
     return openapi
 
 
+def on_lambda() -> bool:
+    """Whether this process is a Lambda instance (the runtime sets the function's name)."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
 def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     """The app; ``settings`` replace the environment's for every route (tests use this)."""
     configured = settings or get_settings()
@@ -104,6 +114,8 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
     )
     include_api(app)
     app.include_router(pages.router)
+    if configured.metrics and not on_lambda():
+        app.include_router(metrics_endpoint.router)
     if settings is not None:
 
         async def given_settings() -> FunctionSettings:
@@ -130,7 +142,7 @@ def create_app(settings: FunctionSettings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(ShutdownDeadlineMiddleware, grace_s=configured.shutdown_grace_s)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=configured.metrics)
     app.openapi = documented_with_middleware(app, configured)  # type: ignore[method-assign]
     return app
 
@@ -142,4 +154,27 @@ retain_freed_memory()
 configure_server_logging()
 app = create_app()
 # NDJSON exports are text: Mangum base64-encodes any type it does not know as text.
-handler = Mangum(GatewayPrefix(app), lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
+asgi_handler = Mangum(
+    GatewayPrefix(app), lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"]
+)
+
+
+def _handler_with_metrics() -> Callable[[dict[str, Any], Any], Any]:
+    if not get_settings().metrics:
+        return asgi_handler
+    from functions.lambda_metrics import with_metrics  # loads Powertools
+
+    return with_metrics(asgi_handler)
+
+
+_wrapped = _handler_with_metrics() if on_lambda() else None
+"""On Lambda, Powertools loads with the module, in the init phase; elsewhere (tests, a local
+invocation) at the first call, so that uvicorn never loads it."""
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    """The Lambda entry point: Mangum's, with the request's metrics flushed as CloudWatch EMF."""
+    global _wrapped
+    if _wrapped is None:
+        _wrapped = _handler_with_metrics()
+    return _wrapped(event, context)

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import grpc
 
-from functions import logs
+from functions import logs, tracing
 from functions.errors import IngestorUnavailable
 from functions.settings import FunctionSettings
 from ingestor.v1 import ingestor_pb2 as pb
@@ -113,8 +113,8 @@ class _Activity:
 
 
 class _CallMetadata:
-    """Adds the ingestor token and the current request's id to every call's metadata, and counts
-    the channel's calls in its ``_Activity``."""
+    """Adds the ingestor token, the current request's id and its ``traceparent`` to every call's
+    metadata, and counts the channel's calls in its ``_Activity``."""
 
     def __init__(self, token: str | None, activity: _Activity) -> None:
         self._authorization = ("authorization", f"Bearer {token}") if token else None
@@ -132,6 +132,9 @@ class _CallMetadata:
         request_id = logs.request_id.get()
         if request_id:
             metadata.add("x-request-id", request_id)
+        trace = tracing.current.get()
+        if trace is not None:
+            metadata.add("traceparent", trace.traceparent)
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )

@@ -15,15 +15,23 @@ import grpc
 from google.protobuf.message import Message
 
 from functions.channel import connected_channel, method_path
-from functions.errors import IngestorFailed, IngestorTimeout, ingestor_error, rpc_error
+from functions.errors import IngestorFailed, IngestorTimeout, IngestorUnavailable, ingestor_error, rpc_error
 from functions.filters import ReadingQuery
 from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
+from functions.telemetry import measured
 from functions.watch import watch_batches
-from functions.wire import ExportDecoder, MalformedMessage, decode_export_response
+from functions.wire import (
+    HEALTH_CHECK_REQUEST,
+    ExportDecoder,
+    MalformedMessage,
+    decode_export_response,
+    decode_health_status,
+)
 from ingestor.v1 import ingestor_pb2 as pb
 
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 EXPORT_STREAM_TIMEOUT_S = 300.0
 """Deadline of an export streamed to an HTTP client (GET /export), which goes at the client's pace."""
 EXPORT_CHUNK_SIZE = 65_536
@@ -51,16 +59,38 @@ class IngestorClient:
 
     async def _call(self, method: str, request: Request, response_type: type[Response], batch_id: str = "") -> Response:
         """One unary call, ``method`` named as in the contract (a write's ``batch_id`` names it in errors)."""
-        channel = await connected_channel(self._settings)
-        call: grpc.aio.UnaryUnaryMultiCallable[Request, Response] = channel.unary_unary(
-            method_path(method),
-            request_serializer=type(request).SerializeToString,
-            response_deserializer=response_type.FromString,
-        )
         try:
-            return await call(request, timeout=self._timeout)
+            with measured(method):
+                channel = await connected_channel(self._settings)
+                call: grpc.aio.UnaryUnaryMultiCallable[Request, Response] = channel.unary_unary(
+                    method_path(method),
+                    request_serializer=type(request).SerializeToString,
+                    response_deserializer=response_type.FromString,
+                )
+                return await call(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error, batch_id=batch_id) from None
+
+    async def check_ready(self) -> None:
+        """Return once the ingestor answers SERVING to its health check within the connect timeout;
+        IngestorUnavailable saying why not otherwise."""
+        limit = self._settings.ingestor_connect_timeout_s
+        try:
+            with measured("Check"):
+                channel = await connected_channel(self._settings)
+                # Without serializers gRPC sends and hands over the bytes as they are (functions/wire.py).
+                check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(HEALTH_CHECK)
+                answer = await check(HEALTH_CHECK_REQUEST, timeout=limit)
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise IngestorUnavailable(f"the ingestor did not answer its health check within {limit:g} s") from None
+            raise IngestorUnavailable(f"the ingestor's health check failed: {error.code().name}") from None
+        try:
+            status = decode_health_status(answer)
+        except MalformedMessage:
+            status = "a malformed answer"
+        if status != "SERVING":
+            raise IngestorUnavailable(f"the ingestor is not serving ({status})")
 
     async def start_ingestion(
         self, *, rate_hz: float | None = None, categories: Iterable[str] = (), seed: int | None = None
@@ -96,8 +126,9 @@ class IngestorClient:
         deserializer, gRPC hands the messages over unparsed."""
         decoder = ExportDecoder()
         try:
-            async for message in await self._export_call(request):
-                decoder.add(message)
+            with measured("ExportReadings"):
+                async for message in await self._export_call(request):
+                    decoder.add(message)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
         except MalformedMessage as error:
@@ -118,10 +149,12 @@ class IngestorClient:
         stream's category dictionary so far; memory bounded by a chunk. Returns once the first
         message is in (a failure to start raises IngestorError); a failure later ends the iteration
         with IngestorError too."""
-        call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
-        messages = aiter(call)
         try:
-            first = await anext(messages, None)
+            # Measured up to its first message: the rest goes at the HTTP client's pace.
+            with measured("ExportReadings"):
+                call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
+                messages = aiter(call)
+                first = await anext(messages, None)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
         return _export_parts(call, first, messages)

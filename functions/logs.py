@@ -11,6 +11,8 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
+from functions import tracing
+
 # A context variable, not shared state: each request's task sees only its own id. The HTTP
 # middleware sets it; the log formatter and the gRPC client (x-request-id metadata) read it.
 request_id: ContextVar[str | None] = ContextVar("function_request_id", default=None)
@@ -19,7 +21,8 @@ _LOGGER = "functions"
 
 
 class JsonFormatter(LibraryJsonFormatter):
-    """``{"time", "level", "logger", "message", "error"?, "request_id"?, ...fields}`` on one line.
+    """``{"time", "level", "logger", "message", "error"?, "request_id"?, "trace_id"?, "xray_trace_id"?,
+    ...fields}`` on one line.
 
     ``fields`` is the extra that log calls pass (``extra={"fields": {...}}``); its keys join the
     line's. uvicorn's ``color_message`` extra repeats the message with terminal colours: left out.
@@ -39,6 +42,11 @@ class JsonFormatter(LibraryJsonFormatter):
         current = request_id.get()
         if current:
             log_data["request_id"] = current
+        trace = tracing.current.get()
+        if trace is not None:
+            log_data["trace_id"] = trace.trace_id
+            if trace.xray_trace_id:
+                log_data["xray_trace_id"] = trace.xray_trace_id
         log_data.update(getattr(record, "fields", {}))
 
 

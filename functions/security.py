@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ALWAYS_OPEN = frozenset({"/api/v1/health"})
-"""Route paths that never need the token; the app adds the pages of its documentation."""
+ALWAYS_OPEN = frozenset({"/api/v1/health", "/api/v1/ready"})
+"""Route paths that never need the token (probes send none); the app adds the pages of its documentation."""
 
 
 def needs_token(method: str, route_path: str, protect_reads: bool, open_paths: Collection[str] = ALWAYS_OPEN) -> bool:

@@ -43,6 +43,13 @@ class FunctionSettings(BaseSettings):
     """An event stream whose client has taken nothing for this long is closed (STREAM_STALL_S)."""
     shutdown_grace_s: float = Field(3.0, ge=0, le=300)
     """``python -m functions``: how long requests in flight may take after SIGTERM (SHUTDOWN_GRACE_S)."""
+    metrics: bool = True
+    """Measure requests and calls (METRICS): Prometheus at /metrics under uvicorn, EMF on Lambda;
+    false records nothing and serves no /metrics."""
+    powertools_metrics_namespace: str = Field("RealtimePipeline", min_length=1, max_length=255, pattern=r"^[^:].*$")
+    """On Lambda: the CloudWatch namespace of the EMF metrics (POWERTOOLS_METRICS_NAMESPACE)."""
+    powertools_service_name: str = Field("pipeline-function", min_length=1, max_length=250)
+    """On Lambda: the ``service`` dimension of the EMF metrics (POWERTOOLS_SERVICE_NAME)."""
     page_token_secret: SecretStr | None = None
     """Key that signs /raw-data page tokens (PAGE_TOKEN_SECRET); derived from the deployment when unset."""
 

@@ -207,3 +207,18 @@ def decode_export(messages: Iterable[pb.ExportReadingsResponse]) -> Readings:
     for message in messages:
         decoder.add(message.SerializeToString())
     return decoder.readings()
+
+
+HEALTH_CHECK_REQUEST = b""
+"""grpc.health.v1.HealthCheckRequest for the whole server (``service`` empty: no field at all)."""
+HEALTH_STATUS_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def decode_health_status(message: bytes) -> str:
+    """The ``status`` (field 1) of a grpc.health.v1.HealthCheckResponse, by name: read from the wire,
+    so that the function needs no health-checking package for its one call."""
+    status = 0
+    for number, value in _fields(memoryview(message)):
+        if number == 1 and isinstance(value, int):
+            status = value
+    return HEALTH_STATUS_NAMES.get(status, f"status {status}")

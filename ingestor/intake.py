@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -92,6 +93,15 @@ class Intake:
         """What waits for the disk (durable mode only)."""
         self.recovered = recovered
         """Readings restored from the data directory at start."""
+        self.ingested: Counter[str] = Counter({"restored": store.total_ingested})
+        """Readings stored by source: ``generator``, ``write``, and ``restored`` (the earlier run's
+        ``total_ingested``, carried over at start): they add up to the store's ``total_ingested``."""
+        self.rejected: Counter[str] = Counter()
+        """Readings of refused writes, by reason (the refusal's kind, e.g. ``invalid_argument``)."""
+        self.duplicates = 0
+        """Writes answered as retries of a batch id already stored (nothing stored again)."""
+        self.last_arrival_s: float | None = None
+        """Wall-clock time the newest batch was stored."""
 
     @property
     def durable(self) -> bool:
@@ -119,15 +129,28 @@ class Intake:
         submitted = self._submit(columns, batch_id, fingerprint)
         return submitted.acknowledged if submitted is not None else None
 
-    def _submit(self, columns: Columns, batch_id: str = "", fingerprint: bytes | None = None) -> Submitted | None:
+    def _submit(
+        self, columns: Columns, batch_id: str = "", fingerprint: bytes | None = None, source: str = "write"
+    ) -> Submitted | None:
         if self._journal is None:
             self._store.append(columns)
+            self._arrived(columns, source)
             return None
         self._refuse_new_batches()
         start_seq = self._store.total_ingested
         self._store.append(columns)
+        self._arrived(columns, source)
         assigned = tuple(self._store.take_category_assignments())
         return self._journal.submit(LoggedBatch(start_seq, columns, assigned, batch_id, fingerprint))
+
+    def _arrived(self, columns: Columns, source: str) -> None:
+        if len(columns):
+            self.ingested[source] += len(columns)
+            self.last_arrival_s = time.time()
+
+    def count_rejected(self, reason: str, readings: int) -> None:
+        """Count the readings of a write refused for ``reason`` (a bounded set of names)."""
+        self.rejected[reason] += readings
 
     def _refuse_new_batches(self) -> None:
         if self._journal is None:
@@ -142,7 +165,7 @@ class Intake:
 
         DiskFull (nothing stored) while the data directory is full; the generator then waits.
         """
-        submitted = self._submit(columns)
+        submitted = self._submit(columns, source="generator")
         if submitted is not None:
             if self.backlog is not None:
                 size = len(columns) * LOGGED_BYTES_PER_READING
@@ -222,6 +245,7 @@ class Intake:
         (Backpressure past it); new names enter the store's dictionary only once it has room.
         """
         if batch_id and (replayed := await self.replay(batch_id, fingerprint)) is not None:
+            self.duplicates += 1
             return replayed
         self._refuse_new_batches()
         size = len(readings) * LOGGED_BYTES_PER_READING

@@ -3,9 +3,10 @@
 - :class:`TokenAuthInterceptor` requires ``authorization: Bearer <token>`` on IngestorService calls
   (constant-time comparison); health and reflection stay open. Missing or wrong is UNAUTHENTICATED,
   answered from the metadata alone, before any of the request is received or decoded.
-- :class:`CallContextInterceptor` runs each call with its ``x-request-id`` in the log context, logs
-  its outcome as JSON, and turns a request that is not valid protobuf into INVALID_ARGUMENT instead
-  of the UNKNOWN grpcio answers by default.
+- :class:`CallContextInterceptor` runs each call with its ``x-request-id`` and the trace id of its
+  W3C ``traceparent`` in the log context, logs its outcome as JSON (and hands it to an observer:
+  the metrics), and turns a request that is not valid protobuf into INVALID_ARGUMENT instead of the
+  UNKNOWN grpcio answers by default.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
@@ -29,6 +31,11 @@ PROTECTED_PREFIX = "/ingestor.v1.IngestorService/"
 """Only the service's own methods need the token: health checks and reflection stay open."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+"""W3C Trace Context: version-trace_id-parent_id-flags; the all-zero ids are invalid."""
+
+CallObserver = Callable[[str, str, float], None]
+"""Told each call's method (short name), status code name and duration in seconds."""
 
 if TYPE_CHECKING:  # grpc's classes are generic in their stubs only
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
@@ -98,6 +105,9 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, observe: CallObserver | None = None) -> None:
+        self._observe = observe
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
@@ -105,74 +115,94 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         given = _metadata_value(handler_call_details, "x-request-id")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else None
-        return _in_call_context(handler, handler_call_details.method, request_id)
+        traceparent = _TRACEPARENT.fullmatch(_metadata_value(handler_call_details, "traceparent") or "")
+        call = _Call(
+            handler_call_details.method,
+            given if given and _REQUEST_ID.fullmatch(given) else None,
+            traceparent.group(1) if traceparent else None,
+            self._observe,
+        )
+        return _in_call_context(handler, call)
 
 
-def _in_call_context(handler: Handler, method: str, request_id: str | None) -> Handler:
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    request_id: str | None
+    trace_id: str | None
+    observe: CallObserver | None
+
+    def enter(self) -> float:
+        """Set the call's log context (in the call's own task); the time it started."""
+        logs.request_id.set(self.request_id)
+        logs.trace_id.set(self.trace_id)
+        return time.perf_counter()
+
+    def ended(self, context: Context, started: float) -> None:
+        code = context.code() or grpc.StatusCode.OK
+        code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+        seconds = time.perf_counter() - started
+        fields = {"method": self.method, "code": code.name, "duration_ms": round(seconds * 1000, 3)}
+        level = logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.INFO
+        log.log(level, "rpc", extra=fields)
+        if self.observe is not None:
+            self.observe(self.method.rsplit("/", 1)[-1], code.name, seconds)
+
+
+def _in_call_context(handler: Handler, call: _Call) -> Handler:
     """``handler`` with its behaviour run in the call's context and logged; a request that does
     not parse reaches it as :class:`_Malformed`."""
     serializer = handler.response_serializer
     # Reflection, and calls refused before their request is read: their messages are left to the
     # handler, only the call is logged.
     if handler.stream_stream is not None:
-        behavior = _streaming(handler.stream_stream, method, request_id)
+        behavior = _streaming(handler.stream_stream, call)
         return grpc.stream_stream_rpc_method_handler(behavior, handler.request_deserializer, serializer)
     if handler.stream_unary is not None:
-        behavior = _unary(handler.stream_unary, method, request_id)
+        behavior = _unary(handler.stream_unary, call)
         return grpc.stream_unary_rpc_method_handler(behavior, handler.request_deserializer, serializer)
     deserializer = _tolerant(handler.request_deserializer)
     if handler.unary_stream is not None:
-        behavior = _streaming(handler.unary_stream, method, request_id)
+        behavior = _streaming(handler.unary_stream, call)
         return grpc.unary_stream_rpc_method_handler(behavior, deserializer, serializer)
     if handler.unary_unary is not None:
-        behavior = _unary(handler.unary_unary, method, request_id)
+        behavior = _unary(handler.unary_unary, call)
         return grpc.unary_unary_rpc_method_handler(behavior, deserializer, serializer)
     return handler
-
-
-def _log_call(method: str, context: Context, started: float) -> None:
-    code = context.code() or grpc.StatusCode.OK
-    code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
-    fields = {"method": method, "code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
-    level = logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.INFO
-    log.log(level, "rpc", extra=fields)
 
 
 async def _abort_malformed(context: Context, method: str) -> None:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} is not a valid message")
 
 
-def _unary(behavior: Callable[..., Awaitable[Any]], method: str, request_id: str | None) -> Callable[..., Any]:
+def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[..., Any]:
     async def serve(request: Any, context: Context) -> Any:
         # Each call runs in a task of its own, so this does not leak into other calls.
-        logs.request_id.set(request_id)
-        started = time.perf_counter()
+        started = call.enter()
         try:
             if isinstance(request, _Malformed):
-                await _abort_malformed(context, method)
+                await _abort_malformed(context, call.method)
             return await behavior(request, context)
         finally:
-            _log_call(method, context, started)
+            call.ended(context, started)
 
     return serve
 
 
-def _streaming(behavior: Callable[..., Any], method: str, request_id: str | None) -> Callable[..., Any]:
+def _streaming(behavior: Callable[..., Any], call: _Call) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(behavior):
         # Handlers that answer through context.write() (health's Watch) are coroutines.
-        return _unary(behavior, method, request_id)
+        return _unary(behavior, call)
 
     async def serve(request: Any, context: Context) -> AsyncIterator[Any]:
         # Each call runs in a task of its own, so this does not leak into other calls.
-        logs.request_id.set(request_id)
-        started = time.perf_counter()
+        started = call.enter()
         try:
             if isinstance(request, _Malformed):
-                await _abort_malformed(context, method)
+                await _abort_malformed(context, call.method)
             async for message in behavior(request, context):
                 yield message
         finally:
-            _log_call(method, context, started)
+            call.ended(context, started)
 
     return serve

@@ -30,7 +30,8 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,9 @@ class Journal:
         self._writer: threading.Thread | None = None
         # [start, end) of the consecutive small rows committed since the last merge, and how many.
         self._small_run = (0, 0, 0)
+        self.on_commit: Callable[[float, int], None] | None = None
+        """Told each successful commit's duration (seconds) and how many batches it took, from the
+        writer thread."""
 
     def load(self) -> Recovered:
         """Read back what the log holds; call before :meth:`start`."""
@@ -160,6 +164,7 @@ class Journal:
                 if not self._queue and not unlogged:
                     return
                 group, self._queue = unlogged + self._queue, []
+            started = time.perf_counter()
             try:
                 self._commit([submitted.batch for submitted in group])
             except Exception as error:
@@ -173,6 +178,8 @@ class Journal:
                     return
                 continue
             unlogged = []
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, len(group))
             if self._disk_full is not None:
                 log.warning("the data directory has room again: writes are accepted")
                 self._disk_full = None

@@ -12,10 +12,12 @@ from pythonjsonlogger.json import JsonFormatter
 
 request_id: ContextVar[str | None] = ContextVar("ingestor_request_id", default=None)
 """The x-request-id of the call this task serves (set by the server's interceptor)."""
+trace_id: ContextVar[str | None] = ContextVar("ingestor_trace_id", default=None)
+"""The W3C trace id of the call this task serves, from its ``traceparent`` metadata."""
 
 
 class JsonLineFormatter(JsonFormatter):
-    """``{"time", "level", "logger", "message", ...extra, "request_id"?, "error"?}`` on one line.
+    """``{"time", "level", "logger", "message", ...extra, "request_id"?, "trace_id"?, "error"?}`` on one line.
 
     ``extra`` keys of a log call become keys of the line; a traceback goes to ``error``, to the
     log and never to a caller.
@@ -34,6 +36,9 @@ class JsonLineFormatter(JsonFormatter):
         current = request_id.get()
         if current:
             log_data["request_id"] = current
+        trace = trace_id.get()
+        if trace:
+            log_data["trace_id"] = trace
 
 
 def configure_logging(level: str) -> None:

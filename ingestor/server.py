@@ -12,11 +12,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ingestor.emf import EmfWriter, write_emf_every
 from ingestor.errors import PortUnavailable
 from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
+from ingestor.metrics import IngestorMetrics, MetricsEndpoint, Snapshot, serve_metrics, take_snapshot
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.storage import open_storage
@@ -39,9 +41,14 @@ class RunningServer:
     intake: Intake
     journal: Journal | None = None
     hub: WatchHub | None = None
+    metrics: IngestorMetrics | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
+    emf_task: asyncio.Task[None] | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
+        if self.emf_task is not None:
+            self.emf_task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.generator.stop()
         if self.hub is not None:
@@ -49,6 +56,8 @@ class RunningServer:
             # the shutdown for the whole grace; one whose client reads nothing is cancelled at its end.
             self.hub.close()
         await self.server.stop(grace_s)
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.close)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -86,8 +95,14 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         append=intake.append_generated,
         pacing=intake if intake.durable else None,
     )
-    # The call context comes first so that refused calls are logged with their request id too.
-    interceptors: list[grpc.aio.ServerInterceptor] = [CallContextInterceptor()]
+    metrics = IngestorMetrics()
+    if journal is not None:
+        journal.on_commit = metrics.observe_commit
+    # The call context comes first so that refused calls are logged (and counted) with their request id too.
+    measured = settings.metrics_port is not None or settings.metrics_emf
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        CallContextInterceptor(metrics.observe_call if measured else None)
+    ]
     if settings.token is not None:
         interceptors.append(TokenAuthInterceptor(settings.token.get_secret_value()))
     server = grpc.aio.server(
@@ -120,16 +135,32 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
+
+    def snapshot() -> Snapshot:
+        return take_snapshot(store, intake, generator, hub)
+
+    metrics.read_from(asyncio.get_running_loop(), snapshot)
+    endpoint = None
     try:
         port = _add_port(server, settings)
+        if settings.metrics_port is not None:
+            endpoint = serve_metrics(metrics.registry, settings.host, settings.metrics_port)
         await server.start()
     except BaseException:
+        if endpoint is not None:
+            endpoint.close()
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub)
+    emf_task = None
+    if settings.metrics_emf:
+        writer = EmfWriter(metrics, settings.metrics_namespace)
+        emf_task = asyncio.create_task(write_emf_every(settings.metrics_emf_interval_s, snapshot, writer))
+    return RunningServer(
+        server, health_servicer, generator, store, port, intake, journal, hub, metrics, endpoint, emf_task
+    )
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:
@@ -158,6 +189,8 @@ async def serve(settings: IngestorSettings) -> None:
         running.port,
         extra={"tls": settings.tls_files() is not None, "auth": settings.token is not None},
     )
+    if running.metrics_endpoint is not None:
+        log.info("metrics on http://%s:%d/metrics", settings.host, running.metrics_endpoint.port)
     await stop.wait()
     log.info("shutting down")
     await running.shutdown(settings.shutdown_grace_s)

@@ -7,12 +7,14 @@ which the server sends as they are (see ``server.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
 
 from ingestor import requests
+from ingestor.errors import IngestorError
 from ingestor.export import ExportTurns, export_messages
 from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
@@ -123,11 +125,15 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     ) -> pb.WriteReadingsResponse:
         # Validated and fingerprinted before anything is stored; names enter the dictionary only
         # for readings that are stored now, not for a retry.
-        readings = read_write_request(request)
-        fingerprint = batch_fingerprint(readings) if request.batch_id else None
-        # Only durable mode has a queue to wait for.
-        wait_s = _wait_s(context) if self._intake.durable else DEFAULT_WAIT_S
-        acknowledgement = await self._intake.write(readings, request.batch_id, fingerprint, wait_s)
+        try:
+            readings = read_write_request(request)
+            fingerprint = batch_fingerprint(readings) if request.batch_id else None
+            # Only durable mode has a queue to wait for.
+            wait_s = _wait_s(context) if self._intake.durable else DEFAULT_WAIT_S
+            acknowledgement = await self._intake.write(readings, request.batch_id, fingerprint, wait_s)
+        except Exception as error:
+            self._intake.count_rejected(rejection_reason(error), _readings_in(request))
+            raise
         self._memory.wrote(len(readings))
         return pb.WriteReadingsResponse(
             accepted=acknowledgement.accepted,
@@ -156,6 +162,18 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             await context.send_initial_metadata((("next-sequence", str(live_from)),))
             form = MessageForm(columnar=request.columnar, sequences=request.sequences)
             await send_deliveries(subscription, context.write, form, self._watch_stall_s, replay)
+
+
+def rejection_reason(error: Exception) -> str:
+    """A refusal's kind as a metric label: its class in snake case (``DiskFull``: ``disk_full``);
+    ``internal`` for anything that is not a refusal of the ingestor's own."""
+    if not isinstance(error, IngestorError):
+        return "internal"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
+def _readings_in(request: pb.WriteReadingsRequest) -> int:
+    return len(request.readings) + len(request.columns.timestamps_ns) // 8
 
 
 def _wait_s(context: Context[pb.WriteReadingsRequest, pb.WriteReadingsResponse]) -> float:

@@ -63,6 +63,20 @@ class IngestorSettings(BaseSettings):
     leaves four times that; the benchmark's 65,536-reading columnar chunks take 1.2 MB."""
     log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
     """DEBUG also logs every successful call."""
+    metrics_port: int | None = Field(9464, ge=0, le=65535)
+    """Prometheus metrics at http://host:port/metrics, on ``host``; 0 picks a free port (logged),
+    empty turns them off."""
+    metrics_emf: bool = False
+    """Also write the key metrics to stdout as CloudWatch Embedded Metric Format lines."""
+    metrics_emf_interval_s: float = Field(60.0, gt=0, le=3600)
+    """How often the EMF lines are written."""
+    metrics_namespace: str = Field("RealtimePipeline", min_length=1, max_length=255, pattern=r"^[^:].*$")
+    """The CloudWatch namespace of the EMF lines."""
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_metrics_port_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_tls_pair(self) -> Self:

@@ -71,6 +71,11 @@ class Subscription:
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
+    @property
+    def missed(self) -> int:
+        """Readings lost since the subscriber last took its deliveries."""
+        return self._missed
+
     def offer(self, pieces: Sequence[NamedColumns]) -> None:
         """Queue the readings that fit, count the others as missed. Never blocks."""
         if not pieces:
@@ -167,6 +172,8 @@ class WatchHub:
         self._max_subscribers = max_subscribers
         self._subscriptions: set[Subscription] = set()
         self._closed = False
+        self.missed_total = 0
+        """Readings that subscribers missed because they fell behind, since the start."""
         store.add_listener(self._publish)
 
     @property
@@ -192,7 +199,9 @@ class WatchHub:
                 if (frozenset(), False) not in by_filter:
                     by_filter[frozenset(), False] = [piece.without_late() for piece in pieces]
                 by_filter[wanted] = select(by_filter[frozenset(), wanted[1]], wanted[0])
+            missed = subscription.missed
             subscription.offer(by_filter[wanted])
+            self.missed_total += subscription.missed - missed
 
     @contextlib.contextmanager
     def subscribe(self, categories: frozenset[str] = frozenset(), late_flags: bool = False) -> Iterator[Subscription]:

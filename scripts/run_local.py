@@ -2,7 +2,7 @@
 
 Used by `make run` (``python -m scripts.run_local``). Settings come from the environment as usual
 (INGESTOR_*, API_HOST, API_PORT); a port of 0 lets the system pick one, and the line this prints
-once both listen says which.
+once both listen says which. The ingestor's metrics are on INGESTOR_METRICS_PORT (9464 unless set).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> int:
             host=os.environ.get("INGESTOR_HOST", LOCALHOST),
             timeout=STARTUP_TIMEOUT_S,
             lines="echo",
+            metrics_port=os.environ.get("INGESTOR_METRICS_PORT", "9464"),
         )
         children.append(ingestor)
         address = os.environ.get("INGESTOR_ADDRESS", ingestor.address)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from functions import telemetry
 from functions.client import ExportPart
 from functions.deps import Client
 from functions.errors import IngestorError
@@ -89,6 +90,7 @@ async def _stream(
     try:
         while (part := await upcoming) is not None:
             upcoming = asyncio.ensure_future(anext(parts, None))
+            telemetry.readings_returned(len(part.readings))
             if data := await asyncio.to_thread(encoder.chunk, part.readings):
                 yield data
         yield encoder.finish()
@@ -131,4 +133,5 @@ async def _within(limit: int, encoder: ReadingsEncoder, parts: AsyncGenerator[Ex
         await parts.aclose()
     if encoded(size + len(chunks[-1])) > limit:
         raise too_large(encoded(size + len(chunks[-1])), readings)
+    telemetry.readings_returned(readings)
     return b"".join(chunks)

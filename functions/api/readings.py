@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from functions import telemetry
 from functions.client import IngestorClient
 from functions.deps import Client, Settings
 from functions.filters import (
@@ -91,6 +92,7 @@ async def raw_data(
         readings, next_sequence = await client.select_readings(
             query, limit=limit, before_sequence=cursor.sequence if cursor else None
         )
+    telemetry.readings_returned(len(readings))
     response = json_response(raw_records(readings))
     if next_sequence is not None:
         token = encode_page_token(Cursor(direction, next_sequence), query.digest(), key)
@@ -109,6 +111,7 @@ async def _readings_after(client: IngestorClient, query: ReadingQuery, limit: in
     readings, next_sequence = await client.select_readings(
         query, limit=limit, after_sequence=after_sequence + 1, before_sequence=newest, oldest_first=True
     )
+    telemetry.readings_returned(len(readings))
     response = json_response(raw_records(readings))
     cursor = next_sequence - 1 if next_sequence is not None else newest - 1
     response.headers["Next-After-Sequence"] = str(cursor)
@@ -157,6 +160,8 @@ async def write_readings(
     except TooLarge as error:
         raise HTTPException(413, str(error)) from None
     result = await client.write_readings(readings, batch_id=idempotency_key or "")
+    if not result.duplicate:
+        telemetry.readings_written(result.accepted)
     response = json_response({"accepted": result.accepted}, 202)
     if result.duplicate:
         response.headers["Idempotent-Replayed"] = "true"

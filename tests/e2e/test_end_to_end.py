@@ -79,6 +79,7 @@ def test_limit_validation_and_docs(api_process: ServerProcess) -> None:
         schema = http.get("/openapi.json").json()
         assert set(schema["paths"]) == {
             "/api/v1/health",
+            "/api/v1/ready",
             "/api/v1/start-ingestion",
             "/api/v1/stop-ingestion",
             "/api/v1/raw-data",

@@ -40,11 +40,11 @@ class Call:
     status: int
 
 
-def expected_calls(protect_reads: bool, include_open_stream: bool) -> list[Call]:
+def expected_calls(protect_reads: bool, include_open_stream: bool, metrics_served: bool = False) -> list[Call]:
     """Every call and its status; the answers are the same with and without a prefix.
 
     ``include_open_stream``: whether to open /stream where it is allowed (a Lambda handler would
-    wait for its end forever).
+    wait for its end forever). ``metrics_served``: uvicorn serves /metrics, a Lambda handler does not.
     """
     read_without_token = 401 if protect_reads else 200
     calls = []
@@ -57,8 +57,10 @@ def expected_calls(protect_reads: bool, include_open_stream: bool) -> list[Call]
     for path in OPEN:
         calls += [Call("GET", path, NONE, 200)]
     calls += [
-        Call("GET", "/metrics", NONE, 401 if protect_reads else 404),
-        Call("GET", "/metrics", GOOD, 404),
+        Call("GET", "/metrics", NONE, 401 if protect_reads else (200 if metrics_served else 404)),
+        Call("GET", "/metrics", GOOD, 200 if metrics_served else 404),
+        Call("GET", "/no-such-path", NONE, 401 if protect_reads else 404),
+        Call("GET", "/no-such-path", GOOD, 404),
         Call("POST", "/api/v1/stop-ingestion", NONE, 401),
         Call("POST", "/api/v1/stop-ingestion", WRONG, 401),
         Call("POST", "/api/v1/stop-ingestion", GOOD, 200),
@@ -118,7 +120,7 @@ def test_under_uvicorn_with_and_without_a_root_path(
     # A proxy in front took the prefix away: the client asked for /prod/api/v1/..., uvicorn
     # receives /api/v1/... and hands the app /prod/api/v1/... with root_path /prod.
     with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
-        for call in expected_calls(protect_reads, include_open_stream=True):
+        for call in expected_calls(protect_reads, include_open_stream=True, metrics_served=True):
             with http.stream(call.method, call.path, headers=call.headers) as response:
                 assert response.status_code == call.status, (call, response.read())
                 if call.path == "/api/v1/stream" and call.status == 200:

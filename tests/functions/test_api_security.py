@@ -222,6 +222,7 @@ def test_the_schema_documents_the_token_on_reads_when_they_need_it() -> None:
     }
     assert documented == {
         ("/api/v1/health", "get"): False,
+        ("/api/v1/ready", "get"): False,
         ("/api/v1/start-ingestion", "post"): True,
         ("/api/v1/stop-ingestion", "post"): True,
         ("/api/v1/raw-data", "get"): True,

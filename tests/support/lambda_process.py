@@ -35,6 +35,13 @@ open(sys.argv[2], "w").write(json.dumps(answers))
 
 def invoke_cold(events: Sequence[dict[str, Any]], env: Mapping[str, str], timeout: float = 60) -> list[dict[str, Any]]:
     """The handler's answer to each event, in order, invoked one after the other in a new process."""
+    return invoke_cold_with_output(events, env, timeout)[0]
+
+
+def invoke_cold_with_output(
+    events: Sequence[dict[str, Any]], env: Mapping[str, str], timeout: float = 60
+) -> tuple[list[dict[str, Any]], str]:
+    """:func:`invoke_cold`'s answers, and what the process wrote to stdout (its logs, its metrics)."""
     with tempfile.TemporaryDirectory() as scratch:
         given, answered = Path(scratch, "events.json"), Path(scratch, "answers.json")
         given.write_text(json.dumps(list(events)))
@@ -47,7 +54,7 @@ def invoke_cold(events: Sequence[dict[str, Any]], env: Mapping[str, str], timeou
             timeout=timeout,
         )
         assert finished.returncode == 0, finished.stdout + finished.stderr
-        return json.loads(answered.read_text())
+        return json.loads(answered.read_text()), finished.stdout
 
 
 _WARM = """

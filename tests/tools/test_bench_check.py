@@ -52,6 +52,12 @@ RUN: dict[str, Any] = {
         "import_app_alone_ms": 589.0,
         "import_app_without_pyarrow_ms": 580.0,
         "import_growth_with_pyarrow": 0.016,
+        "metrics_write_on_per_s": 101_000.0,
+        "metrics_write_off_per_s": 103_000.0,
+        "metrics_write_cost": 0.02,
+        "metrics_processed_on_ms": 41.0,
+        "metrics_processed_off_ms": 40.5,
+        "metrics_processed_cost": 0.012,
     },
 }
 DURABLE: dict[str, Any] = {
@@ -108,7 +114,7 @@ def test_a_quick_run_leaves_the_ten_million_targets_not_measured(
     assert code == 0
     assert found["project-10m"] == found["rss-per-reading-10m"] == ["not measured"]
     assert found["write-columns"] == ["PASS"]
-    assert "targets: 15 held, 0 failed, 2 not measured" in output
+    assert "targets: 17 held, 0 failed, 2 not measured" in output
 
 
 def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,6 +126,7 @@ def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.Ca
     worse["single"]["import_overhead"] = 0.2
     one_million["hopping_ms"] = 3.1 * one_million["tumbling_ms"]
     worse["single"]["import_growth_with_pyarrow"] = 0.06
+    worse["single"]["metrics_write_cost"] = 0.08
     slow_disk = copy.deepcopy(DURABLE)
     slow_disk["durable"]["readings_per_s"] = 150_000
     code = check(tmp_path, worse, slow_disk)
@@ -136,9 +143,11 @@ def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.Ca
         "durable-writes",
         "hopping-over-tumbling-1m",
         "import-with-pyarrow",
+        "metrics-write-cost",
     }
     assert found["raw-data-10k"] == ["PASS", "FAIL", "PASS", "PASS"]
-    assert "targets: 10 held, 7 failed, 0 not measured" in output
+    assert "targets: 11 held, 8 failed, 0 not measured" in output
+    assert lines["metrics-write-cost"][0].endswith("<= +5 %: +8 %")
     assert lines["export-1m"][0].endswith("<= 20.0 ms: 25.0 ms")
     assert lines["import-overhead"][0].endswith("<= +15 %: +20 %")
 

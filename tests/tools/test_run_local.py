@@ -21,7 +21,7 @@ READY = re.compile(r"API on http://127\.0\.0\.1:(\d+)/api/v1 .* ingestor on 127\
 
 
 def test_run_local_starts_both_and_ctrl_c_stops_both() -> None:
-    env = {"INGESTOR_PORT": "0", "API_PORT": "0", "INGESTOR_RATE_HZ": "100"}
+    env = {"INGESTOR_PORT": "0", "API_PORT": "0", "INGESTOR_RATE_HZ": "100", "INGESTOR_METRICS_PORT": "0"}
     # On the way out, whatever happened, SIGTERM to the launcher stops both as Ctrl-C does.
     with start_server_process(
         [sys.executable, "-m", "scripts.run_local"], READY, env, timeout=60, new_session=True
