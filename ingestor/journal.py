@@ -93,11 +93,19 @@ class Journal:
         self._writer: threading.Thread | None = None
         # [start, end) of the consecutive small rows committed since the last merge, and how many.
         self._small_run = (0, 0, 0)
+        self._committed_total = 0
+
+    @property
+    def committed_total(self) -> int:
+        """Readings numbered below this are on disk: they survive a crash (the archive takes no others)."""
+        return self._committed_total
 
     def load(self) -> Recovered:
         """Read back what the log holds; call before :meth:`start`."""
         try:
-            return read_back(self._db, self.capacity)
+            recovered = read_back(self._db, self.capacity)
+            self._committed_total = recovered.total_ingested
+            return recovered
         except sqlite3.Error as error:
             raise JournalError(f"cannot read data directory {str(self.data_dir)!r}: {error}") from error
 
@@ -231,6 +239,7 @@ class Journal:
                 db.execute("ROLLBACK")
             raise
         self._small_run = small_run
+        self._committed_total = total
 
     def _sync(self) -> None:
         """COMMIT: with synchronous=FULL in WAL mode it returns only after the log is fsync'd.

@@ -12,6 +12,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ingestor.archive_target import open_target
+from ingestor.archiver import Archiver, stream_id
 from ingestor.errors import PortUnavailable
 from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
@@ -39,6 +41,7 @@ class RunningServer:
     intake: Intake
     journal: Journal | None = None
     hub: WatchHub | None = None
+    archiver: Archiver | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
@@ -49,6 +52,8 @@ class RunningServer:
             # the shutdown for the whole grace; one whose client reads nothing is cancelled at its end.
             self.hub.close()
         await self.server.stop(grace_s)
+        if self.archiver is not None:
+            await self.archiver.close(grace_s)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -105,7 +110,9 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         ],
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
-    _add_ingestor_service(IngestorServicer(store, generator, intake, hub, settings.watch_stall_s), server)
+    archiver = await open_archiver(settings, store, journal)
+    servicer = IngestorServicer(store, generator, intake, hub, settings.watch_stall_s, archiver)
+    _add_ingestor_service(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -116,12 +123,33 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         port = _add_port(server, settings)
         await server.start()
     except BaseException:
+        if archiver is not None:
+            await archiver.close(0)
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub)
+    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub, archiver)
+
+
+async def open_archiver(settings: IngestorSettings, store: ReadingStore, journal: Journal | None) -> Archiver | None:
+    """The archive's background task when ``INGESTOR_ARCHIVE_URL`` is set (``ingestor/archiver.py``)."""
+    if settings.archive_url is None:
+        return None
+    spool = settings.data_dir / "archive-spool" if settings.data_dir is not None else None
+    target = await asyncio.to_thread(open_target, settings.archive_url, settings.archive_endpoint_url, spool)
+    archiver = Archiver(
+        store,
+        target,
+        stream_id(settings.data_dir),
+        (lambda: journal.committed_total) if journal is not None else None,
+        settings.archive_interval_s,
+        settings.archive_file_readings,
+    )
+    archiver.start()
+    log.info("archiving readings to %s", target.url)
+    return archiver
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 
 from ingestor import requests
+from ingestor.archiver import Archiver
 from ingestor.export import export_messages
 from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
@@ -39,6 +40,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         intake: Intake | None = None,
         hub: WatchHub | None = None,
         watch_stall_s: float = DEFAULT_STALL_S,
+        archiver: Archiver | None = None,
     ) -> None:
         self._store = store
         self._generator = generator
@@ -46,6 +48,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self._hub = hub or WatchHub(store, DEFAULT_BUFFER_READINGS)
         self._watch_stall_s = watch_stall_s
         self._memory = ReleaseAfterLargeWrites()
+        self._archiver = archiver
 
     @rpc_errors
     async def StartIngestion(
@@ -70,6 +73,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self, request: pb.GetStatusRequest, context: Context[pb.GetStatusRequest, pb.GetStatusResponse]
     ) -> pb.GetStatusResponse:
         store, generator, intake = self._store, self._generator, self._intake
+        archive = self._archiver.status() if self._archiver is not None else None
         return pb.GetStatusResponse(
             running=generator.running,
             total_ingested=store.total_ingested,
@@ -91,6 +95,11 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             disk_full=intake.disk_full is not None,
             late=store.lateness.late,
             late_by_category=dict(store.lateness.by_category),
+            archiving=archive is not None,
+            archived=archive.archived if archive else 0,
+            archive_pending=archive.pending if archive else 0,
+            evicted_unarchived=archive.evicted_unarchived if archive else 0,
+            archive_error=archive.error if archive else "",
         )
 
     @rpc_errors

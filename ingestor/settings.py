@@ -41,7 +41,17 @@ class IngestorSettings(BaseSettings):
     """Durable mode: bytes of batches (18 a reading) that may wait for the disk in memory. Beyond,
     writes wait for room until their deadline (then RESOURCE_EXHAUSTED) and the generator slows down."""
 
-    @field_validator("data_dir", mode="before")
+    archive_url: str | None = Field(None, pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$")
+    """Where readings are archived as Parquet (``ingestor/archiver.py``): ``s3://bucket/prefix`` or
+    ``file:///path``. Unset or empty: no archive."""
+    archive_endpoint_url: str | None = None
+    """Another S3 endpoint than AWS's (an S3-compatible store); credentials come from boto3's default chain."""
+    archive_interval_s: float = Field(300.0, gt=0, le=86_400)
+    """A file is published at least this often while readings arrive (and when it holds archive_file_readings)."""
+    archive_file_readings: int = Field(16_777_216, ge=1, le=1_000_000_000)
+    """Readings a file holds at most (about 1.7 B each for generated data: 29 MB)."""
+
+    @field_validator("data_dir", "archive_url", "archive_endpoint_url", mode="before")
     @classmethod
     def _empty_data_dir_is_none(cls, value: object) -> object:
         return None if value == "" else value
