@@ -17,6 +17,7 @@ from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
+from ingestor.sealer import BlockSealer
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.storage import open_storage
@@ -39,6 +40,7 @@ class RunningServer:
     intake: Intake
     journal: Journal | None = None
     hub: WatchHub | None = None
+    sealer: BlockSealer | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
@@ -49,6 +51,8 @@ class RunningServer:
             # the shutdown for the whole grace; one whose client reads nothing is cancelled at its end.
             self.hub.close()
         await self.server.stop(grace_s)
+        if self.sealer is not None:
+            await self.sealer.stop()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -119,9 +123,11 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
+    sealer = BlockSealer(store)
+    sealer.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub)
+    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub, sealer)
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

@@ -219,3 +219,51 @@ class WatchReadingsResponse(_message.Message):
     columns: ReadingColumns
     column_categories: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., missed: _Optional[int] = ..., columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., column_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AggregateReadingsRequest(_message.Message):
+    __slots__ = ("categories", "since", "until", "bucket_seconds")
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    bucket_seconds: int
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class PartialColumns(_message.Message):
+    __slots__ = ("category_codes", "keys", "counts", "sums", "minimums", "maximums", "first_timestamps_ns", "last_timestamps_ns", "means", "m2s")
+    CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SUMS_FIELD_NUMBER: _ClassVar[int]
+    MINIMUMS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUMS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
+    MEANS_FIELD_NUMBER: _ClassVar[int]
+    M2S_FIELD_NUMBER: _ClassVar[int]
+    category_codes: bytes
+    keys: bytes
+    counts: bytes
+    sums: bytes
+    minimums: bytes
+    maximums: bytes
+    first_timestamps_ns: bytes
+    last_timestamps_ns: bytes
+    means: bytes
+    m2s: bytes
+    def __init__(self, category_codes: _Optional[bytes] = ..., keys: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., sums: _Optional[bytes] = ..., minimums: _Optional[bytes] = ..., maximums: _Optional[bytes] = ..., first_timestamps_ns: _Optional[bytes] = ..., last_timestamps_ns: _Optional[bytes] = ..., means: _Optional[bytes] = ..., m2s: _Optional[bytes] = ...) -> None: ...
+
+class AggregateReadingsResponse(_message.Message):
+    __slots__ = ("partials", "categories", "readings_read", "blocks_used")
+    PARTIALS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    READINGS_READ_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_USED_FIELD_NUMBER: _ClassVar[int]
+    partials: PartialColumns
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    readings_read: int
+    blocks_used: int
+    def __init__(self, partials: _Optional[_Union[PartialColumns, _Mapping]] = ..., categories: _Optional[_Iterable[str]] = ..., readings_read: _Optional[int] = ..., blocks_used: _Optional[int] = ...) -> None: ...
