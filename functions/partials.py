@@ -48,34 +48,66 @@ def key_ns_for(windows: WindowSpec | None) -> int:
 
 
 def merge_partial_frame(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Partial rows merged into one row per ``by`` group (index: the groups, in order of first
-    appearance), with the partial columns: counts and sums added, min of mins, max of maxes,
+    """:func:`merge_partial_columns` as a frame."""
+    return pd.DataFrame(merge_partial_columns(rows, by))
+
+
+def merge_partial_columns(rows: pd.DataFrame, by: Sequence[str]) -> dict[str, np.ndarray]:
+    """Partial rows merged into one row per ``by`` group, in order of first appearance, with the
+    ``by`` columns and the partial columns: counts and sums added, min of mins, max of maxes,
     earliest first, latest last; mean and M2 with Chan's formula for k parts: the mean of the whole
     (corrected by the parts' weighted deviations from it), then M2 = sum of M2_i + sum of
-    n_i (mean_i - mean)^2."""
-    grouped = rows.groupby(list(by), sort=False, observed=True)
-    merged = grouped.agg(
-        count=("count", "sum"),
-        total=("total", "sum"),
-        minimum=("minimum", "min"),
-        maximum=("maximum", "max"),
-        first_ns=("first_ns", "min"),
-        last_ns=("last_ns", "max"),
-        m2=("m2", "sum"),
-    )
-    group = grouped.ngroup().to_numpy()
-    count = merged["count"].to_numpy(np.float64)
-    weights = rows["count"].to_numpy(np.float64)
-    means = rows["mean"].to_numpy(np.float64)
-    first_mean = merged["total"].to_numpy(np.float64) / count
-    shift = np.bincount(group, weights * (means - first_mean[group]), minlength=len(merged))
-    mean = first_mean + shift / count
+    n_i (mean_i - mean)^2.
+
+    Groups are found with ``pandas.factorize`` and reduced with numpy (``bincount``, ``ufunc.at``):
+    on the few hundred rows partials come in, a groupby's fixed cost per call would dominate.
+    """
+    group, firsts = _groups(rows, by)
+    k = len(firsts)
+
+    def column(name: str) -> np.ndarray:
+        values: np.ndarray = rows[name].to_numpy()
+        return values
+
+    def reduced(ufunc: np.ufunc, name: str) -> np.ndarray:
+        values = column(name)
+        out: np.ndarray = values[firsts].copy()
+        ufunc.at(out, group, values)
+        return out
+
+    count = np.bincount(group, column("count").astype(np.float64), k).astype(np.int64)
+    weights = column("count").astype(np.float64)
+    total = np.bincount(group, column("total").astype(np.float64), k)
+    means = column("mean").astype(np.float64)
+    first_mean = total / count
+    mean = first_mean + np.bincount(group, weights * (means - first_mean[group]), k) / count
     deviation = means - mean[group]
-    spread = np.bincount(group, weights * deviation * deviation, minlength=len(merged))
-    constant = (merged["minimum"] == merged["maximum"]).to_numpy()
-    merged["mean"] = np.where(constant, merged["minimum"].to_numpy(np.float64), mean)
-    merged["m2"] = np.where(constant, 0.0, merged["m2"].to_numpy(np.float64) + spread)
-    return merged
+    m2 = np.bincount(group, column("m2").astype(np.float64), k) + np.bincount(group, weights * deviation * deviation, k)
+    minimum, maximum = reduced(np.minimum, "minimum"), reduced(np.maximum, "maximum")
+    constant = minimum == maximum
+    return {
+        **{name: column(name)[firsts] for name in by},
+        "count": count,
+        "total": total,
+        "minimum": minimum,
+        "maximum": maximum,
+        "first_ns": reduced(np.minimum, "first_ns"),
+        "last_ns": reduced(np.maximum, "last_ns"),
+        "mean": np.where(constant, minimum, mean),
+        "m2": np.where(constant, 0.0, m2),
+    }
+
+
+def _groups(rows: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group number (in order of first appearance) and each group's first row."""
+    group = np.zeros(len(rows), np.int64)
+    for name in by:
+        codes, uniques = pd.factorize(rows[name].to_numpy())
+        group = group * len(uniques) + codes
+    group, _ = pd.factorize(group)
+    firsts = np.full(int(group.max()) + 1 if len(group) else 0, len(group), np.int64)
+    np.minimum.at(firsts, group, np.arange(len(group)))
+    return group, firsts
 
 
 def _with_windows(rows: pd.DataFrame, key_ns: int, windows: WindowSpec) -> pd.DataFrame:
@@ -113,34 +145,37 @@ def aggregate_partials(
     windowed = windows.length_ns is not None
     if windowed:
         rows = _with_windows(rows, key_ns, windows)
-    merged = merge_partial_frame(rows, ["window", "category"] if windowed else ["category"]).reset_index()
-    count = merged["count"].to_numpy(np.int64)
+    merged = merge_partial_columns(rows, ["window", "category"] if windowed else ["category"])
+    count = merged["count"]
     columns: dict[str, object] = {
-        "category": merged["category"].astype(object).to_numpy(),
-        "avg_value": merged["total"].to_numpy(np.float64) / count,
+        "category": merged["category"].astype(object),
+        "avg_value": merged["total"] / count,
         "count": count,
-        "last_timestamp": merged["last_ns"].to_numpy(np.int64),
+        "last_timestamp": merged["last_ns"],
     }
     if windowed:
         assert windows.length_ns is not None
-        start = merged["window"].to_numpy(np.int64) * windows.step
+        start = merged["window"].astype(np.int64) * windows.step
         columns["window_start"], columns["window_end"] = start, start + windows.length_ns
     for name in stats:
         if name == "min":
-            columns[name] = merged["minimum"].to_numpy(np.float64)
+            columns[name] = merged["minimum"]
         elif name == "max":
-            columns[name] = merged["maximum"].to_numpy(np.float64)
+            columns[name] = merged["maximum"]
         elif name == "sum":
-            columns[name] = merged["total"].to_numpy(np.float64)
+            columns[name] = merged["total"]
         elif name == "std":
             with np.errstate(divide="ignore", invalid="ignore"):
-                variance = merged["m2"].to_numpy(np.float64) / (count - 1)
+                variance = merged["m2"] / (count - 1)
             columns[name] = np.where(count >= 2, np.sqrt(np.maximum(variance, 0.0)), np.nan)
         elif name == "first_timestamp":
-            columns[name] = merged["first_ns"].to_numpy(np.int64)
+            columns[name] = merged["first_ns"]
         else:
             raise ValueError(f"{name} cannot be merged from partials")
     watermark = int(merged["last_ns"].max())
+    if not windowed:  # in the order finish_windows sorts into: it then has nothing to move
+        order = np.argsort(columns["category"], kind="stable")  # type: ignore[arg-type]
+        columns = {name: np.asarray(values)[order] for name, values in columns.items()}
     return finish_windows(pd.DataFrame(columns), windows, stats, max_groups, watermark)
 
 
@@ -148,4 +183,4 @@ def aggregate_partials_by_category(rows: pd.DataFrame) -> pd.DataFrame:
     """:func:`functions.processing.aggregate_by_category`'s frame, from partials."""
     if len(rows) == 0:
         return pd.DataFrame({"category": [], "avg_value": [], "count": [], "last_timestamp": []})
-    return aggregate_partials(rows, 0)[["category", "avg_value", "count", "last_timestamp"]]
+    return aggregate_partials(rows, 0)  # without windows or stats: exactly those four columns

@@ -123,8 +123,10 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
-    sealer = BlockSealer(store)
-    sealer.start()
+    sealer = None
+    if settings.block_partials:
+        sealer = BlockSealer(store)
+        sealer.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub, sealer)

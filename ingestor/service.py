@@ -93,6 +93,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             disk_full=intake.disk_full is not None,
             late=store.lateness.late,
             late_by_category=dict(store.lateness.by_category),
+            sealed_blocks=len(store.blocks),
+            partial_bytes=store.blocks.nbytes,
         )
 
     @rpc_errors

@@ -66,7 +66,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full", "late", "late_by_category")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full", "late", "late_by_category", "sealed_blocks", "partial_bytes")
     class LateByCategoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,8 @@ class GetStatusResponse(_message.Message):
     DISK_FULL_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
     LATE_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SEALED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     running: bool
     total_ingested: int
     buffered: int
@@ -114,7 +116,9 @@ class GetStatusResponse(_message.Message):
     disk_full: bool
     late: int
     late_by_category: _containers.ScalarMap[str, int]
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    sealed_blocks: int
+    partial_bytes: int
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ..., sealed_blocks: _Optional[int] = ..., partial_bytes: _Optional[int] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "categories", "since", "until")
