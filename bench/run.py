@@ -44,8 +44,9 @@ from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
 from functions.readings import Readings
 from functions.settings import FunctionSettings
+from ingestor.blocks import BLOCK_READINGS
 from ingestor.generator import GeneratorControl, ReadingGenerator
-from ingestor.store import ReadingStore
+from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
@@ -227,22 +228,32 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
             result["rss_per_reading_bytes"] = (rss_end - rss_warm) / max(1, n - warm_slots)
             result["rss_per_reading_cold_bytes"] = (rss_end - rss_cold) / n
             assert stub.GetStatus(pb.GetStatusRequest()).buffered == n
+            result["sealed_blocks"] = wait_for_sealed_blocks(stub, n // BLOCK_READINGS)
         del requests
         api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60")
-        processes.append(api)
+        # The same function with partial aggregates turned off: every query reads the readings.
+        raw_api = start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60", AGGREGATE_PUSHDOWN="false")
+        processes += [api, raw_api]
         print(f"N = {n:,}: timing the project", flush=True)
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http:
-            # The project and the floor take turns: their ratio is then fair on a busy machine.
-            samples, floor = timed_alternately(
+        with (
+            httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http,
+            httpx.Client(base_url=f"http://{raw_api.address}/api/v1", timeout=120) as raw_http,
+        ):
+            # The project, the readings path and the floor take turns: their ratios are then fair
+            # on a busy machine.
+            samples, raw_samples, floor = timed_alternately(
                 [
                     lambda: http.get("/processed-data").raise_for_status(),
+                    lambda: raw_http.get("/processed-data").raise_for_status(),
                     lambda: processed_records(aggregate_by_category(readings)),
                 ],
                 repeats,
             )
             result["project_ms"] = {"median": median_ms(samples), "p95": p95_ms(samples)}
+            result["raw_path_ms"] = median_ms(raw_samples)
             result["floor_ms"] = median_ms(floor)
             project_body = http.get("/processed-data").json()
+            result.update(pushdown_side_by_side(http, raw_http, readings, repeats))
             samples = timed(lambda: http.get("/raw-data", params={"limit": 10_000}).raise_for_status(), repeats)
             result["raw_10k_ms"] = median_ms(samples)
             # Hopping windows next to tumbling ones with the same statistics, taking turns.
@@ -298,6 +309,100 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
         for process in reversed(processes):
             process.stop()
     return result
+
+
+def wait_for_sealed_blocks(stub: pb_grpc.IngestorServiceStub, blocks: int, timeout_s: float = 60.0) -> int:
+    """Wait until the ingestor has sealed ``blocks`` blocks (in its worker thread); how many it has."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sealed = stub.GetStatus(pb.GetStatusRequest(), timeout=10).sealed_blocks
+        if sealed >= blocks or time.monotonic() > deadline:
+            return sealed
+        time.sleep(0.05)
+
+
+PUSHDOWN_QUERIES = {
+    "window_stats": {"window": "1m", "stats": "min,max,sum,std"},
+    "recent_category": {"category": "A"},  # and since: the last 10 % of the buffer, set below
+    "percentiles": {"stats": "p50,p99"},  # not mergeable: both take the readings path
+}
+
+
+def pushdown_side_by_side(
+    http: httpx.Client, raw_http: httpx.Client, readings: Readings, repeats: int
+) -> dict[str, Any]:
+    """The same queries through partials (``http``) and through the readings (``raw_http``), taking
+    turns; and whether both answered the same (counts and times equal, values within 1e-9)."""
+    since = iso_strings(readings.timestamps_ns[[len(readings) * 9 // 10]])[0]
+    figures: dict[str, Any] = {"pushdown_agrees": True}
+    for name, params in PUSHDOWN_QUERIES.items():
+        params = {**params, "since": since} if name == "recent_category" else params
+        pushed, raw = timed_alternately(
+            [
+                lambda params=params: http.get("/processed-data", params=params).raise_for_status(),
+                lambda params=params: raw_http.get("/processed-data", params=params).raise_for_status(),
+            ],
+            repeats,
+        )
+        figures[f"{name}_ms"], figures[f"{name}_raw_ms"] = median_ms(pushed), median_ms(raw)
+        answers = [client.get("/processed-data", params=params).json() for client in (http, raw_http)]
+        figures["pushdown_agrees"] &= same_records(*answers)
+    return figures
+
+
+def same_records(pushed: list[dict[str, Any]], raw: list[dict[str, Any]]) -> bool:
+    if len(pushed) != len(raw) or any(list(a) != list(b) for a, b in zip(pushed, raw, strict=True)):
+        return False
+    for a, b in zip(pushed, raw, strict=True):
+        for key, value in b.items():
+            if isinstance(value, float) and not (a[key] is not None and abs(a[key] - value) <= 1e-9 * abs(value)):
+                return False
+            if not isinstance(value, float) and a[key] != value:
+                return False
+    return True
+
+
+def bench_write_overhead(n: int = 2_000_000, rounds: int = 5) -> tuple[float, float]:
+    """Columnar WriteReadings into an ingestor that seals blocks and one that does not, taking turns
+    (a ring of 1M, so the writes evict as in a steady state): median readings/s of each, the first
+    timed until its blocks are sealed too."""
+    requests = column_requests(make_readings(n))
+    ingestors = [
+        start_ingestor_process(capacity=1_000_000),
+        start_ingestor_process(capacity=1_000_000, block_partials="false"),
+    ]
+    try:
+        channels = [grpc.insecure_channel(ingestor.address) for ingestor in ingestors]
+        stubs = [pb_grpc.IngestorServiceStub(channel) for channel in channels]
+        for stub in stubs:
+            write_all(stub, requests[:8])  # warm-up
+        rates: list[list[float]] = [[], []]
+        for _ in range(rounds):
+            for stub, samples, sealing in zip(stubs, rates, (True, False), strict=True):
+                # Until the last acknowledgement and, with partials, until the last block is sealed.
+                start = time.perf_counter()
+                write_all(stub, requests)
+                if sealing:
+                    status = stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+                    oldest = status.total_ingested - status.buffered
+                    wait_for_sealed_blocks(stub, status.total_ingested // BLOCK_READINGS - -(-oldest // BLOCK_READINGS))
+                samples.append(n / (time.perf_counter() - start))
+        for channel in channels:
+            channel.close()
+        return statistics.median(rates[0]), statistics.median(rates[1])
+    finally:
+        for ingestor in ingestors:
+            ingestor.stop()
+
+
+def partial_bytes_per_reading(rate_hz: int = 1_000, n: int = 1_000_000) -> float:
+    """What sealed blocks' partials take per reading, for readings at ``rate_hz`` in three categories."""
+    store = ReadingStore(n)
+    generator = ReadingGenerator(rate_hz, CATEGORIES, START_NS, seed=3)
+    timestamps, values, which = generator.generate(n)
+    store.append(Columns(timestamps, values, store.encode_categories(CATEGORIES)[which]))
+    store.seal_pending()
+    return store.blocks.nbytes / n
 
 
 def bench_message_writes() -> float:
@@ -470,10 +575,14 @@ def main(argv: list[str] | None = None) -> int:
         results["sizes"].append(bench_size(n, repeats, with_baseline=not args.no_baseline))
     print("single figures", flush=True)
     deps_s, own_s, installed_s, before_s = import_seconds()
+    with_partials, without_partials = bench_write_overhead()
     results["single"] = {
+        "write_columns_partials_per_s": with_partials,
+        "write_columns_no_partials_per_s": without_partials,
         "write_messages_per_s": bench_message_writes(),
         "generator_capacity_per_s": bench_generator_capacity(),
         "generator_sustained_per_s": bench_generator_sustained(),
+        "partial_bytes_per_reading_1khz": partial_bytes_per_reading(),
         "import_app_ms": (deps_s + own_s) * 1e3,
         "import_deps_ms": deps_s * 1e3,
         "import_overhead": own_s / deps_s,

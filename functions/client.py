@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+import pandas as pd
 from google.protobuf.message import Message
 
 from functions.channel import connected_channel, method_path
@@ -21,7 +22,7 @@ from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
 from functions.watch import watch_batches
-from functions.wire import ExportDecoder, MalformedMessage, decode_export_response
+from functions.wire import ExportDecoder, MalformedMessage, decode_export_response, decode_partials
 from ingestor.v1 import ingestor_pb2 as pb
 
 EXPORT_STREAM_TIMEOUT_S = 300.0
@@ -141,6 +142,20 @@ class IngestorClient:
         request = export_request(query, limit, before_sequence, after_sequence, oldest_first, late_flags)
         decoder = await self._export(request)
         return decoder.readings(), decoder.next_sequence
+
+    async def aggregate_partials(self, query: ReadingQuery, bucket_ns: int) -> pd.DataFrame:
+        """The partial aggregates of the matching readings per category and bucket of ``bucket_ns``
+        (a whole number of seconds; 0: per category), as ``functions/partials.py`` merges them."""
+        request = pb.AggregateReadingsRequest(categories=query.categories, bucket_seconds=bucket_ns // 1_000_000_000)
+        if query.since_ns is not None:
+            request.since.FromNanoseconds(query.since_ns)
+        if query.until_ns is not None:
+            request.until.FromNanoseconds(query.until_ns)
+        response = await self._call("AggregateReadings", request, pb.AggregateReadingsResponse)
+        try:
+            return decode_partials(response)
+        except MalformedMessage as error:
+            raise IngestorFailed(f"the ingestor sent malformed partials: {error}") from None
 
     async def write_readings(self, readings: Readings, batch_id: str = "") -> pb.WriteReadingsResponse:
         """Store readings, all or nothing, in columnar form. Never retried here: after a lost answer

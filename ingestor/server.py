@@ -19,6 +19,7 @@ from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
+from ingestor.sealer import BlockSealer
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.storage import open_storage
@@ -41,6 +42,7 @@ class RunningServer:
     intake: Intake
     journal: Journal | None = None
     hub: WatchHub | None = None
+    sealer: BlockSealer | None = None
     archiver: Archiver | None = None
 
     async def shutdown(self, grace_s: float) -> None:
@@ -52,6 +54,8 @@ class RunningServer:
             # the shutdown for the whole grace; one whose client reads nothing is cancelled at its end.
             self.hub.close()
         await self.server.stop(grace_s)
+        if self.sealer is not None:
+            await self.sealer.stop()
         if self.archiver is not None:
             await self.archiver.close(grace_s)
         if self.journal is not None:
@@ -128,9 +132,15 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
+    sealer = None
+    if settings.block_partials:
+        sealer = BlockSealer(store)
+        sealer.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub, archiver)
+    return RunningServer(
+        server, health_servicer, generator, store, port, intake, journal, hub, sealer=sealer, archiver=archiver
+    )
 
 
 async def open_archiver(settings: IngestorSettings, store: ReadingStore, journal: Journal | None) -> Archiver | None:

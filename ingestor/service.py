@@ -20,6 +20,8 @@ from ingestor.generator import GeneratorControl
 from ingestor.intake import DEFAULT_WAIT_S, Intake
 from ingestor.memory import ReleaseAfterLargeWrites
 from ingestor.pages import newest_page
+from ingestor.partials import PartialTable
+from ingestor.pushdown import aggregate_partials
 from ingestor.readings import read_write_request
 from ingestor.replay import replay_deliveries
 from ingestor.rpc_errors import rpc_errors
@@ -95,6 +97,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             disk_full=intake.disk_full is not None,
             late=store.lateness.late,
             late_by_category=dict(store.lateness.by_category),
+            sealed_blocks=len(store.blocks),
+            partial_bytes=store.blocks.nbytes,
             archiving=archive is not None,
             archived=archive.archived if archive else 0,
             archive_pending=archive.pending if archive else 0,
@@ -159,6 +163,40 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             await context.send_initial_metadata((("next-sequence", str(live_from)),))
             form = MessageForm(columnar=request.columnar, sequences=request.sequences)
             await send_deliveries(subscription, context.write, form, self._watch_stall_s, replay)
+
+    @rpc_errors
+    async def AggregateReadings(
+        self,
+        request: pb.AggregateReadingsRequest,
+        context: Context[pb.AggregateReadingsRequest, pb.AggregateReadingsResponse],
+    ) -> pb.AggregateReadingsResponse:
+        """Computed without awaiting: one snapshot of the ring (``ingestor/pushdown.py``)."""
+        flt, bucket_ns = requests.reading_filter(request), requests.bucket_ns(request)
+        aggregation = aggregate_partials(self._store, flt, bucket_ns)
+        return pb.AggregateReadingsResponse(
+            partials=_partial_columns(aggregation.from_blocks, aggregation.from_readings),
+            categories=self._store.categories,
+            readings_read=aggregation.readings_read,
+            blocks_used=aggregation.blocks_used,
+        )
+
+
+def _partial_columns(*tables: PartialTable) -> pb.PartialColumns:
+    def column(name: str, dtype: str) -> bytes:
+        return b"".join(np.ascontiguousarray(getattr(table, name), dtype=dtype).tobytes() for table in tables)
+
+    return pb.PartialColumns(
+        category_codes=column("codes", "<u2"),
+        keys=column("keys", "<i8"),
+        counts=column("count", "<i8"),
+        sums=column("total", "<f8"),
+        minimums=column("minimum", "<f8"),
+        maximums=column("maximum", "<f8"),
+        first_timestamps_ns=column("first_ns", "<i8"),
+        last_timestamps_ns=column("last_ns", "<i8"),
+        means=column("mean", "<f8"),
+        m2s=column("m2", "<f8"),
+    )
 
 
 def _wait_s(context: Context[pb.WriteReadingsRequest, pb.WriteReadingsResponse]) -> float:

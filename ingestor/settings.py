@@ -32,6 +32,9 @@ class IngestorSettings(BaseSettings):
     """Live WatchReadings subscribers at most; one more is RESOURCE_EXHAUSTED."""
     shutdown_grace_s: float = Field(3.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
+    block_partials: bool = True
+    """Keep partial aggregates of each sealed block of 65,536 readings, so that AggregateReadings
+    reads only the readings of the blocks it cannot answer from them (false: it reads every one)."""
     data_dir: Path | None = None
     """Durable mode when set: every batch is fsync'd here before it is acknowledged, and the buffer
     is rebuilt from it on start. Unset (or empty): memory only."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingestor.blocks import BLOCK_READINGS, BlockIndex, seal_block
 from ingestor.categories import CategoryDictionary
 from ingestor.lateness import Lateness
 
@@ -51,7 +52,7 @@ class Columns:
 
 
 class ReadingStore:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, block_size: int = BLOCK_READINGS) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
@@ -63,6 +64,8 @@ class ReadingStore:
         self._evicted = 0
         self.dictionary = CategoryDictionary()
         self.lateness = Lateness(capacity)
+        self.blocks = BlockIndex(block_size)
+        """Partials of the sealed blocks (``ingestor/blocks.py``), for aggregates without readings."""
         self._listeners: list[Callable[[Columns], None]] = []
 
     @property
@@ -158,6 +161,7 @@ class ReadingStore:
         self._total += n
         self._buffered += kept - overwritten
         self._evicted += skip + overwritten
+        self.blocks.evicted_up_to(self.oldest_sequence)
         # Held first, released second, so that a name both evicted and stored again is never
         # dropped; the readings a batch skips count as stored and evicted at once. Listeners come
         # in between: every code of the batch still names its category.
@@ -208,6 +212,7 @@ class ReadingStore:
         self._total = total_ingested
         self._buffered = kept
         self._evicted = total_ingested - kept
+        self.blocks.evicted_up_to(self.oldest_sequence)
         # Late readings are counted again over what was recovered (the earlier run's count is not kept).
         self.lateness.arrived(first_seq, held.timestamps_ns, held.codes, self.dictionary.names)
 
@@ -276,3 +281,19 @@ class ReadingStore:
             np.concatenate([run.values for run in runs]),
             np.concatenate([run.codes for run in runs]),
         )
+
+    def block_columns(self, number: int) -> Columns:
+        """The readings of block ``number`` held now: views when they are contiguous in the ring
+        (valid until the next append), else a copy."""
+        size = self.blocks.block_size
+        runs = self.views(number * size, (number + 1) * size)
+        return runs[0] if len(runs) == 1 else self.read(number * size, (number + 1) * size)
+
+    def seal_pending(self) -> int:
+        """Seal every complete, wholly held block not sealed yet, here and now; how many."""
+        sealed = 0
+        for number in self.blocks.unsealed(self.oldest_sequence, self._total):
+            columns = self.block_columns(number)
+            block = seal_block(columns.timestamps_ns, columns.values, columns.codes, self.blocks.max_second_rows)
+            sealed += self.blocks.add(number, block, self.oldest_sequence)
+        return sealed

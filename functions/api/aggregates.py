@@ -18,9 +18,10 @@ from functions.aggregate_params import (
     parse_stats,
     window_spec,
 )
-from functions.deps import Client
+from functions.deps import Client, Settings
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import MEDIA_TYPES, aggregates_bytes, negotiate
+from functions.partials import aggregate_partials, aggregate_partials_by_category, key_ns_for, mergeable
 from functions.processing import (
     AGGREGATE_COLUMNS,
     TooManyGroups,
@@ -51,6 +52,7 @@ AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 )
 async def processed_data(
     client: Client,
+    settings: Settings,
     category: CategoryParam = None,
     since: SinceParam = None,
     until: UntilParam = None,
@@ -71,15 +73,26 @@ async def processed_data(
     query = reading_query(category, since, until)
     windows = window_spec(query, window, step, session_gap, grace, emit, fill)
     extra = parse_stats(stats) if stats is not None else []
-    if query.selects_all:
+    rows_format = negotiate(format_name, accept, "json")
+    # Partials where they answer exactly (functions/partials.py), else every matching reading.
+    pushdown = settings.aggregate_pushdown and mergeable(windows, extra)
+    if pushdown:
+        key_ns = key_ns_for(windows)
+        partials = await client.aggregate_partials(query, key_ns)
+    elif query.selects_all:
         readings = await client.export_readings(late_flags="late" in extra)
     else:
         readings, _ = await client.select_readings(query, late_flags="late" in extra)
-    rows_format = negotiate(format_name, accept, "json")
     if windows is None and not extra and rows_format == "json":
-        return json_response(processed_records(aggregate_by_category(readings)))
+        by_category = aggregate_partials_by_category(partials) if pushdown else aggregate_by_category(readings)
+        return json_response(processed_records(by_category))
     try:
-        aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
+        if pushdown:
+            aggregates = aggregate_partials(
+                partials, key_ns, windows=windows, stats=extra, max_groups=MAX_PROCESSED_OBJECTS
+            )
+        else:
+            aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
     except TooManyGroups as error:
         where = "session_gap" if session_gap is not None else "window"
         raise request_error(
