@@ -157,6 +157,23 @@ class IngestorClient:
         except MalformedMessage as error:
             raise IngestorFailed(f"the ingestor sent malformed partials: {error}") from None
 
+    async def get_history(self, query: ReadingQuery, bucket_minutes: int) -> tuple[pd.DataFrame, int | None]:
+        """The rollups of the matching minutes per category and bucket of ``bucket_minutes`` minutes
+        (keys: minute // bucket_minutes), as ``functions/partials.py`` merges them, and the oldest
+        event time the ingestor's buffer holds (None when it holds none)."""
+        request = pb.GetHistoryRequest(categories=query.categories, bucket_minutes=bucket_minutes)
+        if query.since_ns is not None:
+            request.since.FromNanoseconds(query.since_ns)
+        if query.until_ns is not None:
+            request.until.FromNanoseconds(query.until_ns)
+        response = await self._call("GetHistory", request, pb.GetHistoryResponse)
+        try:
+            rows = decode_partials(response)
+        except MalformedMessage as error:
+            raise IngestorFailed(f"the ingestor sent malformed rollups: {error}") from None
+        oldest = response.buffer_oldest.ToNanoseconds() if response.HasField("buffer_oldest") else None
+        return rows, oldest
+
     async def write_readings(self, readings: Readings, batch_id: str = "") -> pb.WriteReadingsResponse:
         """Store readings, all or nothing, in columnar form. Never retried here: after a lost answer
         only the caller can tell whether to try again, safely so with a ``batch_id``."""

@@ -222,8 +222,8 @@ _PARTIAL_COLUMNS = {
 }
 
 
-def decode_partials(response: pb.AggregateReadingsResponse) -> pd.DataFrame:
-    """AggregateReadings' rows as the frame ``functions/partials.py`` merges: category names, keys
+def decode_partials(response: pb.AggregateReadingsResponse | pb.GetHistoryResponse) -> pd.DataFrame:
+    """AggregateReadings' (or GetHistory's) rows as the frame ``functions/partials.py`` merges: category names, keys
     and the partial columns; MalformedMessage when the columns disagree or a code names nothing."""
     partials = response.partials
     codes = _column(memoryview(partials.category_codes), "<u2")

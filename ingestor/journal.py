@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestor.errors import DiskFull, JournalError
-from ingestor.journal_file import Recovered, open_database, read_back, size_bytes, trim
+from ingestor.journal_file import Recovered, open_database, read_back, size_bytes, trim, write_rollups
+from ingestor.partials import merge_partials
+from ingestor.rollups import Rollups
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 from ingestor.wire import column_bytes
 
@@ -77,7 +79,7 @@ class Submitted:
 class Journal:
     """The durable log of stored batches in a data directory, and the thread that writes to it."""
 
-    def __init__(self, data_dir: Path, capacity: int, batch_id_window: int) -> None:
+    def __init__(self, data_dir: Path, capacity: int, batch_id_window: int, rollups: Rollups | None = None) -> None:
         """Open (or create) the log in ``data_dir``; only one process can have it open at a time."""
         if capacity < 1 or batch_id_window < 1:
             raise ValueError("capacity and batch_id_window must be at least 1")
@@ -94,6 +96,9 @@ class Journal:
         # [start, end) of the consecutive small rows committed since the last merge, and how many.
         self._small_run = (0, 0, 0)
         self._committed_total = 0
+        self._rollups = rollups
+        self._names: list[str] = []
+        """The store's dictionary as of the last batch committed: the names of the batches' codes."""
 
     @property
     def committed_total(self) -> int:
@@ -105,6 +110,10 @@ class Journal:
         try:
             recovered = read_back(self._db, self.capacity)
             self._committed_total = recovered.total_ingested
+            self._names = list(recovered.categories)
+            if self._rollups is not None:
+                self._rollups.restore(recovered.rollup_categories, recovered.rollups)
+                self._rollups.covered_until = recovered.total_ingested
             return recovered
         except sqlite3.Error as error:
             raise JournalError(f"cannot read data directory {str(self.data_dir)!r}: {error}") from error
@@ -193,10 +202,13 @@ class Journal:
         total = max(batch.start_seq + len(batch.columns) for batch in batches)
         evicted_below = total - self.capacity
         small_run = self._small_run
+        deltas = []
         db.execute("BEGIN")
         try:
             for batch in batches:
                 for code, name in batch.assigned_categories:
+                    self._names.extend([""] * (code + 1 - len(self._names)))
+                    self._names[code] = name
                     # A reused code names something else now, and a name that came back may have
                     # had another code before: no held reading carries either of the old entries.
                     db.execute("DELETE FROM categories WHERE code = ? OR name = ?", (code, name))
@@ -215,6 +227,11 @@ class Journal:
                         ),
                     )
                     small_run = _extend_run(small_run, batch.start_seq, end_seq)
+                if self._rollups is not None and len(batch.columns):
+                    columns = batch.columns
+                    deltas.append(
+                        self._rollups.delta(columns.timestamps_ns, columns.values, columns.codes, self._names)
+                    )
                 if batch.batch_id:
                     db.execute(
                         "INSERT INTO batch_ids (batch_id, accepted, fingerprint) VALUES (?, ?, ?)",
@@ -233,6 +250,12 @@ class Journal:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (total,),
             )
+            delta = merge_partials(deltas) if deltas else None
+            if self._rollups is not None and delta is not None and len(delta):
+                # The rows as they are once the delta is in, written with the batches they count;
+                # the rollups in memory change only once the commit went through.
+                rows, first_kept = self._rollups.after_merge(delta)
+                write_rollups(db, rows, self._rollups.names(), first_kept)
             self._sync()
         except BaseException:
             if db.in_transaction:  # SQLite may have rolled a failed COMMIT back by itself
@@ -240,6 +263,10 @@ class Journal:
             raise
         self._small_run = small_run
         self._committed_total = total
+        if self._rollups is not None:
+            if delta is not None:
+                self._rollups.merge(delta)
+            self._rollups.covered_until = total
 
     def _sync(self) -> None:
         """COMMIT: with synchronous=FULL in WAL mode it returns only after the log is fsync'd.

@@ -35,7 +35,7 @@ def timestamp_ns(timestamp: Timestamp, field: str) -> int:
 
 
 def reading_filter(
-    request: pb.ListReadingsRequest | pb.ExportReadingsRequest | pb.AggregateReadingsRequest,
+    request: pb.ListReadingsRequest | pb.ExportReadingsRequest | pb.AggregateReadingsRequest | pb.GetHistoryRequest,
 ) -> ReadingFilter:
     """The categories/since/until filter of a request."""
     check_categories(request.categories, "categories")
@@ -51,6 +51,13 @@ def bucket_ns(request: pb.AggregateReadingsRequest) -> int:
     if request.bucket_seconds > MAX_BUCKET_SECONDS:
         raise InvalidArgument(f"bucket_seconds must be at most {MAX_BUCKET_SECONDS}, got {request.bucket_seconds}")
     return request.bucket_seconds * 1_000_000_000
+
+
+def bucket_minutes(request: pb.GetHistoryRequest) -> int:
+    """GetHistory's bucket of whole minutes (0: 1)."""
+    if request.bucket_minutes > 1440:
+        raise InvalidArgument(f"bucket_minutes must be at most 1440 (a day), got {request.bucket_minutes}")
+    return request.bucket_minutes or 1
 
 
 def page_size(request: pb.ListReadingsRequest) -> int:

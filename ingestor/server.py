@@ -19,6 +19,7 @@ from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
+from ingestor.rollup_feed import RollupFeed
 from ingestor.sealer import BlockSealer
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
@@ -44,6 +45,7 @@ class RunningServer:
     hub: WatchHub | None = None
     sealer: BlockSealer | None = None
     archiver: Archiver | None = None
+    feed: RollupFeed | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
@@ -58,6 +60,8 @@ class RunningServer:
             await self.sealer.stop()
         if self.archiver is not None:
             await self.archiver.close(grace_s)
+        if self.feed is not None:
+            await asyncio.to_thread(self.feed.close)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -87,7 +91,9 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
 
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
-    store, intake, journal = await asyncio.to_thread(open_storage, settings)
+    store, intake, journal, rollups = await asyncio.to_thread(open_storage, settings)
+    # Durable mode: the journal keeps the rollups, in the transactions that log the readings.
+    feed = RollupFeed(store, rollups) if rollups is not None and journal is None else None
     generator = GeneratorControl(
         store,
         settings.rate_hz,
@@ -115,7 +121,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
     archiver = await open_archiver(settings, store, journal)
-    servicer = IngestorServicer(store, generator, intake, hub, settings.watch_stall_s, archiver)
+    servicer = IngestorServicer(store, generator, intake, hub, settings.watch_stall_s, archiver, rollups)
     _add_ingestor_service(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -129,6 +135,8 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     except BaseException:
         if archiver is not None:
             await archiver.close(0)
+        if feed is not None:
+            await asyncio.to_thread(feed.close)
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
@@ -139,7 +147,17 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
-        server, health_servicer, generator, store, port, intake, journal, hub, sealer=sealer, archiver=archiver
+        server,
+        health_servicer,
+        generator,
+        store,
+        port,
+        intake,
+        journal,
+        hub,
+        sealer=sealer,
+        archiver=archiver,
+        feed=feed,
     )
 
 

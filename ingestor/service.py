@@ -7,6 +7,7 @@ which the server sends as they are (see ``server.py``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
@@ -14,9 +15,11 @@ import numpy as np
 
 from ingestor import requests
 from ingestor.archiver import Archiver
+from ingestor.errors import FeatureOff
 from ingestor.export import export_messages
 from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
+from ingestor.history import buffer_oldest_ns, caught_up
 from ingestor.intake import DEFAULT_WAIT_S, Intake
 from ingestor.memory import ReleaseAfterLargeWrites
 from ingestor.pages import newest_page
@@ -24,6 +27,7 @@ from ingestor.partials import PartialTable
 from ingestor.pushdown import aggregate_partials
 from ingestor.readings import read_write_request
 from ingestor.replay import replay_deliveries
+from ingestor.rollups import MINUTE_NS, Rollups
 from ingestor.rpc_errors import rpc_errors
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
@@ -43,6 +47,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         hub: WatchHub | None = None,
         watch_stall_s: float = DEFAULT_STALL_S,
         archiver: Archiver | None = None,
+        rollups: Rollups | None = None,
     ) -> None:
         self._store = store
         self._generator = generator
@@ -51,6 +56,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self._watch_stall_s = watch_stall_s
         self._memory = ReleaseAfterLargeWrites()
         self._archiver = archiver
+        self._rollups = rollups
 
     @rpc_errors
     async def StartIngestion(
@@ -179,6 +185,27 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             readings_read=aggregation.readings_read,
             blocks_used=aggregation.blocks_used,
         )
+
+    @rpc_errors
+    async def GetHistory(
+        self, request: pb.GetHistoryRequest, context: Context[pb.GetHistoryRequest, pb.GetHistoryResponse]
+    ) -> pb.GetHistoryResponse:
+        """Every reading stored before the call is in the answer: it waits (briefly) for the rollups
+        to take in what was stored, and the buffer's oldest event time is read at the same moment."""
+        if self._rollups is None:
+            raise FeatureOff("rollups are off on this ingestor (INGESTOR_ROLLUPS=false)")
+        flt, bucket = requests.reading_filter(request), requests.bucket_minutes(request)
+        oldest = buffer_oldest_ns(self._store)
+        await caught_up(self._rollups, self._store.total_ingested)
+        history = await asyncio.to_thread(
+            self._rollups.query, sorted(flt.categories), flt.since_ns, flt.until_ns, bucket
+        )
+        response = pb.GetHistoryResponse(partials=_partial_columns(history.partials), categories=history.categories)
+        if oldest is not None:
+            response.buffer_oldest.FromNanoseconds(oldest)
+        if (first := self._rollups.first_kept_minute) is not None:
+            response.retained_since.FromNanoseconds(first * MINUTE_NS)
+        return response
 
 
 def _partial_columns(*tables: PartialTable) -> pb.PartialColumns:

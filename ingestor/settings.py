@@ -54,6 +54,16 @@ class IngestorSettings(BaseSettings):
     archive_file_readings: int = Field(16_777_216, ge=1, le=1_000_000_000)
     """Readings a file holds at most (about 1.7 B each for generated data: 29 MB)."""
 
+    rollups: bool = True
+    """Keep per (category, minute) partial aggregates of every reading after it is evicted (GetHistory)."""
+    rollup_retention: str = Field("30d", pattern=r"^[1-9][0-9]{0,5}(m|h|d)$")
+    """How long rollups are kept, in event time behind the newest event time seen."""
+
+    @property
+    def rollup_retention_ns(self) -> int:
+        unit = {"m": 60, "h": 3600, "d": 86_400}[self.rollup_retention[-1]]
+        return int(self.rollup_retention[:-1]) * unit * 1_000_000_000
+
     @field_validator("data_dir", "archive_url", "archive_endpoint_url", mode="before")
     @classmethod
     def _empty_data_dir_is_none(cls, value: object) -> object:

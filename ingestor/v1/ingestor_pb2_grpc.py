@@ -75,6 +75,11 @@ class IngestorServiceStub:
                 request_serializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsRequest.SerializeToString,
                 response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsResponse.FromString,
                 _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/ingestor.v1.IngestorService/GetHistory',
+                request_serializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class IngestorServiceServicer:
@@ -148,6 +153,15 @@ class IngestorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHistory(self, request, context):
+        """GetHistory answers from the rollups: the partial aggregates of every reading stored, per
+        category and minute of event time, kept for INGESTOR_ROLLUP_RETENTION after the readings are
+        evicted, re-keyed to buckets of whole minutes. FAILED_PRECONDITION when rollups are off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +204,11 @@ def add_IngestorServiceServicer_to_server(servicer, server):
                     servicer.AggregateReadings,
                     request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsRequest.FromString,
                     response_serializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryRequest.FromString,
+                    response_serializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +428,33 @@ class IngestorService:
             '/ingestor.v1.IngestorService/AggregateReadings',
             ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsRequest.SerializeToString,
             ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ingestor.v1.IngestorService/GetHistory',
+            ingestor_dot_v1_dot_ingestor__pb2.GetHistoryRequest.SerializeToString,
+            ingestor_dot_v1_dot_ingestor__pb2.GetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
