@@ -165,7 +165,9 @@ async def open_archiver(settings: IngestorSettings, store: ReadingStore, journal
     """The archive's background task when ``INGESTOR_ARCHIVE_URL`` is set (``ingestor/archiver.py``)."""
     if settings.archive_url is None:
         return None
-    spool = settings.data_dir / "archive-spool" if settings.data_dir is not None else None
+    spool = settings.archive_spool_dir
+    if spool is None and settings.data_dir is not None:
+        spool = settings.data_dir / "archive-spool"
     target = await asyncio.to_thread(open_target, settings.archive_url, settings.archive_endpoint_url, spool)
     archiver = Archiver(
         store,

@@ -49,6 +49,9 @@ class IngestorSettings(BaseSettings):
     ``file:///path``. Unset or empty: no archive."""
     archive_endpoint_url: str | None = None
     """Another S3 endpoint than AWS's (an S3-compatible store); credentials come from boto3's default chain."""
+    archive_spool_dir: Path | None = None
+    """Where S3 archive files are written before they are sent: by default ``archive-spool`` in
+    the data directory, or a temporary directory without one."""
     archive_interval_s: float = Field(300.0, gt=0, le=86_400)
     """A file is published at least this often while readings arrive (and when it holds archive_file_readings)."""
     archive_file_readings: int = Field(16_777_216, ge=1, le=1_000_000_000)
@@ -64,7 +67,7 @@ class IngestorSettings(BaseSettings):
         unit = {"m": 60, "h": 3600, "d": 86_400}[self.rollup_retention[-1]]
         return int(self.rollup_retention[:-1]) * unit * 1_000_000_000
 
-    @field_validator("data_dir", "archive_url", "archive_endpoint_url", mode="before")
+    @field_validator("data_dir", "archive_url", "archive_endpoint_url", "archive_spool_dir", mode="before")
     @classmethod
     def _empty_data_dir_is_none(cls, value: object) -> object:
         return None if value == "" else value
