@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from functions.channel import connected_channel, method_path
 from functions.errors import IngestorFailed, IngestorTimeout, ingestor_error, rpc_error
 from functions.filters import ReadingQuery
+from functions.processing import TooManyGroups
 from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
@@ -157,16 +158,21 @@ class IngestorClient:
         except MalformedMessage as error:
             raise IngestorFailed(f"the ingestor sent malformed partials: {error}") from None
 
-    async def get_history(self, query: ReadingQuery, bucket_minutes: int) -> tuple[pd.DataFrame, int | None]:
+    async def get_history(
+        self, query: ReadingQuery, bucket_minutes: int, max_rows: int = 0
+    ) -> tuple[pd.DataFrame, int | None]:
         """The rollups of the matching minutes per category and bucket of ``bucket_minutes`` minutes
         (keys: minute // bucket_minutes), as ``functions/partials.py`` merges them, and the oldest
-        event time the ingestor's buffer holds (None when it holds none)."""
-        request = pb.GetHistoryRequest(categories=query.categories, bucket_minutes=bucket_minutes)
+        event time the ingestor's buffer holds (None when it holds none). TooManyGroups when there
+        would be more than ``max_rows`` rows (0: no limit)."""
+        request = pb.GetHistoryRequest(categories=query.categories, bucket_minutes=bucket_minutes, max_rows=max_rows)
         if query.since_ns is not None:
             request.since.FromNanoseconds(query.since_ns)
         if query.until_ns is not None:
             request.until.FromNanoseconds(query.until_ns)
         response = await self._call("GetHistory", request, pb.GetHistoryResponse)
+        if max_rows and response.rows > max_rows:
+            raise TooManyGroups(f"{response.rows} result objects, more than {max_rows}")
         try:
             rows = decode_partials(response)
         except MalformedMessage as error:

@@ -200,7 +200,13 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         history = await asyncio.to_thread(
             self._rollups.query, sorted(flt.categories), flt.since_ns, flt.until_ns, bucket
         )
-        response = pb.GetHistoryResponse(partials=_partial_columns(history.partials), categories=history.categories)
+        rows = len(history.partials)
+        if request.max_rows and rows > request.max_rows:
+            response = pb.GetHistoryResponse(rows=rows)
+        else:
+            response = pb.GetHistoryResponse(
+                partials=_partial_columns(history.partials), categories=history.categories, rows=rows
+            )
         if oldest is not None:
             response.buffer_oldest.FromNanoseconds(oldest)
         if (first := self._rollups.first_kept_minute) is not None:

@@ -74,9 +74,10 @@ async def history(
             "those need the readings (/processed-data)",
             stats,
         )
-    rows, buffer_oldest_ns = await client.get_history(query, length_ns // MINUTE_NS)
     windows = WindowSpec(length_ns=length_ns, since_ns=query.since_ns, until_ns=query.until_ns)
     try:
+        # One row per category and window: the ingestor counts them before sending any.
+        rows, buffer_oldest_ns = await client.get_history(query, length_ns // MINUTE_NS, MAX_PROCESSED_OBJECTS)
         aggregates = aggregate_partials(rows, length_ns, windows=windows, stats=extra, max_groups=MAX_PROCESSED_OBJECTS)
     except TooManyGroups as error:
         raise request_error(

@@ -283,25 +283,29 @@ class AggregateReadingsResponse(_message.Message):
     def __init__(self, partials: _Optional[_Union[PartialColumns, _Mapping]] = ..., categories: _Optional[_Iterable[str]] = ..., readings_read: _Optional[int] = ..., blocks_used: _Optional[int] = ...) -> None: ...
 
 class GetHistoryRequest(_message.Message):
-    __slots__ = ("categories", "since", "until", "bucket_minutes")
+    __slots__ = ("categories", "since", "until", "bucket_minutes", "max_rows")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     BUCKET_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
     bucket_minutes: int
-    def __init__(self, categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket_minutes: _Optional[int] = ...) -> None: ...
+    max_rows: int
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket_minutes: _Optional[int] = ..., max_rows: _Optional[int] = ...) -> None: ...
 
 class GetHistoryResponse(_message.Message):
-    __slots__ = ("partials", "categories", "buffer_oldest", "retained_since")
+    __slots__ = ("partials", "categories", "buffer_oldest", "retained_since", "rows")
     PARTIALS_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     BUFFER_OLDEST_FIELD_NUMBER: _ClassVar[int]
     RETAINED_SINCE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     partials: PartialColumns
     categories: _containers.RepeatedScalarFieldContainer[str]
     buffer_oldest: _timestamp_pb2.Timestamp
     retained_since: _timestamp_pb2.Timestamp
-    def __init__(self, partials: _Optional[_Union[PartialColumns, _Mapping]] = ..., categories: _Optional[_Iterable[str]] = ..., buffer_oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retained_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rows: int
+    def __init__(self, partials: _Optional[_Union[PartialColumns, _Mapping]] = ..., categories: _Optional[_Iterable[str]] = ..., buffer_oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retained_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows: _Optional[int] = ...) -> None: ...

@@ -170,3 +170,13 @@ def test_bad_history_requests_are_refused_with_a_reason(make_ingestor: MakeInges
             stub.GetHistory(pb.GetHistoryRequest(bucket_minutes=1441))
         assert wide.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "at most 1440" in str(wide.value.details())
+
+
+def test_an_answer_beyond_max_rows_carries_only_how_many_rows_it_has(server: ThreadedIngestor) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        write(stub, [(T0_NS + m * MINUTE_NS, 1.0, c) for m in range(50) for c in "AB"])
+        capped = stub.GetHistory(pb.GetHistoryRequest(max_rows=99))
+        fits = stub.GetHistory(pb.GetHistoryRequest(max_rows=100))
+    assert (capped.rows, len(capped.partials.keys), list(capped.categories)) == (100, 0, [])
+    assert (fits.rows, len(fits.partials.keys) // 8) == (100, 100)
