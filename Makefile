@@ -95,7 +95,7 @@ bench-quick: $(INSTALLED)
 
 # Not part of `make test`: it takes a minute, and its figures need a quiet machine.
 bench-check: bench-quick
-	$(BIN)/python -m bench.check
+	$(BIN)/python -m bench.check --history bench/results/history.json
 
 screenshot: $(INSTALLED) system-tools
 	$(BIN)/python -m scripts.screenshot docs/dashboard.png

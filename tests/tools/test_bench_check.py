@@ -171,3 +171,45 @@ def test_missing_figures_fail_unless_only_a_full_run_measures_them(
 def test_without_results_it_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--results", str(tmp_path / "none.json"), "--durable", str(tmp_path / "none.json")]) == 2
     assert "run make bench-quick" in capsys.readouterr().err
+
+
+HISTORY: dict[str, Any] = {
+    "history_1h_20d_ms": 31.0,
+    "rollup_upkeep": 0.06,
+    "archive_evicted_unarchived": 0,
+    "archive_bytes_per_reading": 1.72,
+}
+
+
+@pytest.mark.parametrize(
+    ("worse", "failing"),
+    [
+        ({}, set()),
+        ({"history_1h_20d_ms": 77.0, "archive_evicted_unarchived": 12}, {"history-1h-20d", "archive-keeps-up"}),
+        ({"rollup_upkeep": 0.23, "archive_bytes_per_reading": 6.5}, {"rollup-upkeep", "archive-bytes"}),
+    ],
+)
+def test_history_targets_are_checked_when_their_results_are_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], worse: dict[str, float], failing: set[str]
+) -> None:
+    from bench.check import HISTORY_TARGETS
+
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({**HISTORY, **worse}))
+    (tmp_path / "latest.json").write_text(json.dumps(RUN))
+    (tmp_path / "durable.json").write_text(json.dumps(DURABLE))
+    code = main(
+        [
+            "--results",
+            str(tmp_path / "latest.json"),
+            "--durable",
+            str(tmp_path / "durable.json"),
+            "--history",
+            str(history),
+        ]
+    )
+    output = capsys.readouterr().out
+    failed = {target.key for target in HISTORY_TARGETS if f"FAIL          {target.what}" in output}
+    assert failed == failing
+    assert code == (1 if failing else 0)
+    assert f"targets: {len(TARGETS) + len(HISTORY_TARGETS) - len(failing)} held, {len(failing)} failed" in output
