@@ -5,7 +5,9 @@ and each bad parameter a 422 that says why."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -137,3 +139,20 @@ async def test_more_than_ten_thousand_objects_is_a_422_that_counts_them(make_ing
     assert "10001" in too_many.text.replace(",", "")
     assert fine.status_code == 200
     assert sum(row["count"] for row in fine.json()) == 10_001
+
+
+async def test_status_reports_the_archive_only_when_readings_are_archived(
+    make_ingestor: MakeIngestor, tmp_path: Path
+) -> None:
+    plain = make_ingestor(capacity=10)
+    archiving = make_ingestor(capacity=100, archive_url=(tmp_path / "archive").as_uri(), archive_interval_s=0.1)
+    async with api_client(ingestor_address=plain.address) as http:
+        assert "archive" not in (await http.get("/status")).json()
+    async with api_client(ingestor_address=archiving.address) as http:
+        await push(http, [{"timestamp": iso(T0_NS + i), "value": 1, "category": "A"} for i in range(25)])
+        for _ in range(200):
+            archive = (await http.get("/status")).json()["archive"]
+            if archive["pending"] == 0:
+                break
+            await anyio.sleep(0.05)
+    assert archive == {"archived": 25, "pending": 0, "evicted_unarchived": 0}
