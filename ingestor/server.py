@@ -17,6 +17,7 @@ from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
+from ingestor.retention import AgeRetention
 from ingestor.sealer import BlockSealer
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
@@ -41,6 +42,7 @@ class RunningServer:
     journal: Journal | None = None
     hub: WatchHub | None = None
     sealer: BlockSealer | None = None
+    retention: AgeRetention | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
@@ -53,6 +55,8 @@ class RunningServer:
         await self.server.stop(grace_s)
         if self.sealer is not None:
             await self.sealer.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -127,9 +131,13 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     if settings.block_partials:
         sealer = BlockSealer(store)
         sealer.start()
+    retention = None
+    if settings.max_age_ns is not None:
+        retention = AgeRetention(store, settings.max_age_ns, journal)
+        retention.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub, sealer)
+    return RunningServer(server, health_servicer, generator, store, port, intake, journal, hub, sealer, retention)
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

@@ -16,15 +16,15 @@ log = logging.getLogger("ingestor")
 
 def open_storage(settings: IngestorSettings) -> tuple[ReadingStore, Intake, Journal | None]:
     """An empty store in memory-only mode; in durable mode, the store rebuilt from the data directory."""
-    store = ReadingStore(settings.capacity)
+    store = ReadingStore(settings.capacity, settings.block_readings)
     if settings.data_dir is None:
         return store, Intake(store, batch_id_window=settings.batch_id_window), None
     started = time.perf_counter()
     journal = Journal(settings.data_dir, settings.capacity, settings.batch_id_window)
     try:
-        recovered = journal.load()
+        recovered = journal.load(settings.max_age_ns)
         try:
-            store.restore(recovered.categories, recovered.columns, recovered.total_ingested)
+            store.restore(recovered.categories, recovered.columns, recovered.total_ingested, recovered.arrivals)
         except ValueError as error:
             raise JournalError(f"data directory {str(settings.data_dir)!r} is inconsistent: {error}") from error
     except BaseException:
