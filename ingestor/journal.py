@@ -30,13 +30,22 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingestor.errors import DiskFull, JournalError
-from ingestor.journal_file import Recovered, open_database, read_back, size_bytes, trim, write_rollups
+from ingestor.journal_file import (
+    Recovered,
+    open_database,
+    read_back,
+    records_arrivals,
+    size_bytes,
+    trim,
+    write_rollups,
+)
 from ingestor.partials import merge_partials
 from ingestor.rollups import Rollups
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
@@ -95,6 +104,10 @@ class Journal:
         self._writer: threading.Thread | None = None
         # [start, end) of the consecutive small rows committed since the last merge, and how many.
         self._small_run = (0, 0, 0)
+        self._arrivals = records_arrivals(self._db)
+        self._expired_below = 0
+        """Rows of readings below this sequence number are to be deleted (retention by age)."""
+        self._deleted_below = 0
         self._committed_total = 0
         self._rollups = rollups
         self._names: list[str] = []
@@ -105,10 +118,12 @@ class Journal:
         """Readings numbered below this are on disk: they survive a crash (the archive takes no others)."""
         return self._committed_total
 
-    def load(self) -> Recovered:
-        """Read back what the log holds; call before :meth:`start`."""
+    def load(self, max_age_ns: int | None = None) -> Recovered:
+        """Read back what the log holds (with ``max_age_ns``, only the rows that arrived within it);
+        call before :meth:`start`."""
+        cutoff = time.time_ns() - max_age_ns if max_age_ns is not None else None
         try:
-            recovered = read_back(self._db, self.capacity)
+            recovered = read_back(self._db, self.capacity, cutoff)
             self._committed_total = recovered.total_ingested
             self._names = list(recovered.categories)
             if self._rollups is not None:
@@ -142,6 +157,14 @@ class Journal:
             self._wakeup.notify()
         return submitted
 
+    def expire_below(self, sequence: int) -> None:
+        """The store evicted the readings below ``sequence`` by age: delete their rows (with the next
+        commit, or by themselves when none comes)."""
+        with self._wakeup:
+            if sequence > self._expired_below:
+                self._expired_below = sequence
+                self._wakeup.notify()
+
     def close(self) -> None:
         """Commit what is queued, stop the writer and close the file (SQLite checkpoints it)."""
         with self._wakeup:
@@ -172,11 +195,16 @@ class Journal:
                 if unlogged:
                     self._wakeup.wait_for(lambda: self._closing, timeout=DISK_FULL_RETRY_S)
                 else:
-                    while not self._queue and not self._closing:
+                    while not self._queue and not self._closing and self._expired_below <= self._deleted_below:
                         self._wakeup.wait()
                 if not self._queue and not unlogged:
-                    return
+                    if self._closing:
+                        return
+                    expired_below = self._expired_below
                 group, self._queue = unlogged + self._queue, []
+            if not group:
+                self._delete_expired(expired_below)
+                continue
             try:
                 self._commit([submitted.batch for submitted in group])
             except Exception as error:
@@ -197,10 +225,24 @@ class Journal:
                 _settle(submitted.logged)
                 _settle(submitted.acknowledged)
 
+    def _delete_expired(self, below: int) -> None:
+        """Delete the rows of readings all below ``below`` (evicted by age) in a transaction of their own."""
+        try:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM batches WHERE end_seq <= ?", (below,))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            log.warning("expired rows not deleted yet: %s", error)  # the next commit deletes them
+        self._deleted_below = max(self._deleted_below, below)
+
     def _commit(self, batches: Sequence[LoggedBatch]) -> None:
         db = self._db
         total = max(batch.start_seq + len(batch.columns) for batch in batches)
-        evicted_below = total - self.capacity
+        expired_below = self._expired_below
+        evicted_below = max(total - self.capacity, expired_below)
+        arrived_ns = time.time_ns()
         small_run = self._small_run
         deltas = []
         db.execute("BEGIN")
@@ -216,16 +258,14 @@ class Journal:
                 end_seq = batch.start_seq + len(batch.columns)
                 if end_seq > evicted_below and len(batch.columns):
                     columns = batch.columns
-                    db.execute(
-                        "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)",
-                        (
-                            end_seq,
-                            batch.start_seq,
-                            column_bytes(columns.timestamps_ns, TIMESTAMP_DTYPE),
-                            column_bytes(columns.values, VALUE_DTYPE),
-                            column_bytes(columns.codes, CODE_DTYPE),
-                        ),
+                    row = (
+                        end_seq,
+                        batch.start_seq,
+                        column_bytes(columns.timestamps_ns, TIMESTAMP_DTYPE),
+                        column_bytes(columns.values, VALUE_DTYPE),
+                        column_bytes(columns.codes, CODE_DTYPE),
                     )
+                    _insert_row(db, row, arrived_ns, self._arrivals)
                     small_run = _extend_run(small_run, batch.start_seq, end_seq)
                 if self._rollups is not None and len(batch.columns):
                     columns = batch.columns
@@ -238,7 +278,7 @@ class Journal:
                         (batch.batch_id, len(batch.columns), batch.fingerprint),
                     )
             if small_run[2] >= COMPACT_RUN:
-                _merge_rows(db, small_run[0], small_run[1])
+                _merge_rows(db, small_run[0], small_run[1], self._arrivals)
                 small_run = (0, 0, 0)
             db.execute("DELETE FROM batches WHERE end_seq <= ?", (evicted_below,))
             db.execute(
@@ -262,6 +302,7 @@ class Journal:
                 db.execute("ROLLBACK")
             raise
         self._small_run = small_run
+        self._deleted_below = max(self._deleted_below, expired_below)
         self._committed_total = total
         if self._rollups is not None:
             if delta is not None:
@@ -324,16 +365,33 @@ def _extend_run(run: tuple[int, int, int], start_seq: int, end_seq: int) -> tupl
     return (start_seq, end_seq, 1)
 
 
-def _merge_rows(db: sqlite3.Connection, start_seq: int, end_seq: int) -> None:
-    """Replace the rows holding readings [start_seq, end_seq) by one row: same readings, fewer rows."""
+def _merge_rows(db: sqlite3.Connection, start_seq: int, end_seq: int, arrivals: bool) -> None:
+    """Replace the rows holding readings [start_seq, end_seq) by one row: same readings, fewer rows
+    (arriving when the newest of them did)."""
     where = "WHERE end_seq > ? AND end_seq <= ?"
+    arrived = "arrived_ns" if arrivals else "NULL"
     rows = db.execute(
-        f"SELECT start_seq, timestamps_ns, vals, codes FROM batches {where} ORDER BY end_seq", (start_seq, end_seq)
+        f"SELECT start_seq, timestamps_ns, vals, codes, {arrived} FROM batches {where} ORDER BY end_seq",
+        (start_seq, end_seq),
     ).fetchall()
     if len(rows) < 2:
         return
     db.execute(f"DELETE FROM batches {where}", (start_seq, end_seq))
-    db.execute(
-        "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)",
-        (end_seq, rows[0][0], *(b"".join(row[column] for row in rows) for column in (1, 2, 3))),
-    )
+    merged = (end_seq, rows[0][0], *(b"".join(row[column] for row in rows) for column in (1, 2, 3)))
+    newest = max((row[4] for row in rows if row[4] is not None), default=None)
+    _insert_row(db, merged, newest, arrivals)
+
+
+_INSERT = "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)"
+_INSERT_ARRIVED = (
+    "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes, arrived_ns) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _insert_row(db: sqlite3.Connection, row: tuple[object, ...], arrived_ns: int | None, arrivals: bool) -> None:
+    """Insert a row (end_seq, start_seq, timestamps, values, codes), with its arrival time when the
+    file records them."""
+    if arrivals:
+        db.execute(_INSERT_ARRIVED, (*row, arrived_ns))
+    else:
+        db.execute(_INSERT, row)

@@ -19,6 +19,7 @@ from ingestor.generator import GeneratorControl
 from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
+from ingestor.retention import AgeRetention
 from ingestor.rollup_feed import RollupFeed
 from ingestor.sealer import BlockSealer
 from ingestor.service import IngestorServicer
@@ -46,6 +47,7 @@ class RunningServer:
     sealer: BlockSealer | None = None
     archiver: Archiver | None = None
     feed: RollupFeed | None = None
+    retention: AgeRetention | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
@@ -62,6 +64,8 @@ class RunningServer:
             await self.archiver.close(grace_s)
         if self.feed is not None:
             await asyncio.to_thread(self.feed.close)
+        if self.retention is not None:
+            await self.retention.stop()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -144,6 +148,10 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     if settings.block_partials:
         sealer = BlockSealer(store)
         sealer.start()
+    retention = None
+    if settings.max_age_ns is not None:
+        retention = AgeRetention(store, settings.max_age_ns, journal)
+        retention.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
@@ -158,6 +166,7 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         sealer=sealer,
         archiver=archiver,
         feed=feed,
+        retention=retention,
     )
 
 

@@ -33,8 +33,13 @@ class IngestorSettings(BaseSettings):
     shutdown_grace_s: float = Field(3.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
     block_partials: bool = True
-    """Keep partial aggregates of each sealed block of 65,536 readings, so that AggregateReadings
-    reads only the readings of the blocks it cannot answer from them (false: it reads every one)."""
+    """Keep partial aggregates of each sealed block, so that AggregateReadings reads only the
+    readings of the blocks it cannot answer from them (false: it reads every one)."""
+    block_readings: int = Field(65_536, ge=1, le=1 << 24)
+    """Readings a block holds: the unit of sealed partials and of eviction by age."""
+    max_age: str | None = Field(None, pattern=r"^[1-9][0-9]{0,8}(s|m|h|d)$")
+    """Readings that arrived longer ago than this (``90s``, ``15m``, ``24h``, ``7d``) are evicted, a
+    block at a time; unset (or empty): by capacity only."""
     data_dir: Path | None = None
     """Durable mode when set: every batch is fsync'd here before it is acknowledged, and the buffer
     is rebuilt from it on start. Unset (or empty): memory only."""
@@ -67,10 +72,17 @@ class IngestorSettings(BaseSettings):
         unit = {"m": 60, "h": 3600, "d": 86_400}[self.rollup_retention[-1]]
         return int(self.rollup_retention[:-1]) * unit * 1_000_000_000
 
-    @field_validator("data_dir", "archive_url", "archive_endpoint_url", "archive_spool_dir", mode="before")
+    @field_validator("data_dir", "archive_url", "archive_endpoint_url", "archive_spool_dir", "max_age", mode="before")
     @classmethod
     def _empty_data_dir_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def max_age_ns(self) -> int | None:
+        if self.max_age is None:
+            return None
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.max_age[-1]]
+        return int(self.max_age[:-1]) * unit * 1_000_000_000
 
     token: SecretStr | None = None
     """When set, IngestorService calls need ``authorization: Bearer <token>`` (health and reflection do not)."""

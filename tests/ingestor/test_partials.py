@@ -139,3 +139,20 @@ def test_empty_inputs() -> None:
     assert len(compute_partials(empty, np.empty(0), np.empty(0, np.uint8), empty)) == 0
     assert len(merge_partials([])) == 0
     assert len(merge_partials([empty_partials(), empty_partials()])) == 0
+
+
+def test_sorted_and_dense_grouping_agree() -> None:
+    """A few cells are grouped by bincount, many by sorting: same partials either way."""
+    times, values, codes = random_readings(21, 4000)
+    spread = T0 + np.random.default_rng(2).integers(0, 10**6, 4000) * 1_000_000_000  # 4000 seconds apart or so
+    for keys in (second_keys(times), second_keys(spread)):
+        expected = reference(spread, values, codes, keys)
+        assert_matches(compute_partials(spread, values, codes, keys), expected)
+    # The same readings by minute (few cells) and with the minute spread far apart (many cells).
+    minutes = second_keys(times, 60)
+    far = minutes * 10**6
+    dense, sparse = compute_partials(times, values, codes, minutes), compute_partials(times, values, codes, far)
+    assert dense.count.tolist() == sparse.count.tolist()
+    assert dense.keys.tolist() == (sparse.keys // 10**6).tolist()
+    for name in ("total", "mean", "m2", "minimum", "maximum", "first_ns", "last_ns"):
+        np.testing.assert_allclose(getattr(dense, name), getattr(sparse, name), rtol=1e-13)

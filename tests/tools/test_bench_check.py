@@ -34,12 +34,17 @@ RUN: dict[str, Any] = {
             "csv_timestamps_ms": 5 * export,
             "parquet_encode_ms": export,
             "csv_encode_ms": 7 * export,
+            "pushdown_ms": pushdown,
+            "window_stats_ms": 2 * pushdown,
+            "recent_category_ms": 2 * pushdown,
+            "percentiles_ms": 10 * project,
+            "percentiles_raw_ms": 10 * project,
         }
-        for n, project, naive, floor, export, columns, raw, rss in [
-            (10_000, 6.7, 11.2, 3.5, 1.2, 1.9e6, 8.9, 40.0),
-            (100_000, 10.4, 58.1, 4.6, 4.3, 4.7e6, 8.5, 20.0),
-            (1_000_000, 38.8, 551.0, 20.0, 13.3, 11.9e6, 8.4, 19.0),
-            (10_000_000, 333.0, 6396.0, 183.0, 142.0, 14.9e6, 9.1, 17.48),
+        for n, project, naive, floor, export, columns, raw, rss, pushdown in [
+            (10_000, 6.7, 11.2, 3.5, 1.2, 1.9e6, 8.9, 40.0, 3.0),
+            (100_000, 10.4, 58.1, 4.6, 4.3, 4.7e6, 8.5, 20.0, 3.0),
+            (1_000_000, 38.8, 551.0, 20.0, 13.3, 11.9e6, 8.4, 19.0, 6.0),
+            (10_000_000, 333.0, 6396.0, 183.0, 142.0, 14.9e6, 9.1, 17.48, 7.0),
         ]
     ],
     "single": {
@@ -52,6 +57,9 @@ RUN: dict[str, Any] = {
         "import_app_alone_ms": 589.0,
         "import_app_without_pyarrow_ms": 580.0,
         "import_growth_with_pyarrow": 0.016,
+        "write_columns_partials_per_s": 11.0e6,
+        "write_columns_no_partials_per_s": 11.5e6,
+        "partial_bytes_per_reading_1khz": 0.25,
     },
 }
 DURABLE: dict[str, Any] = {
@@ -107,8 +115,9 @@ def test_a_quick_run_leaves_the_ten_million_targets_not_measured(
     found = statuses(lines_by_key(output))
     assert code == 0
     assert found["project-10m"] == found["rss-per-reading-10m"] == ["not measured"]
+    assert found["pushdown-10m"] == found["window-stats-10m"] == found["recent-category-10m"] == ["not measured"]
     assert found["write-columns"] == ["PASS"]
-    assert "targets: 15 held, 0 failed, 2 not measured" in output
+    assert "targets: 19 held, 0 failed, 6 not measured" in output
 
 
 def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,6 +129,7 @@ def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.Ca
     worse["single"]["import_overhead"] = 0.2
     one_million["hopping_ms"] = 3.1 * one_million["tumbling_ms"]
     worse["single"]["import_growth_with_pyarrow"] = 0.06
+    one_million["pushdown_ms"] = 11.0  # 0.55 times the floor
     slow_disk = copy.deepcopy(DURABLE)
     slow_disk["durable"]["readings_per_s"] = 150_000
     code = check(tmp_path, worse, slow_disk)
@@ -136,9 +146,10 @@ def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.Ca
         "durable-writes",
         "hopping-over-tumbling-1m",
         "import-with-pyarrow",
+        "pushdown-over-floor-1m",
     }
     assert found["raw-data-10k"] == ["PASS", "FAIL", "PASS", "PASS"]
-    assert "targets: 10 held, 7 failed, 0 not measured" in output
+    assert "targets: 17 held, 8 failed, 0 not measured" in output
     assert lines["export-1m"][0].endswith("<= 20.0 ms: 25.0 ms")
     assert lines["import-overhead"][0].endswith("<= +15 %: +20 %")
 
