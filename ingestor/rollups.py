@@ -80,10 +80,12 @@ class Rollups:
         numpy but for numbering new names: call from any thread)."""
         if not len(timestamps_ns):
             return empty_partials()
-        used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
-        mapping = np.zeros(max(len(names), 1), dtype=np.int64)
+        # Grouped by the batch's own codes, renumbered after: a gather over the rows, not the readings.
+        rows = compute_partials(timestamps_ns, values, codes, np.floor_divide(timestamps_ns, MINUTE_NS))
+        used = np.unique(rows.codes)
+        mapping = np.zeros(int(used[-1]) + 1, dtype=np.int64)
         mapping[used] = self.codes_of(names[code] for code in used.tolist())
-        return compute_partials(timestamps_ns, values, mapping[codes], np.floor_divide(timestamps_ns, MINUTE_NS))
+        return merge_partials([replace(rows, codes=mapping[rows.codes])])
 
     def after_merge(self, delta: PartialTable) -> tuple[PartialTable, int | None]:
         """The rows ``delta`` touches as they are once it is merged, and the first minute kept then
