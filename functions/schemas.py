@@ -147,7 +147,11 @@ class StatusResponse(BaseModel):
         description="Only in durable mode, while the data directory is full: true (writes are refused with 507)",
         examples=[True],
     )
-    archive: ArchiveStatus | None = Field(None, description="Only when readings are archived (INGESTOR_ARCHIVE_URL)")
+    archive: ArchiveStatus | None = Field(
+        None,
+        description="Only when readings are archived (INGESTOR_ARCHIVE_URL)",
+        examples=[{"archived": 16777216, "pending": 1200, "evicted_unarchived": 0}],
+    )
 
 
 class StartConfig(BaseModel):
