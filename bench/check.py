@@ -337,7 +337,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "write-columns-with-partials",
-        "WriteReadings as columns into an ingestor sealing blocks (until sealed) / one that does not",
+        "WriteReadings as columns into an ingestor sealing blocks / one that does not (until acknowledged)",
         ">=",
         0.9,
         ratio,

@@ -16,7 +16,7 @@ import pandas as pd
 from google.protobuf.message import Message
 
 from functions.channel import connected_channel, method_path
-from functions.errors import IngestorFailed, IngestorTimeout, ingestor_error, rpc_error
+from functions.errors import IngestorFailed, IngestorLacksCall, IngestorTimeout, ingestor_error, rpc_error
 from functions.filters import ReadingQuery
 from functions.processing import TooManyGroups
 from functions.readings import Readings
@@ -144,15 +144,19 @@ class IngestorClient:
         decoder = await self._export(request)
         return decoder.readings(), decoder.next_sequence
 
-    async def aggregate_partials(self, query: ReadingQuery, bucket_ns: int) -> pd.DataFrame:
+    async def aggregate_partials(self, query: ReadingQuery, bucket_ns: int) -> pd.DataFrame | None:
         """The partial aggregates of the matching readings per category and bucket of ``bucket_ns``
-        (a whole number of seconds; 0: per category), as ``functions/partials.py`` merges them."""
+        (a whole number of seconds; 0: per category), as ``functions/partials.py`` merges them; None
+        from an ingestor that does not have AggregateReadings (a version from before it)."""
         request = pb.AggregateReadingsRequest(categories=query.categories, bucket_seconds=bucket_ns // 1_000_000_000)
         if query.since_ns is not None:
             request.since.FromNanoseconds(query.since_ns)
         if query.until_ns is not None:
             request.until.FromNanoseconds(query.until_ns)
-        response = await self._call("AggregateReadings", request, pb.AggregateReadingsResponse)
+        try:
+            response = await self._call("AggregateReadings", request, pb.AggregateReadingsResponse)
+        except IngestorLacksCall:
+            return None
         try:
             return decode_partials(response)
         except MalformedMessage as error:

@@ -2,8 +2,9 @@
 
 Blocks are pruned by their event-time bounds: a sealed block wholly outside ``since``/``until`` is
 skipped, one wholly inside answers with its partials (per category, or per second re-keyed to the
-asked bucket), and the readings of every other block (partly inside, not sealed yet, partly evicted,
-the open one) are read from the ring and reduced to partials here. Everything is computed in one go
+asked bucket), and the readings of every other block (partly inside, partly evicted, the open one)
+are read from the ring and reduced to partials here. A complete block not sealed yet is sealed
+first, and kept. Everything is computed in one go
 on the event loop, so the answer is that of one snapshot of the ring. Knows nothing of gRPC.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingestor.blocks import SealedBlock, seal_block
 from ingestor.partials import SECOND_NS, PartialTable, compute_partials, concat_partials, merge_partials
 from ingestor.query import ReadingFilter
 from ingestor.store import Columns, ReadingStore
@@ -46,9 +48,7 @@ def aggregate_partials(store: ReadingStore, flt: ReadingFilter, bucket_ns: int) 
     raw: list[tuple[int, int]] = []  # sequence ranges to read from the ring
     position = oldest
     for number in blocks.wholly_held(oldest, total):
-        block = blocks.get(number)
-        if block is None:
-            continue
+        block = blocks.get(number) or _seal(store, number)
         table = block.by_category if bucket_ns == 0 else block.by_second if whole_seconds else None
         outside = block.last_ns < since or (until is not None and block.first_ns >= until)
         inside = block.first_ns >= since and (until is None or block.last_ns < until)
@@ -73,6 +73,14 @@ def aggregate_partials(store: ReadingStore, flt: ReadingFilter, bucket_ns: int) 
         readings_read=sum(stop - start for start, stop in raw),
         blocks_used=len(tables),
     )
+
+
+def _seal(store: ReadingStore, number: int) -> SealedBlock:
+    """Seal a complete block the sealer has not come to yet: it costs what reading it would."""
+    columns = store.block_columns(number)
+    block = seal_block(columns.timestamps_ns, columns.values, columns.codes, store.blocks.max_second_rows)
+    store.blocks.add(number, block, store.oldest_sequence)
+    return block
 
 
 def _matching(

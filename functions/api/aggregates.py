@@ -30,6 +30,7 @@ from functions.processing import (
     aggregate_records,
     processed_records,
 )
+from functions.readings import Readings
 from functions.responses import file_response, json_response
 from functions.schemas import INGESTOR_ERRORS, CategoryStats, WindowedStats
 from functions.validation import request_error
@@ -75,24 +76,26 @@ async def processed_data(
     extra = parse_stats(stats) if stats is not None else []
     rows_format = negotiate(format_name, accept, "json")
     # Partials where they answer exactly (functions/partials.py), else every matching reading.
-    pushdown = settings.aggregate_pushdown and mergeable(windows, extra)
-    if pushdown:
-        key_ns = key_ns_for(windows)
-        partials = await client.aggregate_partials(query, key_ns)
-    elif query.selects_all:
-        readings = await client.export_readings(late_flags="late" in extra)
-    else:
-        readings, _ = await client.select_readings(query, late_flags="late" in extra)
+    key_ns = key_ns_for(windows)
+    partials = None
+    if settings.aggregate_pushdown and mergeable(windows, extra):
+        partials = await client.aggregate_partials(query, key_ns)  # None from an older ingestor
+    readings = Readings.empty()
+    if partials is None:
+        if query.selects_all:
+            readings = await client.export_readings(late_flags="late" in extra)
+        else:
+            readings, _ = await client.select_readings(query, late_flags="late" in extra)
     if windows is None and not extra and rows_format == "json":
-        by_category = aggregate_partials_by_category(partials) if pushdown else aggregate_by_category(readings)
+        by_category = aggregate_by_category(readings) if partials is None else aggregate_partials_by_category(partials)
         return json_response(processed_records(by_category))
     try:
-        if pushdown:
+        if partials is None:
+            aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
+        else:
             aggregates = aggregate_partials(
                 partials, key_ns, windows=windows, stats=extra, max_groups=MAX_PROCESSED_OBJECTS
             )
-        else:
-            aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
     except TooManyGroups as error:
         where = "session_gap" if session_gap is not None else "window"
         raise request_error(
