@@ -19,6 +19,7 @@ import pandas as pd
 from functions.processing import WindowSpec, empty_aggregates, finish_windows
 from functions.timestamps import format_timestamps
 
+SECOND_NS = 1_000_000_000
 PARTIAL_COLUMNS = ("count", "total", "minimum", "maximum", "first_ns", "last_ns", "mean", "m2")
 """A partial row's numbers, after its ``category`` and ``key``."""
 MERGEABLE_STATS = frozenset({"min", "max", "sum", "std", "first_timestamp"})
@@ -38,7 +39,9 @@ def mergeable(windows: WindowSpec | None, stats: Sequence[str]) -> bool:
     (whole seconds, as every window the API takes), with statistics partials carry."""
     if not set(stats) <= MERGEABLE_STATS:
         return False
-    return windows is None or windows.session_gap_ns is None
+    if windows is None or windows.length_ns is None:
+        return windows is None or windows.session_gap_ns is None
+    return windows.length_ns % SECOND_NS == 0 and windows.step % SECOND_NS == 0
 
 
 def key_ns_for(windows: WindowSpec | None) -> int:

@@ -142,6 +142,7 @@ def test_which_queries_partials_answer() -> None:
     assert not mergeable(None, ("p50",))
     assert not mergeable(WindowSpec(length_ns=S), ("late",))
     assert not mergeable(WindowSpec(session_gap_ns=S), ())
+    assert not mergeable(WindowSpec(length_ns=S + 1), ())  # buckets are whole seconds
 
 
 def test_no_rows_no_records() -> None:
