@@ -11,12 +11,15 @@ sums, means and standard deviations to within rounding (a few ulps of the values
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from functions.processing import WindowSpec, empty_aggregates, finish_windows
+from functions.timestamps import format_timestamps
 
+SECOND_NS = 1_000_000_000
 PARTIAL_COLUMNS = ("count", "total", "minimum", "maximum", "first_ns", "last_ns", "mean", "m2")
 """A partial row's numbers, after its ``category`` and ``key``."""
 MERGEABLE_STATS = frozenset({"min", "max", "sum", "std", "first_timestamp"})
@@ -36,7 +39,9 @@ def mergeable(windows: WindowSpec | None, stats: Sequence[str]) -> bool:
     (whole seconds, as every window the API takes), with statistics partials carry."""
     if not set(stats) <= MERGEABLE_STATS:
         return False
-    return windows is None or windows.session_gap_ns is None
+    if windows is None or windows.length_ns is None:
+        return windows is None or windows.session_gap_ns is None
+    return windows.length_ns % SECOND_NS == 0 and windows.step % SECOND_NS == 0
 
 
 def key_ns_for(windows: WindowSpec | None) -> int:
@@ -184,3 +189,23 @@ def aggregate_partials_by_category(rows: pd.DataFrame) -> pd.DataFrame:
     if len(rows) == 0:
         return pd.DataFrame({"category": [], "avg_value": [], "count": [], "last_timestamp": []})
     return aggregate_partials(rows, 0)  # without windows or stats: exactly those four columns
+
+
+def by_category_records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """``processed_records(aggregate_partials_by_category(rows))``, the seed answer, straight from
+    the merged columns: no frame to build and sort for a handful of categories."""
+    if len(rows) == 0:
+        return []
+    merged = merge_partial_columns(rows, ["category"])
+    order = np.argsort(merged["category"].astype(str), kind="stable")
+    count = merged["count"][order]
+    return [
+        {"category": category, "avg_value": avg, "count": n, "last_timestamp": last}
+        for category, avg, n, last in zip(
+            merged["category"][order].tolist(),
+            (merged["total"][order] / count).tolist(),
+            count.tolist(),
+            format_timestamps(merged["last_ns"][order].astype(np.int64)).tolist(),
+            strict=True,
+        )
+    ]

@@ -54,7 +54,8 @@ def aggregate_partials(store: ReadingStore, flt: ReadingFilter, bucket_ns: int) 
         inside = block.first_ns >= since and (until is None or block.last_ns < until)
         if not outside and not (inside and table is not None):
             continue  # read with the readings around it
-        raw.append((position, number * size))
+        if position < number * size:
+            raw.append((position, number * size))
         position = (number + 1) * size
         if outside:
             continue

@@ -21,7 +21,7 @@ from functions.aggregate_params import (
 from functions.deps import Client, Settings
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import MEDIA_TYPES, aggregates_bytes, negotiate
-from functions.partials import aggregate_partials, aggregate_partials_by_category, key_ns_for, mergeable
+from functions.partials import aggregate_partials, by_category_records, key_ns_for, mergeable
 from functions.processing import (
     AGGREGATE_COLUMNS,
     TooManyGroups,
@@ -87,8 +87,9 @@ async def processed_data(
         else:
             readings, _ = await client.select_readings(query, late_flags="late" in extra)
     if windows is None and not extra and rows_format == "json":
-        by_category = aggregate_by_category(readings) if partials is None else aggregate_partials_by_category(partials)
-        return json_response(processed_records(by_category))
+        if partials is not None:
+            return json_response(by_category_records(partials))
+        return json_response(processed_records(aggregate_by_category(readings)))
     try:
         if partials is None:
             aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.partials import PARTIAL_COLUMNS, aggregate_partials, aggregate_partials_by_category, mergeable
+from functions.partials import (
+    PARTIAL_COLUMNS,
+    aggregate_partials,
+    aggregate_partials_by_category,
+    by_category_records,
+    mergeable,
+)
 from functions.processing import (
     TooManyGroups,
     WindowSpec,
@@ -89,7 +95,9 @@ def test_windows_from_partials_equal_windows_from_readings(windows: WindowSpec, 
 def test_per_category_from_partials_equals_the_seed_answer() -> None:
     data = random_readings(9)
     expected = processed_records(aggregate_by_category(data))
-    assert_same_records(processed_records(aggregate_partials_by_category(partial_rows(data, 0, 7))), expected)
+    rows = partial_rows(data, 0, 7)
+    assert_same_records(processed_records(aggregate_partials_by_category(rows)), expected)
+    assert by_category_records(rows) == processed_records(aggregate_partials_by_category(rows))
     stats = ("sum", "std", "max")
     raw = aggregate_records(aggregate(data, stats=stats), stats)
     assert_same_records(aggregate_records(aggregate_partials(partial_rows(data, S, 3), S, stats=stats), stats), raw)
@@ -134,9 +142,11 @@ def test_which_queries_partials_answer() -> None:
     assert not mergeable(None, ("p50",))
     assert not mergeable(WindowSpec(length_ns=S), ("late",))
     assert not mergeable(WindowSpec(session_gap_ns=S), ())
+    assert not mergeable(WindowSpec(length_ns=S + 1), ())  # buckets are whole seconds
 
 
 def test_no_rows_no_records() -> None:
     empty = partial_rows(Readings.empty(), S, 1)
     assert aggregate_records(aggregate_partials(empty, S, windows=WindowSpec(length_ns=S)), ()) == []
     assert processed_records(aggregate_partials_by_category(empty)) == []
+    assert by_category_records(empty) == []

@@ -87,6 +87,7 @@ def test_since_after_until_is_an_invalid_argument(stub: pb_grpc.IngestorServiceS
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.slow  # seconds by design
 def test_each_answer_is_one_snapshot_while_writes_go_on(make_ingestor: MakeIngestor) -> None:
     """Batches of 7 readings of value 1 into blocks of 4: a snapshot holds whole batches only."""
     server = make_ingestor(capacity=1_000_000, block_readings=4)

@@ -143,6 +143,7 @@ def test_partials_answer_exactly_what_the_readings_answer(case: Case) -> None:
     assert case.store.total_ingested == case.store.buffered + case.store.evicted
 
 
+@pytest.mark.slow  # seconds by design
 def test_filters_on_every_block_edge() -> None:
     """since and until at, just before and just after every event time of a few sealed blocks,
     evicted in the middle of the oldest one: each way the same answer."""

@@ -107,6 +107,7 @@ def write(stub: pb_grpc.IngestorServiceStub, first: int, count: int) -> None:
     )
 
 
+@pytest.mark.slow  # seconds by design
 def test_the_running_ingestor_expires_by_age_and_deletes_the_rows(tmp_path: Path, make_ingestor: MakeIngestor) -> None:
     server = make_ingestor(capacity=1000, data_dir=tmp_path, max_age="1s", block_readings=4)
     with grpc.insecure_channel(server.address) as channel:
@@ -122,6 +123,7 @@ def test_the_running_ingestor_expires_by_age_and_deletes_the_rows(tmp_path: Path
         assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,)
 
 
+@pytest.mark.slow  # seconds by design
 def test_recovery_honours_the_age(tmp_path: Path, make_ingestor: MakeIngestor) -> None:
     first = make_ingestor(capacity=1000, data_dir=tmp_path)
     with grpc.insecure_channel(first.address) as channel:
