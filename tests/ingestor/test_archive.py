@@ -26,6 +26,9 @@ FIRST_NS = MIDNIGHT_NS - 150 * 1_000_000_000
 """Reading k has the value k and the event time FIRST_NS + k * STEP_NS: the 1,500th is at midnight."""
 CATEGORIES = ("north", "south", "east")
 
+# Each waits for files to be published, several times: seconds by design.
+pytestmark = pytest.mark.slow
+
 
 def write(stub: pb_grpc.IngestorServiceStub, first: int, count: int) -> None:
     keys = np.arange(first, first + count)
