@@ -16,7 +16,8 @@ from functions.timestamps import format_timestamps
 from tests.support.factories import MakeIngestor
 from tests.support.inprocess import api_client
 
-pytestmark = pytest.mark.anyio
+# The real app and a real ingestor, loaded with thousands of readings per test: seconds in all.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 T0_NS = 1_705_744_800 * 1_000_000_000  # 2024-01-20T10:00:00Z
 MINUTE_NS = 60_000_000_000

@@ -12,15 +12,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import boto3
 import httpx
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from ingestor.archive_files import parse_key
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# boto3, pandas and pyarrow are imported where they are used: collecting the tests that import this
+# module (make test-fast collects them all) does not pay for them.
 
 BUCKET = "readings-archive"
 CREDENTIALS = {
@@ -42,6 +45,8 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    import boto3
+
     try:
         # moto keeps its buckets in this process, across servers: every test starts from none.
         httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
@@ -55,6 +60,10 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def _frame(files: list[tuple[str, bytes]]) -> pd.DataFrame:
     """The files' readings with the date of the partition each came from, and the schema checked."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     frames = []
     for key, data in files:
         table = pq.read_table(io.BytesIO(data))
@@ -80,6 +89,8 @@ def read_directory_archive(root: Path) -> pd.DataFrame:
 
 
 def read_s3_archive(endpoint: str, prefix: str) -> pd.DataFrame:
+    import boto3
+
     client = boto3.client("s3", endpoint_url=endpoint)
     try:
         files = []
