@@ -89,14 +89,16 @@ loadtest: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.durable
+	$(BIN)/python -m bench.history
 
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.durable --batches 100
+	$(BIN)/python -m bench.history --repeats 7 --archive-seconds 10
 
 # Not part of `make test`: it takes a minute, and its figures need a quiet machine.
 bench-check: bench-quick
-	$(BIN)/python -m bench.check
+	$(BIN)/python -m bench.check --history bench/results/history.json
 
 screenshot: $(INSTALLED) system-tools
 	$(BIN)/python -m scripts.screenshot docs/dashboard.png

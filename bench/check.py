@@ -1,9 +1,11 @@
 """``make bench-check``: the performance targets, checked against the figures of a benchmark run.
 
 Reads ``bench/results/latest.json`` (written by ``bench/run.py``) and ``bench/results/durable.json``
-(``python -m bench.durable``), prints every target with the figure measured and PASS or FAIL, and exits 1
-when a target fails or a figure it needs is missing. Targets measured only at N = 10,000,000 (by
-``make bench``, not ``make bench-quick``) are reported as not measured when the run has no such N.
+(``python -m bench.durable``), and with ``--history`` the JSON of ``python -m bench.history`` for
+``HISTORY_TARGETS`` (``make bench-check`` passes it); prints every target with the figure measured
+and PASS or FAIL, and exits 1 when a target fails or a figure it needs is missing. Targets measured
+only at N = 10,000,000 (by ``make bench``, not ``make bench-quick``) are reported as not measured
+when the run has no such N.
 
 The targets are stated here, in ``TARGETS``, and nowhere else.
 """
@@ -34,6 +36,8 @@ class Results:
     """bench/run.py's JSON."""
     durable: dict[str, Any] | None
     """bench/durable.py's JSON, when there is one."""
+    history: dict[str, Any] | None = None
+    """bench/history.py's JSON, when there is one."""
 
     def sizes(self) -> Iterator[dict[str, Any]]:
         yield from self.run.get("sizes", [])
@@ -136,6 +140,14 @@ def durable(*keys: str) -> Callable[[Results], Figures]:
                 return []
             value = value[key]
         return [("", value)]
+
+    return figures
+
+
+def history(key: str) -> Callable[[Results], Figures]:
+    def figures(results: Results) -> Figures:
+        found = (results.history or {}).get(key)
+        return [] if found is None else [("", found)]
 
     return figures
 
@@ -285,6 +297,81 @@ TARGETS: tuple[Target, ...] = (
         lambda results: results.single("metrics_processed_cost"),
     ),
     Target(
+        "pushdown-over-floor-1m",
+        "GET /processed-data from partials, its median / the floor's, at N=1M",
+        "<=",
+        0.5,
+        ratio,
+        at_n(MILLION, lambda row: row["pushdown_ms"] / row["floor_ms"] if "pushdown_ms" in row else None),
+    ),
+    Target(
+        "pushdown-10m",
+        "GET /processed-data from partials, its median at N=10M",
+        "<=",
+        30,
+        ms,
+        at_n(TEN_MILLION, lambda row: row.get("pushdown_ms")),
+        only_at_ten_million=True,
+    ),
+    Target(
+        "pushdown-over-floor-10m",
+        "GET /processed-data from partials, its median / the floor's, at N=10M",
+        "<=",
+        0.1,
+        ratio,
+        at_n(TEN_MILLION, lambda row: row["pushdown_ms"] / row["floor_ms"] if "pushdown_ms" in row else None),
+        only_at_ten_million=True,
+    ),
+    Target(
+        "window-stats-10m",
+        "GET /processed-data?window=1m&stats=min,max,sum,std from partials at N=10M",
+        "<=",
+        60,
+        ms,
+        at_n(TEN_MILLION, lambda row: row.get("window_stats_ms")),
+        only_at_ten_million=True,
+    ),
+    Target(
+        "recent-category-10m",
+        "GET /processed-data?category=A&since= (the last 10 %) from partials at N=10M",
+        "<=",
+        15,
+        ms,
+        at_n(TEN_MILLION, lambda row: row.get("recent_category_ms")),
+        only_at_ten_million=True,
+    ),
+    Target(
+        "percentiles-unchanged-1m",
+        "GET /processed-data?stats=p50,p99 (readings either way), partials on / off, at N=1M",
+        "<=",
+        1.1,
+        times,
+        at_n(
+            MILLION,
+            lambda row: row["percentiles_ms"] / row["percentiles_raw_ms"] if "percentiles_ms" in row else None,
+        ),
+    ),
+    Target(
+        "write-columns-with-partials",
+        "WriteReadings as columns into an ingestor sealing blocks / one that does not (until acknowledged)",
+        ">=",
+        0.9,
+        ratio,
+        lambda results: [
+            ("", single["write_columns_partials_per_s"] / single["write_columns_no_partials_per_s"])
+            for single in [results.run.get("single", {})]
+            if "write_columns_partials_per_s" in single
+        ],
+    ),
+    Target(
+        "partial-bytes-1khz",
+        "partials of sealed blocks per reading, at 1,000 readings/s in 3 categories",
+        "<=",
+        1,
+        byte_count,
+        lambda results: results.single("partial_bytes_per_reading_1khz"),
+    ),
+    Target(
         "durable-writes",
         "durable WriteReadings, fsync'd before each acknowledgement (bench/durable.py)",
         ">=",
@@ -301,6 +388,43 @@ TARGETS: tuple[Target, ...] = (
         recovery,
     ),
 )
+
+
+HISTORY_TARGETS: tuple[Target, ...] = (
+    Target(
+        "history-1h-20d",
+        "GET /history?window=1h over the newest 20 of 30 days of minute rollups, 16 categories (bench/history.py)",
+        "<=",
+        50,
+        ms,
+        history("history_1h_20d_ms"),
+    ),
+    Target(
+        "rollup-upkeep",
+        "columnar WriteReadings throughput lost to rollup upkeep (bench/history.py)",
+        "<=",
+        0.10,
+        percent,
+        history("rollup_upkeep"),
+    ),
+    Target(
+        "archive-keeps-up",
+        "readings evicted unarchived while generating at 1 MHz into a file:// archive (bench/history.py)",
+        "<=",
+        0,
+        lambda value: f"{value:,.0f}",
+        history("archive_evicted_unarchived"),
+    ),
+    Target(
+        "archive-bytes",
+        "Parquet bytes per generated reading in the archive (bench/history.py)",
+        "<=",
+        6,
+        byte_count,
+        history("archive_bytes_per_reading"),
+    ),
+)
+"""Rollups and the archive: checked when ``--history`` names bench/history.py's JSON."""
 
 
 @dataclass(frozen=True)
@@ -342,19 +466,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.check", description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS / "latest.json", help="bench/run.py's JSON")
     parser.add_argument("--durable", type=Path, default=RESULTS / "durable.json", help="bench/durable.py's JSON")
+    parser.add_argument("--history", type=Path, help="bench/history.py's JSON: check HISTORY_TARGETS too")
     args = parser.parse_args(argv)
     if not args.results.exists():
         print(f"{args.results} does not exist: run make bench-quick (or make bench) first", file=sys.stderr)
         return 2
     durable_results = json.loads(args.durable.read_text()) if args.durable.exists() else None
-    results = Results(json.loads(args.results.read_text()), durable_results)
-    found = verdicts(results)
+    history_results = json.loads(args.history.read_text()) if args.history and args.history.exists() else None
+    results = Results(json.loads(args.results.read_text()), durable_results, history_results)
+    targets = TARGETS + HISTORY_TARGETS if args.history else TARGETS
+    found = verdicts(results, targets)
     for verdict in found:
         print(verdict.line())
-    by_target = {target.key: {v.status for v in found if v.target is target} for target in TARGETS}
+    by_target = {target.key: {v.status for v in found if v.target is target} for target in targets}
     failed = sum("FAIL" in statuses for statuses in by_target.values())
     unmeasured = sum(statuses == {"not measured"} for statuses in by_target.values())
-    held = len(TARGETS) - failed - unmeasured
+    held = len(targets) - failed - unmeasured
     load = results.run.get("machine", {}).get("load_avg")
     print(f"\ntargets: {held} held, {failed} failed, {unmeasured} not measured (load average at the start {load})")
     return 1 if failed else 0

@@ -47,8 +47,10 @@ from functions.processing import aggregate_by_category, processed_records
 from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.text_columns import iso_timestamps
+from functions.timestamps import format_timestamps
+from ingestor.blocks import BLOCK_READINGS
 from ingestor.generator import GeneratorControl, ReadingGenerator
-from ingestor.store import ReadingStore
+from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 
@@ -229,21 +231,34 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
             result["rss_per_reading_bytes"] = (rss_end - rss_warm) / max(1, n - warm_slots)
             result["rss_per_reading_cold_bytes"] = (rss_end - rss_cold) / n
             assert stub.GetStatus(pb.GetStatusRequest()).buffered == n
+            result["sealed_blocks"] = wait_for_sealed_blocks(stub, n // BLOCK_READINGS)
         del requests
         api = started.enter_context(start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60"))
+        # The same function with partial aggregates turned off: every query reads the readings.
+        raw_api = started.enter_context(
+            start_api_process(ingestor.address, INGESTOR_TIMEOUT_S="60", AGGREGATE_PUSHDOWN="false")
+        )
         print(f"N = {n:,}: timing the project", flush=True)
-        with httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http:
-            # The project and the floor take turns: their ratio is then fair on a busy machine.
-            samples, floor = timed_alternately(
+        with (
+            httpx.Client(base_url=f"http://{api.address}/api/v1", timeout=120) as http,
+            httpx.Client(base_url=f"http://{raw_api.address}/api/v1", timeout=120) as raw_http,
+        ):
+            # The project, the readings path and the floor take turns: their ratios are then fair
+            # on a busy machine.
+            samples, raw_samples, floor = timed_alternately(
                 [
                     lambda: http.get("/processed-data").raise_for_status(),
+                    lambda: raw_http.get("/processed-data").raise_for_status(),
                     lambda: processed_records(aggregate_by_category(readings)),
                 ],
                 repeats,
             )
             result["project_ms"] = {"median": median_ms(samples), "p95": p95_ms(samples)}
+            result["pushdown_ms"] = median_ms(samples)  # the project answers from partials by default
+            result["raw_path_ms"] = median_ms(raw_samples)
             result["floor_ms"] = median_ms(floor)
             project_body = http.get("/processed-data").json()
+            result.update(pushdown_side_by_side(http, raw_http, readings, repeats))
             samples = timed(lambda: http.get("/raw-data", params={"limit": 10_000}).raise_for_status(), repeats)
             result["raw_10k_ms"] = median_ms(samples)
             # Hopping windows next to tumbling ones with the same statistics, taking turns.
@@ -309,6 +324,101 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
                     result["naive_ms"] = {"median": median_ms(samples), "p95": p95_ms(samples)}
                     result["naive_agrees"] = same_aggregates(project_body, http.get("/api/v1/processed-data").json())
     return result
+
+
+def wait_for_sealed_blocks(stub: pb_grpc.IngestorServiceStub, blocks: int, timeout_s: float = 60.0) -> int:
+    """Wait until the ingestor has sealed ``blocks`` blocks (in its worker thread); how many it has."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sealed = stub.GetStatus(pb.GetStatusRequest(), timeout=10).sealed_blocks
+        if sealed >= blocks or time.monotonic() > deadline:
+            return sealed
+        time.sleep(0.05)
+
+
+PUSHDOWN_QUERIES = {
+    "window_stats": {"window": "1m", "stats": "min,max,sum,std"},
+    "recent_category": {"category": "A"},  # and since: the last 10 % of the buffer, set below
+    "percentiles": {"stats": "p50,p99"},  # not mergeable: both take the readings path
+}
+
+
+def pushdown_side_by_side(
+    http: httpx.Client, raw_http: httpx.Client, readings: Readings, repeats: int
+) -> dict[str, Any]:
+    """The same queries through partials (``http``) and through the readings (``raw_http``), taking
+    turns; and whether both answered the same (counts and times equal, values within 1e-9)."""
+    since = str(format_timestamps(readings.timestamps_ns[[len(readings) * 9 // 10]])[0])
+    figures: dict[str, Any] = {"pushdown_agrees": True}
+    for name, params in PUSHDOWN_QUERIES.items():
+        params = {**params, "since": since} if name == "recent_category" else params
+        pushed, raw = timed_alternately(
+            [
+                lambda params=params: http.get("/processed-data", params=params).raise_for_status(),
+                lambda params=params: raw_http.get("/processed-data", params=params).raise_for_status(),
+            ],
+            repeats,
+        )
+        figures[f"{name}_ms"], figures[f"{name}_raw_ms"] = median_ms(pushed), median_ms(raw)
+        answers = [client.get("/processed-data", params=params).json() for client in (http, raw_http)]
+        figures["pushdown_agrees"] &= same_records(*answers)
+    return figures
+
+
+def same_records(pushed: list[dict[str, Any]], raw: list[dict[str, Any]]) -> bool:
+    if len(pushed) != len(raw) or any(list(a) != list(b) for a, b in zip(pushed, raw, strict=True)):
+        return False
+    for a, b in zip(pushed, raw, strict=True):
+        for key, value in b.items():
+            if isinstance(value, float) and not (a[key] is not None and abs(a[key] - value) <= 1e-9 * abs(value)):
+                return False
+            if not isinstance(value, float) and a[key] != value:
+                return False
+    return True
+
+
+def bench_write_overhead(n: int = 2_000_000, rounds: int = 5) -> tuple[float, float, float]:
+    """Columnar WriteReadings into an ingestor that seals blocks and one that does not, taking turns
+    (a ring of 1M, so the writes evict as in a steady state): median readings/s of each until the
+    last acknowledgement, and of the first until its last block is sealed too."""
+    requests = column_requests(make_readings(n))
+    ingestors = [
+        start_ingestor_process(capacity=1_000_000),
+        start_ingestor_process(capacity=1_000_000, block_partials="false"),
+    ]
+    try:
+        channels = [grpc.insecure_channel(ingestor.address) for ingestor in ingestors]
+        stubs = [pb_grpc.IngestorServiceStub(channel) for channel in channels]
+        for stub in stubs:
+            write_all(stub, requests[:8])  # warm-up
+        acked: list[list[float]] = [[], []]
+        sealed: list[float] = []
+        for _ in range(rounds):
+            for stub, samples, sealing in zip(stubs, acked, (True, False), strict=True):
+                start = time.perf_counter()
+                write_all(stub, requests)
+                samples.append(n / (time.perf_counter() - start))
+                if sealing:
+                    status = stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+                    oldest = status.total_ingested - status.buffered
+                    wait_for_sealed_blocks(stub, status.total_ingested // BLOCK_READINGS - -(-oldest // BLOCK_READINGS))
+                    sealed.append(n / (time.perf_counter() - start))
+        for channel in channels:
+            channel.close()
+        return statistics.median(acked[0]), statistics.median(acked[1]), statistics.median(sealed)
+    finally:
+        for ingestor in ingestors:
+            ingestor.stop()
+
+
+def partial_bytes_per_reading(rate_hz: int = 1_000, n: int = 1_000_000) -> float:
+    """What sealed blocks' partials take per reading, for readings at ``rate_hz`` in three categories."""
+    store = ReadingStore(n)
+    generator = ReadingGenerator(rate_hz, CATEGORIES, START_NS, seed=3)
+    timestamps, values, which = generator.generate(n)
+    store.append(Columns(timestamps, values, store.encode_categories(CATEGORIES)[which]))
+    store.seal_pending()
+    return store.blocks.nbytes / n
 
 
 def bench_message_writes() -> float:
@@ -434,6 +544,24 @@ def table(results: dict[str, Any]) -> str:
             f"/ {fmt_ms(row['csv_timestamps_ms'])} "
             f"| {_bytes_floor(row)} |"
         )
+    lines += [
+        "",
+        "| N | /processed-data: partials / readings / floor ms (partials over floor) "
+        "| window=1m&stats=min,max,sum,std: partials / readings ms "
+        "| category=A&since=last 10 %: partials / readings ms "
+        "| stats=p50,p99: partials on / off ms | sealed blocks |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["sizes"]:
+        if "pushdown_ms" not in row:
+            continue
+        lines.append(
+            f"| {row['n']:,} | {fmt_ms(row['pushdown_ms'])} / {fmt_ms(row['raw_path_ms'])} / {fmt_ms(row['floor_ms'])} "
+            f"({row['pushdown_ms'] / row['floor_ms']:.2f}) "
+            f"| {fmt_ms(row['window_stats_ms'])} / {fmt_ms(row['window_stats_raw_ms'])} "
+            f"| {fmt_ms(row['recent_category_ms'])} / {fmt_ms(row['recent_category_raw_ms'])} "
+            f"| {fmt_ms(row['percentiles_ms'])} / {fmt_ms(row['percentiles_raw_ms'])} | {row['sealed_blocks']} |"
+        )
     largest = results["sizes"][-1]
     single = results["single"]
     lines += [
@@ -446,6 +574,12 @@ def table(results: dict[str, Any]) -> str:
         f"| generator at 1M Hz in the real ingestor | {single['generator_sustained_per_s'] / 1e6:.2f}M readings/s |",
         f"| ingestor RSS growth per buffered reading at N={largest['n']:,} "
         f"| {largest['rss_per_reading_bytes']:.2f} B |",
+        "| columnar WriteReadings (2M into a ring of 1M): sealing blocks / not / sealing, until sealed "
+        f"| {single.get('write_columns_partials_per_s', 0) / 1e6:.1f}M / "
+        f"{single.get('write_columns_no_partials_per_s', 0) / 1e6:.1f}M / "
+        f"{single.get('write_columns_until_sealed_per_s', 0) / 1e6:.1f}M readings/s |",
+        f"| partials of sealed blocks at 1,000 readings/s | {single.get('partial_bytes_per_reading_1khz', 0):.2f} B "
+        "a reading |",
         f"| cold import: functions.app / third-party deps alone | {fmt_ms(single['import_app_ms'])} / "
         f"{fmt_ms(single['import_deps_ms'])} ms (+{single['import_overhead'] * 100:.0f}%) |",
         "| cold import of functions.app alone, pyarrow installed / unimportable "
@@ -499,10 +633,15 @@ def main(argv: list[str] | None = None) -> int:
         results["sizes"].append(bench_size(n, repeats, with_baseline=not args.no_baseline))
     print("single figures", flush=True)
     deps_s, own_s, installed_s, before_s = import_seconds()
+    with_partials, without_partials, until_sealed = bench_write_overhead()
     results["single"] = {
+        "write_columns_partials_per_s": with_partials,
+        "write_columns_no_partials_per_s": without_partials,
+        "write_columns_until_sealed_per_s": until_sealed,
         "write_messages_per_s": bench_message_writes(),
         "generator_capacity_per_s": bench_generator_capacity(),
         "generator_sustained_per_s": bench_generator_sustained(),
+        "partial_bytes_per_reading_1khz": partial_bytes_per_reading(),
         "import_app_ms": (deps_s + own_s) * 1e3,
         "import_deps_ms": deps_s * 1e3,
         "import_overhead": own_s / deps_s,

@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+import pandas as pd
 from google.protobuf.message import Message
 
 from functions.channel import connected_channel, method_path
-from functions.errors import IngestorFailed, IngestorTimeout, IngestorUnavailable, ingestor_error, rpc_error
+from functions.errors import (
+    IngestorFailed,
+    IngestorLacksCall,
+    IngestorTimeout,
+    IngestorUnavailable,
+    ingestor_error,
+    rpc_error,
+)
 from functions.filters import ReadingQuery
+from functions.processing import TooManyGroups
 from functions.readings import Readings
 from functions.settings import FunctionSettings
 from functions.sse import Batch
@@ -28,6 +37,7 @@ from functions.wire import (
     MalformedMessage,
     decode_export_response,
     decode_health_status,
+    decode_partials,
 )
 from ingestor.v1 import ingestor_pb2 as pb
 
@@ -174,6 +184,46 @@ class IngestorClient:
         request = export_request(query, limit, before_sequence, after_sequence, oldest_first, late_flags)
         decoder = await self._export(request)
         return decoder.readings(), decoder.next_sequence
+
+    async def aggregate_partials(self, query: ReadingQuery, bucket_ns: int) -> pd.DataFrame | None:
+        """The partial aggregates of the matching readings per category and bucket of ``bucket_ns``
+        (a whole number of seconds; 0: per category), as ``functions/partials.py`` merges them; None
+        from an ingestor that does not have AggregateReadings (a version from before it)."""
+        request = pb.AggregateReadingsRequest(categories=query.categories, bucket_seconds=bucket_ns // 1_000_000_000)
+        if query.since_ns is not None:
+            request.since.FromNanoseconds(query.since_ns)
+        if query.until_ns is not None:
+            request.until.FromNanoseconds(query.until_ns)
+        try:
+            response = await self._call("AggregateReadings", request, pb.AggregateReadingsResponse)
+        except IngestorLacksCall:
+            return None
+        try:
+            return decode_partials(response)
+        except MalformedMessage as error:
+            raise IngestorFailed(f"the ingestor sent malformed partials: {error}") from None
+
+    async def get_history(
+        self, query: ReadingQuery, bucket_minutes: int, max_rows: int = 0
+    ) -> tuple[pd.DataFrame, int | None]:
+        """The rollups of the matching minutes per category and bucket of ``bucket_minutes`` minutes
+        (keys: minute // bucket_minutes), as ``functions/partials.py`` merges them, and the oldest
+        event time the ingestor's buffer holds (None when it holds none). TooManyGroups when there
+        would be more than ``max_rows`` rows (0: no limit)."""
+        request = pb.GetHistoryRequest(categories=query.categories, bucket_minutes=bucket_minutes, max_rows=max_rows)
+        if query.since_ns is not None:
+            request.since.FromNanoseconds(query.since_ns)
+        if query.until_ns is not None:
+            request.until.FromNanoseconds(query.until_ns)
+        response = await self._call("GetHistory", request, pb.GetHistoryResponse)
+        if max_rows and response.rows > max_rows:
+            raise TooManyGroups(f"{response.rows} result objects, more than {max_rows}")
+        try:
+            rows = decode_partials(response)
+        except MalformedMessage as error:
+            raise IngestorFailed(f"the ingestor sent malformed rollups: {error}") from None
+        oldest = response.buffer_oldest.ToNanoseconds() if response.HasField("buffer_oldest") else None
+        return rows, oldest
 
     async def write_readings(self, readings: Readings, batch_id: str = "") -> pb.WriteReadingsResponse:
         """Store readings, all or nothing, in columnar form. Never retried here: after a lost answer

@@ -79,6 +79,10 @@ class IngestorFailed(IngestorError):
     """The ingestor failed in a way the caller cannot fix."""
 
 
+class IngestorLacksCall(IngestorFailed):
+    """The ingestor does not implement the call (UNIMPLEMENTED): a version from before it."""
+
+
 class TooManyStreams(Exception):
     """This process serves as many event streams as it may (STREAM_MAX_CLIENTS)."""
 
@@ -121,6 +125,8 @@ def ingestor_error(
     rejection = _REJECTIONS.get(code)
     if rejection is not None:
         return rejection(code, details or code.name)
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return IngestorLacksCall(f"the ingestor failed ({code.name})")
     return IngestorFailed(f"the ingestor failed ({code.name})")
 
 

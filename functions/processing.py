@@ -162,11 +162,8 @@ def aggregate(
     """
     if windows is None:
         windows = WindowSpec(length_ns=window_ns)
-    windowed = windows.length_ns is not None or windows.session_gap_ns is not None
     if len(readings) == 0:
-        window_columns = ["window_start", "window_end"] if windowed else []
-        window_columns += ["closed"] if windows.says_closed else []
-        return pd.DataFrame(columns=[*AGGREGATE_COLUMNS, *window_columns, *stats])
+        return empty_aggregates(windows, stats)
     if windows.length_ns is not None and windows.step_ns not in (None, windows.length_ns):
         result = _hopping(readings, windows, stats, max_groups)
     elif windows.session_gap_ns is not None:
@@ -174,7 +171,16 @@ def aggregate(
     else:
         keys = readings.timestamps_ns // windows.length_ns if windows.length_ns is not None else None
         result = _grouped(readings, keys, stats, max_groups, windows)
-    watermark = int(readings.timestamps_ns.max())
+    return finish_windows(result, windows, stats, max_groups, int(readings.timestamps_ns.max()))
+
+
+def finish_windows(
+    result: pd.DataFrame, windows: WindowSpec, stats: Sequence[str], max_groups: int | None, watermark: int
+) -> pd.DataFrame:
+    """The last steps of :func:`aggregate` over its non-empty windows (``result``), whichever way they
+    were computed: empty windows filled, ``closed`` against the ``watermark`` (the newest event time
+    covered), the cap, and the order (by window, then category)."""
+    windowed = windows.length_ns is not None or windows.session_gap_ns is not None
     if windows.fill is not None:
         result = _filled(result, windows, stats, max_groups, watermark)
     if windows.says_closed:
@@ -186,6 +192,14 @@ def aggregate(
         raise TooManyGroups(f"{len(result)} result objects, more than {max_groups}")
     order = ["window_start", "category"] if windowed else ["category"]
     return result.sort_values(order, kind="stable", ignore_index=True)
+
+
+def empty_aggregates(windows: WindowSpec, stats: Sequence[str]) -> pd.DataFrame:
+    """What :func:`aggregate` answers when no reading matches: its columns, no rows."""
+    windowed = windows.length_ns is not None or windows.session_gap_ns is not None
+    window_columns = ["window_start", "window_end"] if windowed else []
+    window_columns += ["closed"] if windows.says_closed else []
+    return pd.DataFrame(columns=[*AGGREGATE_COLUMNS, *window_columns, *stats])
 
 
 def _frame(readings: Readings, stats: Sequence[str]) -> pd.DataFrame:

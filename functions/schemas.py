@@ -87,6 +87,18 @@ class WindowedStats(CategoryStats):
     )
 
 
+class ArchiveStatus(BaseModel):
+    archived: int = Field(description="Readings in archive files published since the ingestor started", examples=[0])
+    pending: int = Field(description="Readings stored and not yet in a published file", examples=[1500])
+    evicted_unarchived: int = Field(
+        description="Readings evicted from the buffer before they were archived (the archive was down or behind)",
+        examples=[0],
+    )
+    error: str | None = Field(
+        None, description="Only while publishing fails: why", examples=["cannot publish to s3://bucket/readings: ..."]
+    )
+
+
 class StatusResponse(BaseModel):
     running: bool = Field(examples=[True])
     total_ingested: int = Field(description="Readings ever stored; always buffered + evicted", examples=[1500])
@@ -134,6 +146,11 @@ class StatusResponse(BaseModel):
         None,
         description="Only in durable mode, while the data directory is full: true (writes are refused with 507)",
         examples=[True],
+    )
+    archive: ArchiveStatus | None = Field(
+        None,
+        description="Only when readings are archived (INGESTOR_ARCHIVE_URL)",
+        examples=[{"archived": 16777216, "pending": 1200, "evicted_unarchived": 0}],
     )
 
 

@@ -52,6 +52,9 @@ class FunctionSettings(BaseSettings):
     """On Lambda: the ``service`` dimension of the EMF metrics (POWERTOOLS_SERVICE_NAME)."""
     page_token_secret: SecretStr | None = None
     """Key that signs /raw-data page tokens (PAGE_TOKEN_SECRET); derived from the deployment when unset."""
+    aggregate_pushdown: bool = True
+    """/processed-data asks the ingestor for partial aggregates where they answer exactly, instead of
+    every reading (AGGREGATE_PUSHDOWN); false: always the readings."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

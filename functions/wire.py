@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from functions.readings import Readings
 from ingestor.v1 import ingestor_pb2 as pb
@@ -222,3 +223,31 @@ def decode_health_status(message: bytes) -> str:
         if number == 1 and isinstance(value, int):
             status = value
     return HEALTH_STATUS_NAMES.get(status, f"status {status}")
+
+
+_PARTIAL_COLUMNS = {
+    "count": ("counts", "<i8"),
+    "total": ("sums", "<f8"),
+    "minimum": ("minimums", "<f8"),
+    "maximum": ("maximums", "<f8"),
+    "first_ns": ("first_timestamps_ns", "<i8"),
+    "last_ns": ("last_timestamps_ns", "<i8"),
+    "mean": ("means", "<f8"),
+    "m2": ("m2s", "<f8"),
+}
+
+
+def decode_partials(response: pb.AggregateReadingsResponse | pb.GetHistoryResponse) -> pd.DataFrame:
+    """AggregateReadings' (or GetHistory's) rows as the frame ``functions/partials.py`` merges: category names, keys
+    and the partial columns; MalformedMessage when the columns disagree or a code names nothing."""
+    partials = response.partials
+    codes = _column(memoryview(partials.category_codes), "<u2")
+    columns: dict[str, np.ndarray] = {"key": _column(memoryview(partials.keys), "<i8")}
+    for name, (field_name, dtype) in _PARTIAL_COLUMNS.items():
+        columns[name] = _column(memoryview(getattr(partials, field_name)), dtype)
+    if any(len(column) != len(codes) for column in columns.values()):
+        raise MalformedMessage("partial columns of different lengths")
+    names = np.asarray(list(response.categories), dtype=object)
+    if len(codes) and int(codes.max()) >= len(names):
+        raise MalformedMessage("a category code outside the dictionary")
+    return pd.DataFrame({"category": names[codes] if len(codes) else np.empty(0, object), **columns}, copy=False)

@@ -31,6 +31,10 @@ class ConfigConflict(IngestorError):
     """The generator already runs with another configuration."""
 
 
+class FeatureOff(IngestorError):
+    """The call needs something this ingestor was configured without (rollups)."""
+
+
 class BatchIdReused(IngestorError):
     """A batch id already names a batch with other readings: a retry must carry the same readings."""
 

@@ -37,7 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestor.errors import DiskFull, JournalError
-from ingestor.journal_file import Recovered, open_database, read_back, size_bytes, trim
+from ingestor.journal_file import (
+    Recovered,
+    open_database,
+    read_back,
+    records_arrivals,
+    size_bytes,
+    trim,
+    write_rollups,
+)
+from ingestor.partials import merge_partials
+from ingestor.rollups import Rollups
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 from ingestor.wire import column_bytes
 
@@ -78,7 +88,7 @@ class Submitted:
 class Journal:
     """The durable log of stored batches in a data directory, and the thread that writes to it."""
 
-    def __init__(self, data_dir: Path, capacity: int, batch_id_window: int) -> None:
+    def __init__(self, data_dir: Path, capacity: int, batch_id_window: int, rollups: Rollups | None = None) -> None:
         """Open (or create) the log in ``data_dir``; only one process can have it open at a time."""
         if capacity < 1 or batch_id_window < 1:
             raise ValueError("capacity and batch_id_window must be at least 1")
@@ -97,11 +107,32 @@ class Journal:
         self.on_commit: Callable[[float, int], None] | None = None
         """Told each successful commit's duration (seconds) and how many batches it took, from the
         writer thread."""
+        self._arrivals = records_arrivals(self._db)
+        self._expired_below = 0
+        """Rows of readings below this sequence number are to be deleted (retention by age)."""
+        self._deleted_below = 0
+        self._committed_total = 0
+        self._rollups = rollups
+        self._names: list[str] = []
+        """The store's dictionary as of the last batch committed: the names of the batches' codes."""
 
-    def load(self) -> Recovered:
-        """Read back what the log holds; call before :meth:`start`."""
+    @property
+    def committed_total(self) -> int:
+        """Readings numbered below this are on disk: they survive a crash (the archive takes no others)."""
+        return self._committed_total
+
+    def load(self, max_age_ns: int | None = None) -> Recovered:
+        """Read back what the log holds (with ``max_age_ns``, only the rows that arrived within it);
+        call before :meth:`start`."""
+        cutoff = time.time_ns() - max_age_ns if max_age_ns is not None else None
         try:
-            return read_back(self._db, self.capacity)
+            recovered = read_back(self._db, self.capacity, cutoff)
+            self._committed_total = recovered.total_ingested
+            self._names = list(recovered.categories)
+            if self._rollups is not None:
+                self._rollups.restore(recovered.rollup_categories, recovered.rollups)
+                self._rollups.covered_until = recovered.total_ingested
+            return recovered
         except sqlite3.Error as error:
             raise JournalError(f"cannot read data directory {str(self.data_dir)!r}: {error}") from error
 
@@ -128,6 +159,14 @@ class Journal:
             self._queue.append(submitted)
             self._wakeup.notify()
         return submitted
+
+    def expire_below(self, sequence: int) -> None:
+        """The store evicted the readings below ``sequence`` by age: delete their rows (with the next
+        commit, or by themselves when none comes)."""
+        with self._wakeup:
+            if sequence > self._expired_below:
+                self._expired_below = sequence
+                self._wakeup.notify()
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and close the file (SQLite checkpoints it)."""
@@ -159,11 +198,16 @@ class Journal:
                 if unlogged:
                     self._wakeup.wait_for(lambda: self._closing, timeout=DISK_FULL_RETRY_S)
                 else:
-                    while not self._queue and not self._closing:
+                    while not self._queue and not self._closing and self._expired_below <= self._deleted_below:
                         self._wakeup.wait()
                 if not self._queue and not unlogged:
-                    return
+                    if self._closing:
+                        return
+                    expired_below = self._expired_below
                 group, self._queue = unlogged + self._queue, []
+            if not group:
+                self._delete_expired(expired_below)
+                continue
             started = time.perf_counter()
             try:
                 self._commit([submitted.batch for submitted in group])
@@ -187,15 +231,32 @@ class Journal:
                 _settle(submitted.logged)
                 _settle(submitted.acknowledged)
 
+    def _delete_expired(self, below: int) -> None:
+        """Delete the rows of readings all below ``below`` (evicted by age) in a transaction of their own."""
+        try:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM batches WHERE end_seq <= ?", (below,))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            log.warning("expired rows not deleted yet: %s", error)  # the next commit deletes them
+        self._deleted_below = max(self._deleted_below, below)
+
     def _commit(self, batches: Sequence[LoggedBatch]) -> None:
         db = self._db
         total = max(batch.start_seq + len(batch.columns) for batch in batches)
-        evicted_below = total - self.capacity
+        expired_below = self._expired_below
+        evicted_below = max(total - self.capacity, expired_below)
+        arrived_ns = time.time_ns()
         small_run = self._small_run
+        deltas = []
         db.execute("BEGIN")
         try:
             for batch in batches:
                 for code, name in batch.assigned_categories:
+                    self._names.extend([""] * (code + 1 - len(self._names)))
+                    self._names[code] = name
                     # A reused code names something else now, and a name that came back may have
                     # had another code before: no held reading carries either of the old entries.
                     db.execute("DELETE FROM categories WHERE code = ? OR name = ?", (code, name))
@@ -203,24 +264,27 @@ class Journal:
                 end_seq = batch.start_seq + len(batch.columns)
                 if end_seq > evicted_below and len(batch.columns):
                     columns = batch.columns
-                    db.execute(
-                        "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)",
-                        (
-                            end_seq,
-                            batch.start_seq,
-                            column_bytes(columns.timestamps_ns, TIMESTAMP_DTYPE),
-                            column_bytes(columns.values, VALUE_DTYPE),
-                            column_bytes(columns.codes, CODE_DTYPE),
-                        ),
+                    row = (
+                        end_seq,
+                        batch.start_seq,
+                        column_bytes(columns.timestamps_ns, TIMESTAMP_DTYPE),
+                        column_bytes(columns.values, VALUE_DTYPE),
+                        column_bytes(columns.codes, CODE_DTYPE),
                     )
+                    _insert_row(db, row, arrived_ns, self._arrivals)
                     small_run = _extend_run(small_run, batch.start_seq, end_seq)
+                if self._rollups is not None and len(batch.columns):
+                    columns = batch.columns
+                    deltas.append(
+                        self._rollups.delta(columns.timestamps_ns, columns.values, columns.codes, self._names)
+                    )
                 if batch.batch_id:
                     db.execute(
                         "INSERT INTO batch_ids (batch_id, accepted, fingerprint) VALUES (?, ?, ?)",
                         (batch.batch_id, len(batch.columns), batch.fingerprint),
                     )
             if small_run[2] >= COMPACT_RUN:
-                _merge_rows(db, small_run[0], small_run[1])
+                _merge_rows(db, small_run[0], small_run[1], self._arrivals)
                 small_run = (0, 0, 0)
             db.execute("DELETE FROM batches WHERE end_seq <= ?", (evicted_below,))
             db.execute(
@@ -232,12 +296,24 @@ class Journal:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (total,),
             )
+            delta = merge_partials(deltas) if deltas else None
+            if self._rollups is not None and delta is not None and len(delta):
+                # The rows as they are once the delta is in, written with the batches they count;
+                # the rollups in memory change only once the commit went through.
+                rows, first_kept = self._rollups.after_merge(delta)
+                write_rollups(db, rows, self._rollups.names(), first_kept)
             self._sync()
         except BaseException:
             if db.in_transaction:  # SQLite may have rolled a failed COMMIT back by itself
                 db.execute("ROLLBACK")
             raise
         self._small_run = small_run
+        self._deleted_below = max(self._deleted_below, expired_below)
+        self._committed_total = total
+        if self._rollups is not None:
+            if delta is not None:
+                self._rollups.merge(delta)
+            self._rollups.covered_until = total
 
     def _sync(self) -> None:
         """COMMIT: with synchronous=FULL in WAL mode it returns only after the log is fsync'd.
@@ -295,16 +371,33 @@ def _extend_run(run: tuple[int, int, int], start_seq: int, end_seq: int) -> tupl
     return (start_seq, end_seq, 1)
 
 
-def _merge_rows(db: sqlite3.Connection, start_seq: int, end_seq: int) -> None:
-    """Replace the rows holding readings [start_seq, end_seq) by one row: same readings, fewer rows."""
+def _merge_rows(db: sqlite3.Connection, start_seq: int, end_seq: int, arrivals: bool) -> None:
+    """Replace the rows holding readings [start_seq, end_seq) by one row: same readings, fewer rows
+    (arriving when the newest of them did)."""
     where = "WHERE end_seq > ? AND end_seq <= ?"
+    arrived = "arrived_ns" if arrivals else "NULL"
     rows = db.execute(
-        f"SELECT start_seq, timestamps_ns, vals, codes FROM batches {where} ORDER BY end_seq", (start_seq, end_seq)
+        f"SELECT start_seq, timestamps_ns, vals, codes, {arrived} FROM batches {where} ORDER BY end_seq",
+        (start_seq, end_seq),
     ).fetchall()
     if len(rows) < 2:
         return
     db.execute(f"DELETE FROM batches {where}", (start_seq, end_seq))
-    db.execute(
-        "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)",
-        (end_seq, rows[0][0], *(b"".join(row[column] for row in rows) for column in (1, 2, 3))),
-    )
+    merged = (end_seq, rows[0][0], *(b"".join(row[column] for row in rows) for column in (1, 2, 3)))
+    newest = max((row[4] for row in rows if row[4] is not None), default=None)
+    _insert_row(db, merged, newest, arrivals)
+
+
+_INSERT = "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes) VALUES (?, ?, ?, ?, ?)"
+_INSERT_ARRIVED = (
+    "INSERT INTO batches (end_seq, start_seq, timestamps_ns, vals, codes, arrived_ns) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _insert_row(db: sqlite3.Connection, row: tuple[object, ...], arrived_ns: int | None, arrivals: bool) -> None:
+    """Insert a row (end_seq, start_seq, timestamps, values, codes), with its arrival time when the
+    file records them."""
+    if arrivals:
+        db.execute(_INSERT_ARRIVED, (*row, arrived_ns))
+    else:
+        db.execute(_INSERT, row)

@@ -25,6 +25,7 @@ import numpy as np
 from ingestor.categories import FREE
 from ingestor.dir_lock import DirectoryLock, lock_directory
 from ingestor.errors import JournalError
+from ingestor.partials import PartialTable, empty_partials
 from ingestor.store import CODE_DTYPE, TIMESTAMP_DTYPE, VALUE_DTYPE, Columns
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS batches (
     start_seq INTEGER NOT NULL,
     timestamps_ns BLOB NOT NULL,
     vals BLOB NOT NULL,
-    codes BLOB NOT NULL
+    codes BLOB NOT NULL,
+    arrived_ns INTEGER  -- wall-clock ns of the commit that wrote the readings (NULL in older files)
 );
 CREATE TABLE IF NOT EXISTS categories (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS batch_ids (
@@ -57,6 +59,24 @@ CREATE TABLE IF NOT EXISTS batch_ids (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_ROLLUPS = """
+CREATE TABLE IF NOT EXISTS rollups (
+    category TEXT NOT NULL,
+    minute INTEGER NOT NULL,  -- of event time, since the Unix epoch
+    count INTEGER NOT NULL,
+    total REAL NOT NULL,
+    minimum REAL NOT NULL,
+    maximum REAL NOT NULL,
+    first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    mean REAL NOT NULL,
+    m2 REAL NOT NULL,
+    PRIMARY KEY (category, minute)
+) WITHOUT ROWID
+"""
+"""The rollups (``ingestor/rollups.py``) of every reading logged, written in the transactions that
+log the readings. Added to format 2 files as they are opened: an ingestor that does not know the
+table leaves it alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +91,11 @@ class Recovered:
     """(batch id, readings accepted), oldest first."""
     fingerprints: dict[str, bytes] = field(default_factory=dict)
     """The fingerprint of each of those ids that has one (ids of format 1 have none)."""
+    arrivals: list[tuple[int, int]] = field(default_factory=list)
+    """(end sequence, wall-clock ns) of the rows of ``columns`` that say when they arrived."""
+    rollup_categories: list[str] = field(default_factory=list)
+    rollups: PartialTable = field(default_factory=empty_partials)
+    """Per (category, minute), every reading logged (codes index ``rollup_categories``)."""
 
 
 def open_database(data_dir: Path) -> tuple[sqlite3.Connection, DirectoryLock]:
@@ -91,17 +116,40 @@ def open_database(data_dir: Path) -> tuple[sqlite3.Connection, DirectoryLock]:
         raise
 
 
-def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
-    """The newest ``capacity`` readings the log holds, with its counters, dictionary and batch ids."""
+def records_arrivals(db: sqlite3.Connection) -> bool:
+    """Whether the log's rows say when they arrived (files written before that do not, until upgraded)."""
+    return "arrived_ns" in [row[1] for row in db.execute("PRAGMA table_info(batches)")]
+
+
+def add_arrivals(db: sqlite3.Connection) -> None:
+    """Give a file of rows without arrival times the column; on a full disk it stays without."""
+    if records_arrivals(db):
+        return
+    try:
+        db.execute("ALTER TABLE batches ADD COLUMN arrived_ns INTEGER")
+    except sqlite3.OperationalError as error:
+        log.warning("the log cannot record arrival times (%s): retention by age keeps its rows", error)
+
+
+def read_back(db: sqlite3.Connection, capacity: int, arrived_after_ns: int | None = None) -> Recovered:
+    """The newest ``capacity`` readings the log holds, with its counters, dictionary and batch ids;
+    with ``arrived_after_ns``, only the rows that arrived after it (rows that do not say when they
+    arrived are kept)."""
     row = db.execute("SELECT value FROM counters WHERE name = 'total_ingested'").fetchone()
     total: int = row[0] if row else 0
     named = dict(db.execute("SELECT code, name FROM categories").fetchall())
     # Codes freed by the earlier run are holes; the store refuses a held reading that carries one.
     categories = [named.get(code, FREE) for code in range(max(named, default=-1) + 1)]
+    arrived = "arrived_ns" if records_arrivals(db) else "NULL"
     rows = db.execute(
-        "SELECT start_seq, end_seq, timestamps_ns, vals, codes FROM batches WHERE end_seq > ? ORDER BY end_seq",
+        f"SELECT start_seq, end_seq, timestamps_ns, vals, codes, {arrived} FROM batches WHERE end_seq > ? "
+        "ORDER BY end_seq",
         (total - capacity,),
     ).fetchall()
+    if arrived_after_ns is not None:
+        # Rows arrive in sequence order: the expired ones are a prefix.
+        expired = [i for i, row in enumerate(rows) if row[5] is not None and row[5] <= arrived_after_ns]
+        rows = rows[expired[-1] + 1 :] if expired else rows
     # Rows follow each other without a gap: commits happen in order and a failed one stops the log.
     # Should one be missing anyway, keep the newest contiguous run rather than misnumber readings.
     first = len(rows)
@@ -112,7 +160,7 @@ def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
     if first:
         log.warning("data dir: %d batches before sequence %d are not contiguous: skipped", first, expected_end)
     rows = rows[first:]
-    for start_seq, end_seq, timestamps, values, codes in rows:
+    for start_seq, end_seq, timestamps, values, codes, _ in rows:
         count = end_seq - start_seq
         sizes = (len(timestamps), len(values), len(codes))
         if sizes != (count * TIMESTAMP_DTYPE.itemsize, count * VALUE_DTYPE.itemsize, count * CODE_DTYPE.itemsize):
@@ -125,7 +173,57 @@ def read_back(db: sqlite3.Connection, capacity: int) -> Recovered:
     id_rows = db.execute("SELECT batch_id, accepted, fingerprint FROM batch_ids ORDER BY position").fetchall()
     batch_ids = [(batch_id, accepted) for batch_id, accepted, _ in id_rows]
     fingerprints = {batch_id: bytes(digest) for batch_id, _, digest in id_rows if digest is not None}
-    return Recovered(total, categories, columns, batch_ids, fingerprints)
+    rollup_categories, rollups = read_rollups(db)
+    arrivals = [(row[1], row[5]) for row in rows if row[5] is not None]
+    return Recovered(total, categories, columns, batch_ids, fingerprints, arrivals, rollup_categories, rollups)
+
+
+def read_rollups(db: sqlite3.Connection) -> tuple[list[str], PartialTable]:
+    rows = db.execute(
+        "SELECT category, minute, count, total, minimum, maximum, first_ns, last_ns, mean, m2 FROM rollups"
+    ).fetchall()
+    if not rows:
+        return [], empty_partials()
+    names = sorted({row[0] for row in rows})
+    code = {name: index for index, name in enumerate(names)}
+    ints = np.array([(code[row[0]], row[1], row[2], row[6], row[7]) for row in rows], dtype=np.int64)
+    floats = np.array([(row[3], row[4], row[5], row[8], row[9]) for row in rows], dtype=np.float64)
+    table = PartialTable(
+        codes=ints[:, 0].copy(),
+        keys=ints[:, 1].copy(),
+        count=ints[:, 2].copy(),
+        total=floats[:, 0].copy(),
+        minimum=floats[:, 1].copy(),
+        maximum=floats[:, 2].copy(),
+        first_ns=ints[:, 3].copy(),
+        last_ns=ints[:, 4].copy(),
+        mean=floats[:, 3].copy(),
+        m2=floats[:, 4].copy(),
+    )
+    return names, table
+
+
+def write_rollups(db: sqlite3.Connection, rows: PartialTable, names: list[str], first_kept_minute: int | None) -> None:
+    """Replace the rows of the same (category, minute) by ``rows``, and drop minutes before the first kept."""
+    db.executemany(
+        "INSERT OR REPLACE INTO rollups (category, minute, count, total, minimum, maximum, first_ns, last_ns, mean, m2)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        zip(
+            [names[code] for code in rows.codes.tolist()],
+            rows.keys.tolist(),
+            rows.count.tolist(),
+            rows.total.tolist(),
+            rows.minimum.tolist(),
+            rows.maximum.tolist(),
+            rows.first_ns.tolist(),
+            rows.last_ns.tolist(),
+            rows.mean.tolist(),
+            rows.m2.tolist(),
+            strict=True,
+        ),
+    )
+    if first_kept_minute is not None:
+        db.execute("DELETE FROM rollups WHERE minute < ?", (first_kept_minute,))
 
 
 def trim(db: sqlite3.Connection, capacity: int) -> None:
@@ -195,6 +293,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         if version < FORMAT_VERSION:
             # Written only when it changes: a file on a full disk still opens, and serves what it holds.
             _upgrade(db)
+        add_arrivals(db)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollups'").fetchone() is None:
+            db.execute(_ROLLUPS)
     except sqlite3.OperationalError as error:
         db.close()
         if "locked" in str(error):

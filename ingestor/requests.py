@@ -21,6 +21,7 @@ DEFAULT_CHUNK_SIZE = 65_536
 MAX_CHUNK_SIZE = 131_072
 MAX_RATE_HZ = 1_000_000
 MAX_RUN_CATEGORIES = 64
+MAX_BUCKET_SECONDS = 86_400
 
 _MIN_NS = -(2**63)
 _MAX_NS = 2**63 - 1
@@ -33,7 +34,9 @@ def timestamp_ns(timestamp: Timestamp, field: str) -> int:
     return max(_MIN_NS, min(timestamp.seconds * 1_000_000_000 + timestamp.nanos, _MAX_NS))
 
 
-def reading_filter(request: pb.ListReadingsRequest | pb.ExportReadingsRequest) -> ReadingFilter:
+def reading_filter(
+    request: pb.ListReadingsRequest | pb.ExportReadingsRequest | pb.AggregateReadingsRequest | pb.GetHistoryRequest,
+) -> ReadingFilter:
     """The categories/since/until filter of a request."""
     check_categories(request.categories, "categories")
     since = timestamp_ns(request.since, "since") if request.HasField("since") else None
@@ -41,6 +44,20 @@ def reading_filter(request: pb.ListReadingsRequest | pb.ExportReadingsRequest) -
     if since is not None and until is not None and since > until:
         raise InvalidArgument("since must not be after until")
     return ReadingFilter(frozenset(request.categories), since, until)
+
+
+def bucket_ns(request: pb.AggregateReadingsRequest) -> int:
+    """AggregateReadings' bucket of event time in nanoseconds (0: per category only)."""
+    if request.bucket_seconds > MAX_BUCKET_SECONDS:
+        raise InvalidArgument(f"bucket_seconds must be at most {MAX_BUCKET_SECONDS}, got {request.bucket_seconds}")
+    return request.bucket_seconds * 1_000_000_000
+
+
+def bucket_minutes(request: pb.GetHistoryRequest) -> int:
+    """GetHistory's bucket of whole minutes (0: 1)."""
+    if request.bucket_minutes > 1440:
+        raise InvalidArgument(f"bucket_minutes must be at most 1440 (a day), got {request.bucket_minutes}")
+    return request.bucket_minutes or 1
 
 
 def page_size(request: pb.ListReadingsRequest) -> int:

@@ -12,6 +12,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ingestor.archive_target import open_target
+from ingestor.archiver import Archiver, stream_id
 from ingestor.emf import EmfWriter, write_emf_every
 from ingestor.errors import PortUnavailable
 from ingestor.generator import GeneratorControl
@@ -19,6 +21,9 @@ from ingestor.intake import Intake
 from ingestor.interceptors import CallContextInterceptor, TokenAuthInterceptor
 from ingestor.journal import Journal
 from ingestor.metrics import IngestorMetrics, MetricsEndpoint, Snapshot, serve_metrics, take_snapshot
+from ingestor.retention import AgeRetention
+from ingestor.rollup_feed import RollupFeed
+from ingestor.sealer import BlockSealer
 from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.storage import open_storage
@@ -44,6 +49,10 @@ class RunningServer:
     metrics: IngestorMetrics | None = None
     metrics_endpoint: MetricsEndpoint | None = None
     emf_task: asyncio.Task[None] | None = None
+    sealer: BlockSealer | None = None
+    archiver: Archiver | None = None
+    feed: RollupFeed | None = None
+    retention: AgeRetention | None = None
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
@@ -58,6 +67,14 @@ class RunningServer:
         await self.server.stop(grace_s)
         if self.metrics_endpoint is not None:
             await asyncio.to_thread(self.metrics_endpoint.close)
+        if self.sealer is not None:
+            await self.sealer.stop()
+        if self.archiver is not None:
+            await self.archiver.close(grace_s)
+        if self.feed is not None:
+            await asyncio.to_thread(self.feed.close)
+        if self.retention is not None:
+            await self.retention.stop()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
 
@@ -87,7 +104,9 @@ def _add_ingestor_service(servicer: IngestorServicer, server: grpc.aio.Server) -
 
 async def start_server(settings: IngestorSettings) -> RunningServer:
     """Build and start the server; it reports SERVING once it accepts calls."""
-    store, intake, journal = await asyncio.to_thread(open_storage, settings)
+    store, intake, journal, rollups = await asyncio.to_thread(open_storage, settings)
+    # Durable mode: the journal keeps the rollups, in the transactions that log the readings.
+    feed = RollupFeed(store, rollups) if rollups is not None and journal is None else None
     generator = GeneratorControl(
         store,
         settings.rate_hz,
@@ -126,9 +145,18 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         ],
     )
     hub = WatchHub(store, settings.watch_buffer, settings.watch_buffer_bytes, settings.max_subscribers)
-    _add_ingestor_service(
-        IngestorServicer(store, generator, intake, hub, settings.watch_stall_s, settings.max_concurrent_exports), server
+    archiver = await open_archiver(settings, store, journal)
+    servicer = IngestorServicer(
+        store,
+        generator,
+        intake,
+        hub,
+        settings.watch_stall_s,
+        settings.max_concurrent_exports,
+        archiver=archiver,
+        rollups=rollups,
     )
+    _add_ingestor_service(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -149,9 +177,21 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
     except BaseException:
         if endpoint is not None:
             endpoint.close()
+        if archiver is not None:
+            await archiver.close(0)
+        if feed is not None:
+            await asyncio.to_thread(feed.close)
         if journal is not None:
             await asyncio.to_thread(journal.close)
         raise
+    sealer = None
+    if settings.block_partials:
+        sealer = BlockSealer(store)
+        sealer.start()
+    retention = None
+    if settings.max_age_ns is not None:
+        retention = AgeRetention(store, settings.max_age_ns, journal)
+        retention.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     emf_task = None
@@ -159,8 +199,43 @@ async def start_server(settings: IngestorSettings) -> RunningServer:
         writer = EmfWriter(metrics, settings.metrics_namespace)
         emf_task = asyncio.create_task(write_emf_every(settings.metrics_emf_interval_s, snapshot, writer))
     return RunningServer(
-        server, health_servicer, generator, store, port, intake, journal, hub, metrics, endpoint, emf_task
+        server,
+        health_servicer,
+        generator,
+        store,
+        port,
+        intake,
+        journal,
+        hub,
+        metrics=metrics,
+        metrics_endpoint=endpoint,
+        emf_task=emf_task,
+        sealer=sealer,
+        archiver=archiver,
+        feed=feed,
+        retention=retention,
     )
+
+
+async def open_archiver(settings: IngestorSettings, store: ReadingStore, journal: Journal | None) -> Archiver | None:
+    """The archive's background task when ``INGESTOR_ARCHIVE_URL`` is set (``ingestor/archiver.py``)."""
+    if settings.archive_url is None:
+        return None
+    spool = settings.archive_spool_dir
+    if spool is None and settings.data_dir is not None:
+        spool = settings.data_dir / "archive-spool"
+    target = await asyncio.to_thread(open_target, settings.archive_url, settings.archive_endpoint_url, spool)
+    archiver = Archiver(
+        store,
+        target,
+        stream_id(settings.data_dir),
+        (lambda: journal.committed_total) if journal is not None else None,
+        settings.archive_interval_s,
+        settings.archive_file_readings,
+    )
+    archiver.start()
+    log.info("archiving readings to %s", target.url)
+    return archiver
 
 
 def _add_port(server: grpc.aio.Server, settings: IngestorSettings) -> int:

@@ -7,6 +7,7 @@ which the server sends as they are (see ``server.py``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 
@@ -14,15 +15,20 @@ import grpc
 import numpy as np
 
 from ingestor import requests
-from ingestor.errors import IngestorError
+from ingestor.archiver import Archiver
+from ingestor.errors import FeatureOff, IngestorError
 from ingestor.export import ExportTurns, export_messages
 from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
+from ingestor.history import buffer_oldest_ns, caught_up
 from ingestor.intake import DEFAULT_WAIT_S, Intake
 from ingestor.memory import ReleaseAfterLargeWrites
 from ingestor.pages import newest_page
+from ingestor.partials import PartialTable
+from ingestor.pushdown import aggregate_partials
 from ingestor.readings import read_write_request
 from ingestor.replay import replay_deliveries
+from ingestor.rollups import MINUTE_NS, Rollups
 from ingestor.rpc_errors import rpc_errors
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
@@ -44,6 +50,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         hub: WatchHub | None = None,
         watch_stall_s: float = DEFAULT_STALL_S,
         max_concurrent_exports: int = DEFAULT_CONCURRENT_EXPORTS,
+        archiver: Archiver | None = None,
+        rollups: Rollups | None = None,
     ) -> None:
         self._store = store
         self._generator = generator
@@ -52,6 +60,8 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self._watch_stall_s = watch_stall_s
         self._memory = ReleaseAfterLargeWrites()
         self._export_turns = ExportTurns(max_concurrent_exports)
+        self._archiver = archiver
+        self._rollups = rollups
 
     @rpc_errors
     async def StartIngestion(
@@ -76,6 +86,7 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
         self, request: pb.GetStatusRequest, context: Context[pb.GetStatusRequest, pb.GetStatusResponse]
     ) -> pb.GetStatusResponse:
         store, generator, intake = self._store, self._generator, self._intake
+        archive = self._archiver.status() if self._archiver is not None else None
         return pb.GetStatusResponse(
             running=generator.running,
             total_ingested=store.total_ingested,
@@ -97,6 +108,13 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             disk_full=intake.disk_full is not None,
             late=store.lateness.late,
             late_by_category=dict(store.lateness.by_category),
+            sealed_blocks=len(store.blocks),
+            partial_bytes=store.blocks.nbytes,
+            archiving=archive is not None,
+            archived=archive.archived if archive else 0,
+            archive_pending=archive.pending if archive else 0,
+            evicted_unarchived=archive.evicted_unarchived if archive else 0,
+            archive_error=archive.error if archive else "",
         )
 
     @rpc_errors
@@ -162,6 +180,67 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
             await context.send_initial_metadata((("next-sequence", str(live_from)),))
             form = MessageForm(columnar=request.columnar, sequences=request.sequences)
             await send_deliveries(subscription, context.write, form, self._watch_stall_s, replay)
+
+    @rpc_errors
+    async def AggregateReadings(
+        self,
+        request: pb.AggregateReadingsRequest,
+        context: Context[pb.AggregateReadingsRequest, pb.AggregateReadingsResponse],
+    ) -> pb.AggregateReadingsResponse:
+        """Computed without awaiting: one snapshot of the ring (``ingestor/pushdown.py``)."""
+        flt, bucket_ns = requests.reading_filter(request), requests.bucket_ns(request)
+        aggregation = aggregate_partials(self._store, flt, bucket_ns)
+        return pb.AggregateReadingsResponse(
+            partials=_partial_columns(aggregation.from_blocks, aggregation.from_readings),
+            categories=self._store.categories,
+            readings_read=aggregation.readings_read,
+            blocks_used=aggregation.blocks_used,
+        )
+
+    @rpc_errors
+    async def GetHistory(
+        self, request: pb.GetHistoryRequest, context: Context[pb.GetHistoryRequest, pb.GetHistoryResponse]
+    ) -> pb.GetHistoryResponse:
+        """Every reading stored before the call is in the answer: it waits (briefly) for the rollups
+        to take in what was stored, and the buffer's oldest event time is read at the same moment."""
+        if self._rollups is None:
+            raise FeatureOff("rollups are off on this ingestor (INGESTOR_ROLLUPS=false)")
+        flt, bucket = requests.reading_filter(request), requests.bucket_minutes(request)
+        oldest = buffer_oldest_ns(self._store)
+        await caught_up(self._rollups, self._store.total_ingested)
+        history = await asyncio.to_thread(
+            self._rollups.query, sorted(flt.categories), flt.since_ns, flt.until_ns, bucket
+        )
+        rows = len(history.partials)
+        if request.max_rows and rows > request.max_rows:
+            response = pb.GetHistoryResponse(rows=rows)
+        else:
+            response = pb.GetHistoryResponse(
+                partials=_partial_columns(history.partials), categories=history.categories, rows=rows
+            )
+        if oldest is not None:
+            response.buffer_oldest.FromNanoseconds(oldest)
+        if (first := self._rollups.first_kept_minute) is not None:
+            response.retained_since.FromNanoseconds(first * MINUTE_NS)
+        return response
+
+
+def _partial_columns(*tables: PartialTable) -> pb.PartialColumns:
+    def column(name: str, dtype: str) -> bytes:
+        return b"".join(np.ascontiguousarray(getattr(table, name), dtype=dtype).tobytes() for table in tables)
+
+    return pb.PartialColumns(
+        category_codes=column("codes", "<u2"),
+        keys=column("keys", "<i8"),
+        counts=column("count", "<i8"),
+        sums=column("total", "<f8"),
+        minimums=column("minimum", "<f8"),
+        maximums=column("maximum", "<f8"),
+        first_timestamps_ns=column("first_ns", "<i8"),
+        last_timestamps_ns=column("last_ns", "<i8"),
+        means=column("mean", "<f8"),
+        m2s=column("m2", "<f8"),
+    )
 
 
 def rejection_reason(error: Exception) -> str:

@@ -35,6 +35,14 @@ class IngestorSettings(BaseSettings):
     their turn (first come, first served) within their deadline, holding no readings meanwhile."""
     shutdown_grace_s: float = Field(3.0, ge=0)
     """How long in-flight calls may take to finish after SIGTERM."""
+    block_partials: bool = True
+    """Keep partial aggregates of each sealed block, so that AggregateReadings reads only the
+    readings of the blocks it cannot answer from them (false: it reads every one)."""
+    block_readings: int = Field(65_536, ge=1, le=1 << 24)
+    """Readings a block holds: the unit of sealed partials and of eviction by age."""
+    max_age: str | None = Field(None, pattern=r"^[1-9][0-9]{0,8}(s|m|h|d)$")
+    """Readings that arrived longer ago than this (``90s``, ``15m``, ``24h``, ``7d``) are evicted, a
+    block at a time; unset (or empty): by capacity only."""
     data_dir: Path | None = None
     """Durable mode when set: every batch is fsync'd here before it is acknowledged, and the buffer
     is rebuilt from it on start. Unset (or empty): memory only."""
@@ -44,10 +52,40 @@ class IngestorSettings(BaseSettings):
     """Durable mode: bytes of batches (18 a reading) that may wait for the disk in memory. Beyond,
     writes wait for room until their deadline (then RESOURCE_EXHAUSTED) and the generator slows down."""
 
-    @field_validator("data_dir", mode="before")
+    archive_url: str | None = Field(None, pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$")
+    """Where readings are archived as Parquet (``ingestor/archiver.py``): ``s3://bucket/prefix`` or
+    ``file:///path``. Unset or empty: no archive."""
+    archive_endpoint_url: str | None = None
+    """Another S3 endpoint than AWS's (an S3-compatible store); credentials come from boto3's default chain."""
+    archive_spool_dir: Path | None = None
+    """Where S3 archive files are written before they are sent: by default ``archive-spool`` in
+    the data directory, or a temporary directory without one."""
+    archive_interval_s: float = Field(300.0, gt=0, le=86_400)
+    """A file is published at least this often while readings arrive (and when it holds archive_file_readings)."""
+    archive_file_readings: int = Field(16_777_216, ge=1, le=1_000_000_000)
+    """Readings a file holds at most (about 1.7 B each for generated data: 29 MB)."""
+
+    rollups: bool = True
+    """Keep per (category, minute) partial aggregates of every reading after it is evicted (GetHistory)."""
+    rollup_retention: str = Field("30d", pattern=r"^[1-9][0-9]{0,5}(m|h|d)$")
+    """How long rollups are kept, in event time behind the newest event time seen."""
+
+    @property
+    def rollup_retention_ns(self) -> int:
+        unit = {"m": 60, "h": 3600, "d": 86_400}[self.rollup_retention[-1]]
+        return int(self.rollup_retention[:-1]) * unit * 1_000_000_000
+
+    @field_validator("data_dir", "archive_url", "archive_endpoint_url", "archive_spool_dir", "max_age", mode="before")
     @classmethod
     def _empty_data_dir_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def max_age_ns(self) -> int | None:
+        if self.max_age is None:
+            return None
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.max_age[-1]]
+        return int(self.max_age[:-1]) * unit * 1_000_000_000
 
     token: SecretStr | None = None
     """When set, IngestorService calls need ``authorization: Bearer <token>`` (health and reflection do not)."""

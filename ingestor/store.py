@@ -18,11 +18,14 @@ The store is not thread-safe: the ingestor uses it from its event loop only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from ingestor.arrivals import Arrivals
+from ingestor.blocks import BLOCK_READINGS, BlockIndex, seal_block
 from ingestor.categories import CategoryDictionary
 from ingestor.lateness import Lateness
 
@@ -51,7 +54,9 @@ class Columns:
 
 
 class ReadingStore:
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self, capacity: int, block_size: int = BLOCK_READINGS, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
@@ -63,6 +68,12 @@ class ReadingStore:
         self._evicted = 0
         self.dictionary = CategoryDictionary()
         self.lateness = Lateness(capacity)
+        self.blocks = BlockIndex(block_size)
+        """Partials of the sealed blocks (``ingestor/blocks.py``), for aggregates without readings."""
+        self._clock = clock
+        """Wall-clock nanoseconds: when readings arrive, for retention by age."""
+        self.arrivals = Arrivals(block_size)
+        """When each block's newest reading arrived (``ingestor/arrivals.py``)."""
         self._listeners: list[Callable[[Columns], None]] = []
 
     @property
@@ -149,6 +160,7 @@ class ReadingStore:
         epoch = self.dictionary.epoch
         late = self.lateness.arrived(self._total, columns.timestamps_ns, columns.codes, self.dictionary.names, skip)
         first_seq = self._total + skip
+        self.arrivals.mark(first_seq, self._total + n, self._clock())
         for target, source in (
             (self._timestamps, columns.timestamps_ns),
             (self._values, columns.values),
@@ -158,6 +170,7 @@ class ReadingStore:
         self._total += n
         self._buffered += kept - overwritten
         self._evicted += skip + overwritten
+        self._forget_blocks()
         # Held first, released second, so that a name both evicted and stored again is never
         # dropped; the readings a batch skips count as stored and evicted at once. Listeners come
         # in between: every code of the batch still names its category.
@@ -182,13 +195,20 @@ class ReadingStore:
         It must not block or append."""
         self._listeners.append(listener)
 
-    def restore(self, categories: Sequence[str], columns: Columns, total_ingested: int) -> None:
+    def restore(
+        self,
+        categories: Sequence[str],
+        columns: Columns,
+        total_ingested: int,
+        arrivals: Sequence[tuple[int, int]] = (),
+    ) -> None:
         """Refill an empty store with what an earlier run held: its dictionary, readings and counters.
 
         ``categories`` name the codes (``""`` at a free code). ``columns`` are that run's newest
         readings, the last one numbered ``total_ingested - 1``; only the newest ``capacity`` of them
         are kept. Older readings that were not given count as evicted, so ``total_ingested =
-        buffered + evicted`` holds as before.
+        buffered + evicted`` holds as before. ``arrivals`` are (end sequence, wall-clock ns) of
+        runs of those readings, when they arrived; readings of no run count as arriving now.
         """
         if self._total or self.dictionary.slots:
             raise ValueError("only an empty store can be restored")
@@ -207,7 +227,14 @@ class ReadingStore:
             self._write_ring(target, first_seq, source)
         self._total = total_ingested
         self._buffered = kept
+        self.arrivals.mark(first_seq, total_ingested, self._clock())
+        start = first_seq
+        for end_seq, arrived_ns in arrivals:
+            if end_seq > start:
+                self.arrivals.mark(start, end_seq, arrived_ns, replace=True)
+                start = end_seq
         self._evicted = total_ingested - kept
+        self._forget_blocks()
         # Late readings are counted again over what was recovered (the earlier run's count is not kept).
         self.lateness.arrived(first_seq, held.timestamps_ns, held.codes, self.dictionary.names)
 
@@ -276,3 +303,48 @@ class ReadingStore:
             np.concatenate([run.values for run in runs]),
             np.concatenate([run.codes for run in runs]),
         )
+
+    def block_columns(self, number: int) -> Columns:
+        """The readings of block ``number`` held now: views when they are contiguous in the ring
+        (valid until the next append), else a copy."""
+        size = self.blocks.block_size
+        runs = self.views(number * size, (number + 1) * size)
+        return runs[0] if len(runs) == 1 else self.read(number * size, (number + 1) * size)
+
+    def seal_pending(self) -> int:
+        """Seal every complete, wholly held block not sealed yet, here and now; how many."""
+        sealed = 0
+        for number in self.blocks.unsealed(self.oldest_sequence, self._total):
+            columns = self.block_columns(number)
+            block = seal_block(columns.timestamps_ns, columns.values, columns.codes, self.blocks.max_second_rows)
+            sealed += self.blocks.add(number, block, self.oldest_sequence)
+        return sealed
+
+    def _forget_blocks(self) -> None:
+        """Drop what is kept per block for the blocks that lost readings to eviction."""
+        self.blocks.evicted_up_to(self.oldest_sequence)
+        self.arrivals.forget_before(self.oldest_sequence)
+
+    def expire(self, max_age_ns: int) -> int:
+        """Evict, a block at a time from the oldest, the blocks whose newest reading arrived more than
+        ``max_age_ns`` ago (by the store's clock): the readings older than that are then at most
+        those of one block. How many readings were evicted."""
+        cutoff = self._clock() - max_age_ns
+        return self.evict_before(self.arrivals.expired_below(cutoff, self.oldest_sequence, self._total))
+
+    def evict_before(self, sequence: int) -> int:
+        """Evict every held reading numbered below ``sequence``; how many were."""
+        oldest = self.oldest_sequence
+        count = min(sequence, self._total) - oldest
+        if count <= 0:
+            return 0
+        evicted_codes = self._codes_of(oldest, oldest + count)
+        self.lateness.evicting(oldest + count, self._read_timestamps, *self._held)
+        epoch = self.dictionary.epoch
+        self._buffered -= count
+        self._evicted += count
+        self._forget_blocks()
+        self.dictionary.release(evicted_codes)
+        if self.dictionary.epoch != epoch:
+            self.lateness.forget(lambda name: self.dictionary.code(name) is not None)
+        return count

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from functions.api import aggregate_stream, aggregates, export, health, ingestion, readings, stream
+from functions.api import aggregate_stream, aggregates, export, health, history, ingestion, readings, stream
 
 PREFIX = "/api/v1"
 
 
-RESOURCES = (health, ingestion, readings, aggregates, export, stream, aggregate_stream)
+RESOURCES = (health, ingestion, readings, aggregates, history, export, stream, aggregate_stream)
 
 
 def route_templates() -> dict[int, str]:

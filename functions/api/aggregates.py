@@ -18,9 +18,10 @@ from functions.aggregate_params import (
     parse_stats,
     window_spec,
 )
-from functions.deps import Client
+from functions.deps import Client, Settings
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import MEDIA_TYPES, aggregates_bytes, negotiate
+from functions.partials import aggregate_partials, by_category_records, key_ns_for, mergeable
 from functions.processing import (
     AGGREGATE_COLUMNS,
     TooManyGroups,
@@ -29,6 +30,7 @@ from functions.processing import (
     aggregate_records,
     processed_records,
 )
+from functions.readings import Readings
 from functions.responses import file_response, json_response
 from functions.schemas import INGESTOR_ERRORS, CategoryStats, WindowedStats
 from functions.validation import request_error
@@ -51,6 +53,7 @@ AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 )
 async def processed_data(
     client: Client,
+    settings: Settings,
     category: CategoryParam = None,
     since: SinceParam = None,
     until: UntilParam = None,
@@ -71,15 +74,29 @@ async def processed_data(
     query = reading_query(category, since, until)
     windows = window_spec(query, window, step, session_gap, grace, emit, fill)
     extra = parse_stats(stats) if stats is not None else []
-    if query.selects_all:
-        readings = await client.export_readings(late_flags="late" in extra)
-    else:
-        readings, _ = await client.select_readings(query, late_flags="late" in extra)
     rows_format = negotiate(format_name, accept, "json")
+    # Partials where they answer exactly (functions/partials.py), else every matching reading.
+    key_ns = key_ns_for(windows)
+    partials = None
+    if settings.aggregate_pushdown and mergeable(windows, extra):
+        partials = await client.aggregate_partials(query, key_ns)  # None from an older ingestor
+    readings = Readings.empty()
+    if partials is None:
+        if query.selects_all:
+            readings = await client.export_readings(late_flags="late" in extra)
+        else:
+            readings, _ = await client.select_readings(query, late_flags="late" in extra)
     if windows is None and not extra and rows_format == "json":
+        if partials is not None:
+            return json_response(by_category_records(partials))
         return json_response(processed_records(aggregate_by_category(readings)))
     try:
-        aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
+        if partials is None:
+            aggregates = aggregate(readings, stats=extra, max_groups=MAX_PROCESSED_OBJECTS, windows=windows)
+        else:
+            aggregates = aggregate_partials(
+                partials, key_ns, windows=windows, stats=extra, max_groups=MAX_PROCESSED_OBJECTS
+            )
     except TooManyGroups as error:
         where = "session_gap" if session_gap is not None else "window"
         raise request_error(

@@ -56,7 +56,9 @@ async def status(client: Client) -> StatusResponse:
     durable mode also ``durable`` and the data directory's size; while the disk holds the generator
     back, the rate it achieves and why; ``disk_full`` while the data directory is full. ``late``
     counts readings stored with an event time older than the newest stored before them, and
-    ``late_by_category`` the same per category in use: both only once there are late readings."""
+    ``late_by_category`` the same per category in use: both only once there are late readings.
+    ``archive`` when readings are archived (``INGESTOR_ARCHIVE_URL``): what is archived, what waits,
+    what was evicted before it was archived, and why publishing fails while it does."""
     current = await client.get_status()
     answer: dict[str, object] = {
         "running": current.running,
@@ -78,4 +80,13 @@ async def status(client: Client) -> StatusResponse:
         answer.update(disk_full=True)
     if current.late:
         answer.update(late=current.late, late_by_category=dict(sorted(current.late_by_category.items())))
+    if current.archiving:
+        archive: dict[str, object] = {
+            "archived": current.archived,
+            "pending": current.archive_pending,
+            "evicted_unarchived": current.evicted_unarchived,
+        }
+        if current.archive_error:
+            archive["error"] = current.archive_error
+        answer.update(archive=archive)
     return StatusResponse.model_validate(answer)

@@ -66,7 +66,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full", "late", "late_by_category")
+    __slots__ = ("running", "total_ingested", "buffered", "evicted", "capacity", "rate_hz", "categories", "seed", "configured", "generator_error", "durable", "data_dir_bytes", "recovered", "remembered_batch_ids", "achieved_rate_hz", "generator_held_back", "journal_queue_bytes", "disk_full", "late", "late_by_category", "sealed_blocks", "partial_bytes", "archiving", "archived", "archive_pending", "evicted_unarchived", "archive_error")
     class LateByCategoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,13 @@ class GetStatusResponse(_message.Message):
     DISK_FULL_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
     LATE_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SEALED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVING_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_PENDING_FIELD_NUMBER: _ClassVar[int]
+    EVICTED_UNARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_ERROR_FIELD_NUMBER: _ClassVar[int]
     running: bool
     total_ingested: int
     buffered: int
@@ -114,7 +121,14 @@ class GetStatusResponse(_message.Message):
     disk_full: bool
     late: int
     late_by_category: _containers.ScalarMap[str, int]
-    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    sealed_blocks: int
+    partial_bytes: int
+    archiving: bool
+    archived: int
+    archive_pending: int
+    evicted_unarchived: int
+    archive_error: str
+    def __init__(self, running: _Optional[bool] = ..., total_ingested: _Optional[int] = ..., buffered: _Optional[int] = ..., evicted: _Optional[int] = ..., capacity: _Optional[int] = ..., rate_hz: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., configured: _Optional[bool] = ..., generator_error: _Optional[str] = ..., durable: _Optional[bool] = ..., data_dir_bytes: _Optional[int] = ..., recovered: _Optional[int] = ..., remembered_batch_ids: _Optional[int] = ..., achieved_rate_hz: _Optional[float] = ..., generator_held_back: _Optional[str] = ..., journal_queue_bytes: _Optional[int] = ..., disk_full: _Optional[bool] = ..., late: _Optional[int] = ..., late_by_category: _Optional[_Mapping[str, int]] = ..., sealed_blocks: _Optional[int] = ..., partial_bytes: _Optional[int] = ..., archiving: _Optional[bool] = ..., archived: _Optional[int] = ..., archive_pending: _Optional[int] = ..., evicted_unarchived: _Optional[int] = ..., archive_error: _Optional[str] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "categories", "since", "until")
@@ -219,3 +233,79 @@ class WatchReadingsResponse(_message.Message):
     columns: ReadingColumns
     column_categories: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., missed: _Optional[int] = ..., columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., column_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AggregateReadingsRequest(_message.Message):
+    __slots__ = ("categories", "since", "until", "bucket_seconds")
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    bucket_seconds: int
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class PartialColumns(_message.Message):
+    __slots__ = ("category_codes", "keys", "counts", "sums", "minimums", "maximums", "first_timestamps_ns", "last_timestamps_ns", "means", "m2s")
+    CATEGORY_CODES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SUMS_FIELD_NUMBER: _ClassVar[int]
+    MINIMUMS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUMS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
+    MEANS_FIELD_NUMBER: _ClassVar[int]
+    M2S_FIELD_NUMBER: _ClassVar[int]
+    category_codes: bytes
+    keys: bytes
+    counts: bytes
+    sums: bytes
+    minimums: bytes
+    maximums: bytes
+    first_timestamps_ns: bytes
+    last_timestamps_ns: bytes
+    means: bytes
+    m2s: bytes
+    def __init__(self, category_codes: _Optional[bytes] = ..., keys: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., sums: _Optional[bytes] = ..., minimums: _Optional[bytes] = ..., maximums: _Optional[bytes] = ..., first_timestamps_ns: _Optional[bytes] = ..., last_timestamps_ns: _Optional[bytes] = ..., means: _Optional[bytes] = ..., m2s: _Optional[bytes] = ...) -> None: ...
+
+class AggregateReadingsResponse(_message.Message):
+    __slots__ = ("partials", "categories", "readings_read", "blocks_used")
+    PARTIALS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    READINGS_READ_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_USED_FIELD_NUMBER: _ClassVar[int]
+    partials: PartialColumns
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    readings_read: int
+    blocks_used: int
+    def __init__(self, partials: _Optional[_Union[PartialColumns, _Mapping]] = ..., categories: _Optional[_Iterable[str]] = ..., readings_read: _Optional[int] = ..., blocks_used: _Optional[int] = ...) -> None: ...
+
+class GetHistoryRequest(_message.Message):
+    __slots__ = ("categories", "since", "until", "bucket_minutes", "max_rows")
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    bucket_minutes: int
+    max_rows: int
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket_minutes: _Optional[int] = ..., max_rows: _Optional[int] = ...) -> None: ...
+
+class GetHistoryResponse(_message.Message):
+    __slots__ = ("partials", "categories", "buffer_oldest", "retained_since", "rows")
+    PARTIALS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    BUFFER_OLDEST_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_SINCE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    partials: PartialColumns
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    buffer_oldest: _timestamp_pb2.Timestamp
+    retained_since: _timestamp_pb2.Timestamp
+    rows: int
+    def __init__(self, partials: _Optional[_Union[PartialColumns, _Mapping]] = ..., categories: _Optional[_Iterable[str]] = ..., buffer_oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retained_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows: _Optional[int] = ...) -> None: ...

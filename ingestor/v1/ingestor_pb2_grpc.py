@@ -70,6 +70,16 @@ class IngestorServiceStub:
                 request_serializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsRequest.SerializeToString,
                 response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsResponse.FromString,
                 _registered_method=True)
+        self.AggregateReadings = channel.unary_unary(
+                '/ingestor.v1.IngestorService/AggregateReadings',
+                request_serializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsRequest.SerializeToString,
+                response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsResponse.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/ingestor.v1.IngestorService/GetHistory',
+                request_serializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class IngestorServiceServicer:
@@ -133,6 +143,25 @@ class IngestorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AggregateReadings(self, request, context):
+        """AggregateReadings answers with the mergeable partial aggregates of the matching readings, per
+        category and bucket of event time, instead of the readings: from each sealed block's partials
+        where the block lies wholly inside the filter, from the readings of the rest. Rows of the same
+        category and bucket may come more than once (from blocks and from readings): merge them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """GetHistory answers from the rollups: the partial aggregates of every reading stored, per
+        category and minute of event time, kept for INGESTOR_ROLLUP_RETENTION after the readings are
+        evicted, re-keyed to buckets of whole minutes. FAILED_PRECONDITION when rollups are off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +199,16 @@ def add_IngestorServiceServicer_to_server(servicer, server):
                     servicer.WatchReadings,
                     request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsRequest.FromString,
                     response_serializer=ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsResponse.SerializeToString,
+            ),
+            'AggregateReadings': grpc.unary_unary_rpc_method_handler(
+                    servicer.AggregateReadings,
+                    request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsRequest.FromString,
+                    response_serializer=ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryRequest.FromString,
+                    response_serializer=ingestor_dot_v1_dot_ingestor__pb2.GetHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +401,60 @@ class IngestorService:
             '/ingestor.v1.IngestorService/WatchReadings',
             ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsRequest.SerializeToString,
             ingestor_dot_v1_dot_ingestor__pb2.WatchReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AggregateReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ingestor.v1.IngestorService/AggregateReadings',
+            ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsRequest.SerializeToString,
+            ingestor_dot_v1_dot_ingestor__pb2.AggregateReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ingestor.v1.IngestorService/GetHistory',
+            ingestor_dot_v1_dot_ingestor__pb2.GetHistoryRequest.SerializeToString,
+            ingestor_dot_v1_dot_ingestor__pb2.GetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

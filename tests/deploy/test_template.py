@@ -45,6 +45,12 @@ def deployed(template: dict[str, Any], **parameters: str) -> dict[str, Any]:
         return values[node["Ref"]] if isinstance(node, dict) and set(node) == {"Ref"} else node
 
     def holds(expression: dict[str, Any]) -> bool:
+        if "Fn::Condition" in expression:  # !Condition, as the YAML reader writes it
+            return holds(template["Conditions"][expression["Fn::Condition"]])
+        if "Fn::Or" in expression:
+            return any(holds(item) for item in expression["Fn::Or"])
+        if "Fn::And" in expression:
+            return all(holds(item) for item in expression["Fn::And"])
         if "Fn::Equals" in expression:
             left, right = expression["Fn::Equals"]
             return str(value(left)) == str(value(right))
@@ -439,3 +445,71 @@ def test_the_task_role_mounts_and_writes_that_file_system_and_nothing_else(templ
     assert statement["Condition"] == {
         "StringEquals": {"elasticfilesystem:AccessPointArn": {"Fn::GetAtt": ["DataAccessPoint", "Arn"]}}
     }
+
+
+# --- The archive ------------------------------------------------------------------------------------
+
+
+ARCHIVE_RESOURCES = {"ArchiveBucket", "ArchiveBucketPolicy", "ArchiveDatabase", "ArchiveTable"}
+
+
+def test_no_archive_by_default(template: dict[str, Any]) -> None:
+    resources = deployed(template)
+    assert ARCHIVE_RESOURCES.isdisjoint(resources)
+    (container,) = resources["IngestorTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert "INGESTOR_ARCHIVE_URL" not in {item["Name"] for item in container["Environment"]}
+
+
+@pytest.mark.parametrize("durable", ["false", "true"])
+def test_the_archive_bucket_is_private_encrypted_and_turns_cold(template: dict[str, Any], durable: str) -> None:
+    resources = deployed(template, Archive="true", DurableStorage=durable)
+    assert set(resources) >= ARCHIVE_RESOURCES
+    bucket = resources["ArchiveBucket"]
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    properties = bucket["Properties"]
+    (encryption,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    cold, abort = properties["LifecycleConfiguration"]["Rules"]
+    assert cold["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}}]
+    assert cold["Prefix"] == {"Fn::Sub": "${ArchivePrefix}/"}
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    (deny,) = resources["ArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    task = resources["IngestorTaskDefinition"]["Properties"]
+    (container,) = task["ContainerDefinitions"]
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert environment["INGESTOR_ARCHIVE_URL"] == {"Fn::Sub": "s3://${ArchiveBucket}/${ArchivePrefix}"}
+    # The spool is writable: the data directory, or ephemeral storage mounted at the same place.
+    assert [mount["ContainerPath"] for mount in container["MountPoints"]] == ["/var/lib/ingestor"]
+    assert ("INGESTOR_ARCHIVE_SPOOL_DIR" in environment) == (durable == "false")
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["IngestorTaskRole", "Arn"]}
+
+
+def test_the_task_role_writes_only_under_the_archive_prefix(template: dict[str, Any]) -> None:
+    role = deployed(template, Archive="true")["IngestorTaskRole"]["Properties"]
+    (policy,) = role["Policies"]  # no file system without DurableStorage
+    write, listing = policy["PolicyDocument"]["Statement"]
+    assert sorted(write["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert write["Resource"] == {"Fn::Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}/*"}
+    assert (listing["Action"], listing["Resource"]) == ("s3:ListBucket", {"Fn::GetAtt": ["ArchiveBucket", "Arn"]})
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${ArchivePrefix}/*"}}}
+    both = deployed(template, Archive="true", DurableStorage="true")["IngestorTaskRole"]["Properties"]["Policies"]
+    assert [item["PolicyName"] for item in both] == ["mount-the-data-file-system", "write-the-archive"]
+
+
+def test_athena_reads_the_archive_through_a_projected_glue_table(template: dict[str, Any]) -> None:
+    table = deployed(template, Archive="true")["ArchiveTable"]["Properties"]["TableInput"]
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert (parameters["projection.date.type"], parameters["projection.date.format"]) == ("date", "yyyy-MM-dd")
+    assert parameters["storage.location.template"] == {
+        "Fn::Sub": "s3://${ArchiveBucket}/${ArchivePrefix}/date=${!date}/"
+    }
+    assert table["PartitionKeys"] == [{"Name": "date", "Type": "string"}]
+    columns = [(column["Name"], column["Type"]) for column in table["StorageDescriptor"]["Columns"]]
+    # The columns of the files the ingestor writes (ingestor/archive_files.py).
+    from ingestor.archive_files import schema
+
+    assert [name for name, _ in columns] == schema().names
+    assert columns == [("timestamp", "timestamp"), ("value", "double"), ("category", "string"), ("sequence", "bigint")]

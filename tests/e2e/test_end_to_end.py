@@ -88,6 +88,7 @@ def test_limit_validation_and_docs(api_process: ServerProcess) -> None:
             "/api/v1/readings",
             "/api/v1/stream",
             "/api/v1/export",
+            "/api/v1/history",
             "/api/v1/stream/aggregates",
         }
 

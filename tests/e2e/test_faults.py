@@ -14,14 +14,17 @@ from concurrent import futures
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 
 from devtools.processes import ServerProcess
 from devtools.waiting import wait_until
 from functions.channel import connected_channel
 from functions.settings import FunctionSettings
+from ingestor.store import Columns
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from ingestor.wire import encode_export_response
 from tests.support.clients import api_http
 from tests.support.endpoints import DATA_ENDPOINTS, PUSH, STREAM
 from tests.support.factories import MakeProcess, MakeStack
@@ -478,3 +481,30 @@ def test_sigterm_stops_the_ingestor_within_5_s_with_watch_streams_open(make_inge
     assert time.monotonic() - started < 5
     for name in ("reads messages", "reads columns"):
         assert outcomes[name] == ["subscribed", (grpc.StatusCode.UNAVAILABLE, "the ingestor is shutting down")]
+
+
+@pytest.mark.anyio
+async def test_an_ingestor_without_aggregate_readings_is_answered_from_its_readings() -> None:
+    """A function newer than its ingestor: UNIMPLEMENTED for the partials, the readings instead."""
+    seconds = np.array([0, 1, 61], np.int64)
+    columns = Columns(
+        1_705_744_800_000_000_000 + seconds * 1_000_000_000, np.array([1.0, 3.0, 5.0]), np.zeros(3, np.uint8)
+    )
+
+    def export(request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield encode_export_response(columns, ["A"], planned_readings=3)
+
+    methods = {
+        "ExportReadings": grpc.unary_stream_rpc_method_handler(
+            export, request_deserializer=pb.ExportReadingsRequest.FromString
+        )
+    }
+    with serving(grpc.method_handlers_generic_handler("ingestor.v1.IngestorService", methods)) as address:
+        async with api_client(ingestor_address=address) as http:
+            seed = await http.get("/processed-data")
+            windows = await http.get("/processed-data", params={"window": "1m", "stats": "sum"})
+    assert seed.status_code == windows.status_code == 200
+    assert seed.json() == [
+        {"category": "A", "avg_value": 3.0, "count": 3, "last_timestamp": "2024-01-20T10:01:01.000000Z"}
+    ]
+    assert [(row["count"], row["sum"]) for row in windows.json()] == [(2, 4.0), (1, 5.0)]

@@ -227,6 +227,7 @@ def test_the_schema_documents_the_token_on_reads_when_they_need_it() -> None:
         ("/api/v1/stop-ingestion", "post"): True,
         ("/api/v1/raw-data", "get"): True,
         ("/api/v1/processed-data", "get"): True,
+        ("/api/v1/history", "get"): True,
         ("/api/v1/status", "get"): True,
         ("/api/v1/readings", "post"): True,
         ("/api/v1/stream", "get"): True,

@@ -29,6 +29,8 @@ def test_list_describe_and_call_through_reflection(ingestor: ThreadedIngestor) -
             "ExportReadings",
             "WriteReadings",
             "WatchReadings",
+            "AggregateReadings",
+            "GetHistory",
         ]
         reading = pool.FindMessageTypeByName("ingestor.v1.Reading")
         assert [(f.name, f.number) for f in reading.fields] == [("timestamp", 1), ("value", 2), ("category", 3)]

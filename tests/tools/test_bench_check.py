@@ -34,12 +34,17 @@ RUN: dict[str, Any] = {
             "csv_timestamps_ms": 5 * export,
             "parquet_encode_ms": export,
             "csv_encode_ms": 7 * export,
+            "pushdown_ms": pushdown,
+            "window_stats_ms": 2 * pushdown,
+            "recent_category_ms": 2 * pushdown,
+            "percentiles_ms": 10 * project,
+            "percentiles_raw_ms": 10 * project,
         }
-        for n, project, naive, floor, export, columns, raw, rss in [
-            (10_000, 6.7, 11.2, 3.5, 1.2, 1.9e6, 8.9, 40.0),
-            (100_000, 10.4, 58.1, 4.6, 4.3, 4.7e6, 8.5, 20.0),
-            (1_000_000, 38.8, 551.0, 20.0, 13.3, 11.9e6, 8.4, 19.0),
-            (10_000_000, 333.0, 6396.0, 183.0, 142.0, 14.9e6, 9.1, 17.48),
+        for n, project, naive, floor, export, columns, raw, rss, pushdown in [
+            (10_000, 6.7, 11.2, 3.5, 1.2, 1.9e6, 8.9, 40.0, 3.0),
+            (100_000, 10.4, 58.1, 4.6, 4.3, 4.7e6, 8.5, 20.0, 3.0),
+            (1_000_000, 38.8, 551.0, 20.0, 13.3, 11.9e6, 8.4, 19.0, 6.0),
+            (10_000_000, 333.0, 6396.0, 183.0, 142.0, 14.9e6, 9.1, 17.48, 7.0),
         ]
     ],
     "single": {
@@ -58,6 +63,9 @@ RUN: dict[str, Any] = {
         "metrics_processed_on_ms": 41.0,
         "metrics_processed_off_ms": 40.5,
         "metrics_processed_cost": 0.012,
+        "write_columns_partials_per_s": 11.0e6,
+        "write_columns_no_partials_per_s": 11.5e6,
+        "partial_bytes_per_reading_1khz": 0.25,
     },
 }
 DURABLE: dict[str, Any] = {
@@ -113,8 +121,9 @@ def test_a_quick_run_leaves_the_ten_million_targets_not_measured(
     found = statuses(lines_by_key(output))
     assert code == 0
     assert found["project-10m"] == found["rss-per-reading-10m"] == ["not measured"]
+    assert found["pushdown-10m"] == found["window-stats-10m"] == found["recent-category-10m"] == ["not measured"]
     assert found["write-columns"] == ["PASS"]
-    assert "targets: 17 held, 0 failed, 2 not measured" in output
+    assert "targets: 21 held, 0 failed, 6 not measured" in output
 
 
 def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,6 +136,7 @@ def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.Ca
     one_million["hopping_ms"] = 3.1 * one_million["tumbling_ms"]
     worse["single"]["import_growth_with_pyarrow"] = 0.06
     worse["single"]["metrics_write_cost"] = 0.08
+    one_million["pushdown_ms"] = 11.0  # 0.55 times the floor
     slow_disk = copy.deepcopy(DURABLE)
     slow_disk["durable"]["readings_per_s"] = 150_000
     code = check(tmp_path, worse, slow_disk)
@@ -144,9 +154,10 @@ def test_figures_worse_than_their_targets_fail(tmp_path: Path, capsys: pytest.Ca
         "hopping-over-tumbling-1m",
         "import-with-pyarrow",
         "metrics-write-cost",
+        "pushdown-over-floor-1m",
     }
     assert found["raw-data-10k"] == ["PASS", "FAIL", "PASS", "PASS"]
-    assert "targets: 11 held, 8 failed, 0 not measured" in output
+    assert "targets: 18 held, 9 failed, 0 not measured" in output
     assert lines["metrics-write-cost"][0].endswith("<= +5 %: +8 %")
     assert lines["export-1m"][0].endswith("<= 20.0 ms: 25.0 ms")
     assert lines["import-overhead"][0].endswith("<= +15 %: +20 %")
@@ -180,3 +191,45 @@ def test_missing_figures_fail_unless_only_a_full_run_measures_them(
 def test_without_results_it_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--results", str(tmp_path / "none.json"), "--durable", str(tmp_path / "none.json")]) == 2
     assert "run make bench-quick" in capsys.readouterr().err
+
+
+HISTORY: dict[str, Any] = {
+    "history_1h_20d_ms": 31.0,
+    "rollup_upkeep": 0.06,
+    "archive_evicted_unarchived": 0,
+    "archive_bytes_per_reading": 1.72,
+}
+
+
+@pytest.mark.parametrize(
+    ("worse", "failing"),
+    [
+        ({}, set()),
+        ({"history_1h_20d_ms": 77.0, "archive_evicted_unarchived": 12}, {"history-1h-20d", "archive-keeps-up"}),
+        ({"rollup_upkeep": 0.23, "archive_bytes_per_reading": 6.5}, {"rollup-upkeep", "archive-bytes"}),
+    ],
+)
+def test_history_targets_are_checked_when_their_results_are_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], worse: dict[str, float], failing: set[str]
+) -> None:
+    from bench.check import HISTORY_TARGETS
+
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({**HISTORY, **worse}))
+    (tmp_path / "latest.json").write_text(json.dumps(RUN))
+    (tmp_path / "durable.json").write_text(json.dumps(DURABLE))
+    code = main(
+        [
+            "--results",
+            str(tmp_path / "latest.json"),
+            "--durable",
+            str(tmp_path / "durable.json"),
+            "--history",
+            str(history),
+        ]
+    )
+    output = capsys.readouterr().out
+    failed = {target.key for target in HISTORY_TARGETS if f"FAIL          {target.what}" in output}
+    assert failed == failing
+    assert code == (1 if failing else 0)
+    assert f"targets: {len(TARGETS) + len(HISTORY_TARGETS) - len(failing)} held, {len(failing)} failed" in output
