@@ -1,13 +1,12 @@
 """Seals complete blocks of the ring in a worker thread, between bursts of writes.
 
 Once blocks fill up, their partials (``ingestor/blocks.py``) are computed from the ring in a thread
-of the default executor, straight from the ring's memory, when writes pause for ``QUIET_S`` (or
-once ``MAX_BACKLOG`` blocks wait): sealing costs about a third of what storing the readings did,
-and on a busy machine it would take that from a burst of writes. A steady stream (the generator)
-pauses between its ticks. A block the ring started to overwrite while its partials were computed
-is not kept (``BlockIndex.add`` checks), so a torn read is never used. A query that finds a block
-not sealed yet seals it itself (``ingestor/pushdown.py``), which costs it what reading the block
-would.
+of the default executor, straight from the ring's memory, when writes pause for ``QUIET_S``, once
+``MAX_BACKLOG`` blocks wait, or at the latest ``MAX_WAIT_S`` after a block filled up: sealing costs
+about a third of what storing the readings did, and on a busy machine it would take that from a
+burst of writes. A block the ring started to overwrite while its partials were computed is not
+kept (``BlockIndex.add`` checks), so a torn read is never used. A query that finds a block not
+sealed yet seals it itself (``ingestor/pushdown.py``), which costs it what reading the block would.
 """
 
 from __future__ import annotations
@@ -24,7 +23,9 @@ log = logging.getLogger("ingestor")
 QUIET_S = 0.02
 """Sealing waits until no write came for this long..."""
 MAX_BACKLOG = 64
-"""...or until this many complete blocks wait (4M readings of 65,536)."""
+"""...or until this many complete blocks wait (4M readings of 65,536)..."""
+MAX_WAIT_S = 1.0
+"""...or for this long at most: a steady stream (the generator ticks every 10 ms) never pauses."""
 
 
 class BlockSealer:
@@ -45,9 +46,10 @@ class BlockSealer:
             self._wake.set()
 
     async def _quiet(self) -> None:
-        """Until no write came for QUIET_S, or MAX_BACKLOG blocks wait to be sealed."""
+        """Until no write came for QUIET_S, MAX_BACKLOG blocks wait to be sealed, or MAX_WAIT_S passed."""
         store = self._store
-        while True:
+        deadline = asyncio.get_running_loop().time() + MAX_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
             writes = self._writes
             await asyncio.sleep(QUIET_S)
             if self._writes == writes:

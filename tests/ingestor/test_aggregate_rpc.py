@@ -118,3 +118,15 @@ def test_each_answer_is_one_snapshot_while_writes_go_on(make_ingestor: MakeInges
         thread.join()
     assert counts == sorted(counts)
     assert counts[-1] > counts[0]
+
+
+@pytest.mark.slow  # seconds by design
+def test_a_steady_generator_has_its_blocks_sealed(make_ingestor: MakeIngestor) -> None:
+    """The generator writes every 10 ms, never pausing long enough for the sealer to call it quiet:
+    blocks are sealed all the same, a second or so after they fill up, without any query."""
+    server = make_ingestor(capacity=1000, block_readings=64, rate_hz=2000)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.IngestorServiceStub(channel)
+        stub.StartIngestion(pb.StartIngestionRequest(), timeout=5)
+        wait_until(lambda: stub.GetStatus(pb.GetStatusRequest(), timeout=5).sealed_blocks >= 3, 10, "sealed blocks")
+        stub.StopIngestion(pb.StopIngestionRequest(), timeout=5)
