@@ -13,7 +13,6 @@ instead of piling up memory, and resumes by itself. Why, and the rate it achieve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import zlib
@@ -26,6 +25,7 @@ import numpy as np
 
 from ingestor.errors import ConfigConflict, DiskFull
 from ingestor.store import Columns, ReadingStore
+from ingestor.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,7 @@ class GeneratorControl:
         task, self._task = self._task, None
         if task is None or task.done():
             return False
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         return True
 
     def emit_due(self, generator: ReadingGenerator, at_most: int | None = None) -> int:

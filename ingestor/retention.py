@@ -8,10 +8,10 @@ back (recovery also skips rows older than the limit by itself).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from ingestor.journal import Journal
 from ingestor.store import ReadingStore
+from ingestor.tasks import cancel_and_wait
 
 MAX_INTERVAL_S = 1.0
 
@@ -35,10 +35,7 @@ class AgeRetention:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="age-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

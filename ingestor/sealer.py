@@ -12,11 +12,11 @@ sealed yet seals it itself (``ingestor/pushdown.py``), which costs it what readi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ingestor.blocks import seal_block
 from ingestor.store import Columns, ReadingStore
+from ingestor.tasks import cancel_and_wait
 
 log = logging.getLogger("ingestor")
 
@@ -61,10 +61,7 @@ class BlockSealer:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="block-sealer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         store = self._store

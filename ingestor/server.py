@@ -28,6 +28,7 @@ from ingestor.service import IngestorServicer
 from ingestor.settings import IngestorSettings
 from ingestor.storage import open_storage
 from ingestor.store import ReadingStore
+from ingestor.tasks import cancel_and_wait
 from ingestor.v1 import ingestor_pb2, ingestor_pb2_grpc
 from ingestor.watch import WatchHub
 
@@ -56,8 +57,7 @@ class RunningServer:
 
     async def shutdown(self, grace_s: float) -> None:
         """Report NOT_SERVING, stop generating, and let in-flight calls finish within ``grace_s``."""
-        if self.emf_task is not None:
-            self.emf_task.cancel()
+        await cancel_and_wait(self.emf_task)
         await self.health.enter_graceful_shutdown()
         await self.generator.stop()
         if self.hub is not None:
