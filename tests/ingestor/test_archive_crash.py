@@ -13,8 +13,9 @@ import pytest
 from devtools.waiting import wait_until
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.ingestor.test_archive import check_exactly_once, status, write
-from tests.support.archive import BUCKET, HoldingProxy, moto_s3, read_s3_archive
+from tests.support.archive import BUCKET, moto_s3, read_s3_archive
 from tests.support.factories import MakeProcess
+from tests.support.proxies import HoldingProxy
 
 PREFIX = "crash"
 
@@ -36,7 +37,7 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_kill_9_during_an_upload_then_restart_archives_each_reading_once(
     make_ingestor_process: MakeProcess, s3_endpoint: str, tmp_path: Path, uploads_before: int
 ) -> None:
-    proxy = HoldingProxy(int(s3_endpoint.rsplit(":", 1)[1]), f"PUT /{BUCKET}/{PREFIX}/".encode(), uploads_before)
+    proxy = HoldingProxy(s3_endpoint.removeprefix("http://"), f"PUT /{BUCKET}/{PREFIX}/".encode(), uploads_before)
     settings = {
         "capacity": 5000,
         "data_dir": tmp_path / "data",

@@ -7,8 +7,6 @@ Every request goes to 127.0.0.1, through boto3, signed with made-up credentials 
 from __future__ import annotations
 
 import io
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,66 +100,3 @@ def read_s3_archive(endpoint: str, prefix: str) -> pd.DataFrame:
         return _frame(files)
     finally:
         client.close()
-
-
-class HoldingProxy:
-    """A TCP proxy on loopback that passes everything on, except that once ``hold_after`` requests
-    carrying ``marker`` have gone through, the next one is held: its bytes are taken and never sent
-    on, so the upload stays in flight for as long as the test likes."""
-
-    def __init__(self, target_port: int, marker: bytes, hold_after: int = 0) -> None:
-        self._target_port = target_port
-        self._marker = marker
-        self._passed = 0
-        self._hold_after = hold_after
-        self.holding = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target_port))
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, outgoing: bool) -> None:
-        held = False
-        while True:
-            try:
-                data = source.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            if outgoing and not held and self._marker in data:
-                with self._lock:
-                    if self._passed >= self._hold_after:
-                        held = True
-                        self.holding.set()
-                    self._passed += 1
-            if held:
-                continue
-            try:
-                sink.sendall(data)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for item in self._sockets:
-                item.close()
