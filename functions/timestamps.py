@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from functions.text_columns import iso_timestamps
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -22,6 +24,6 @@ def to_ns(moment: datetime) -> int:
 
 
 def format_timestamps(timestamps_ns: np.ndarray) -> np.ndarray:
-    """ISO 8601 in UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, truncated from nanoseconds, vectorised."""
-    micros = np.asarray(timestamps_ns, dtype=np.int64) // 1000
-    return np.datetime_as_string(micros.astype("datetime64[us]"), unit="us", timezone="UTC")
+    """ISO 8601 in UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, truncated from nanoseconds, vectorised: the
+    exports' formatter (``functions/text_columns.py``), as text."""
+    return iso_timestamps(timestamps_ns).astype(np.str_)
