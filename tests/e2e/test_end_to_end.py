@@ -8,10 +8,8 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-import httpx
-
 from devtools.processes import ServerProcess
-from tests.support.clients import api_http
+from tests.support.clients import api_http, http_client
 from tests.support.factories import MakeProcess
 
 
@@ -71,7 +69,7 @@ def test_happy_path_with_exact_bodies(api_process: ServerProcess) -> None:
 
 
 def test_limit_validation_and_docs(api_process: ServerProcess) -> None:
-    with httpx.Client(base_url=f"http://{api_process.address}", timeout=10) as http:
+    with http_client(f"http://{api_process.address}", timeout=10) as http:
         for bad in ("0", "10001", "-5", "abc"):
             response = http.get("/api/v1/raw-data", params={"limit": bad})
             assert response.status_code == 422

@@ -25,7 +25,7 @@ from ingestor.store import Columns
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from ingestor.wire import encode_export_response
-from tests.support.clients import api_http
+from tests.support.clients import api_http, http_client
 from tests.support.endpoints import DATA_ENDPOINTS, PUSH, STREAM
 from tests.support.factories import MakeProcess, MakeStack
 from tests.support.inprocess import api_client
@@ -367,7 +367,7 @@ def test_sigterm_stops_both_processes_within_5_s_while_busy(make_stack: MakeStac
 
 def _read_events(url: str, into: list[str]) -> None:
     try:
-        with httpx.Client(timeout=30) as http, http.stream("GET", url) as response:
+        with http_client(timeout=30) as http, http.stream("GET", url) as response:
             for text in response.iter_text():
                 into.append(text)
     except httpx.HTTPError as error:

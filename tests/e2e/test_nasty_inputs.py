@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 
@@ -21,6 +20,7 @@ from devtools.processes import ServerProcess, ThreadedIngestor
 from ingestor.pages import encode_page_token
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import http_client
 from tests.support.factories import MakeIngestor, MakeProcess
 
 T0 = 1_705_744_800
@@ -380,7 +380,7 @@ def test_nasty_http_input_gets_a_precise_4xx_and_changes_nothing(
 ) -> None:
     ingestor, api = stack
     before = snapshot(ingestor)
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         response = http.request(case.method, case.path, params=case.params, content=case.content, headers=case.headers)
     assert response.status_code == case.status, response.text
     assert_no_internals(response.text)
@@ -403,7 +403,7 @@ def test_an_empty_array_of_readings_is_accepted_and_stores_nothing(
 ) -> None:
     ingestor, api = stack
     before = snapshot(ingestor)
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         response = http.post("/api/v1/readings", content=b"[]", headers=_JSON)
     assert (response.status_code, response.json()) == (202, {"accepted": 0})
     assert snapshot(ingestor) == before
@@ -412,7 +412,7 @@ def test_an_empty_array_of_readings_is_accepted_and_stores_nothing(
 @pytest.mark.slow  # through the API process
 def test_a_nan_token_is_echoed_back_as_a_string(stack: tuple[ThreadedIngestor, ServerProcess]) -> None:
     _, api = stack
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         response = http.post("/api/v1/start-ingestion", content=b'{"rate_hz": -Infinity}', headers=_JSON)
     assert response.status_code == 422
     [error] = response.json()["detail"]
@@ -433,7 +433,7 @@ def test_a_tampered_page_token_is_a_400(
     stack: tuple[ThreadedIngestor, ServerProcess], tamper: Callable[[str], str], detail: str
 ) -> None:
     ingestor, api = stack
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         first = http.get("/api/v1/raw-data", params={"limit": 3})
         token = parse_qs(urlsplit(first.links["next"]["url"]).query)["page_token"][0]
         before = snapshot(ingestor)
@@ -454,7 +454,7 @@ def test_a_page_token_reused_with_other_filters_is_a_400(
     stack: tuple[ThreadedIngestor, ServerProcess], other_filters: dict[str, str]
 ) -> None:
     ingestor, api = stack
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         first = http.get("/api/v1/raw-data", params={"limit": 3, "category": "A"})
         token = parse_qs(urlsplit(first.links["next"]["url"]).query)["page_token"][0]
         before = snapshot(ingestor)

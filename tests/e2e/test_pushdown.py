@@ -20,6 +20,7 @@ from devtools.processes import ThreadedIngestor, start_api_process
 from devtools.waiting import wait_until
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
+from tests.support.clients import http_client
 
 pytestmark = pytest.mark.slow  # two real uvicorn processes and an ingestor per module
 
@@ -52,8 +53,8 @@ def clients() -> Iterator[tuple[httpx.Client, httpx.Client]]:
     pushed = start_api_process(ingestor.address)
     raw = start_api_process(ingestor.address, AGGREGATE_PUSHDOWN="false")
     with (
-        httpx.Client(base_url=f"http://{pushed.address}/api/v1", timeout=10) as pushed_http,
-        httpx.Client(base_url=f"http://{raw.address}/api/v1", timeout=10) as raw_http,
+        http_client(f"http://{pushed.address}/api/v1", timeout=10) as pushed_http,
+        http_client(f"http://{raw.address}/api/v1", timeout=10) as raw_http,
     ):
         yield pushed_http, raw_http
     pushed.stop()

@@ -15,7 +15,7 @@ import pytest
 from devtools.processes import ServerProcess
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
-from tests.support.clients import api_http
+from tests.support.clients import api_http, http_client
 from tests.support.factories import MakeProcess, MakeStack
 
 T0 = 1_705_744_800  # 2024-01-20T10:00:00Z
@@ -72,7 +72,7 @@ def test_plain_request_is_unchanged_and_announces_the_older_page(
     api_process: ServerProcess, ingestor_process: ServerProcess
 ) -> None:
     written = write(ingestor_process.address, 25)
-    with httpx.Client(base_url=f"http://{api_process.address}", timeout=10) as http:
+    with http_client(f"http://{api_process.address}", timeout=10) as http:
         response = http.get("/api/v1/raw-data")
         assert response.json() == written
         assert "link" not in response.headers
@@ -90,7 +90,7 @@ def test_category_and_time_filters_browse_back_from_now(
         for r in written
         if r["category"] in ("A", "C") and "2024-01-20T10:00:10" <= r["timestamp"] < "2024-01-20T10:04:00"
     ]
-    with httpx.Client(base_url=f"http://{api_process.address}", timeout=10) as http:
+    with http_client(f"http://{api_process.address}", timeout=10) as http:
         params = {"category": ["C", "A"], "until": "2024-01-20T10:04:00", "limit": 50}
         # No since: browsing back from now. Without an offset a time is UTC.
         pages, _ = walk(http, params)
@@ -105,7 +105,7 @@ def test_category_and_time_filters_browse_back_from_now(
 
 def test_with_since_pages_tail_forward(api_process: ServerProcess, ingestor_process: ServerProcess) -> None:
     written = write(ingestor_process.address, 100)
-    with httpx.Client(base_url=f"http://{api_process.address}", timeout=10) as http:
+    with http_client(f"http://{api_process.address}", timeout=10) as http:
         pages, _ = walk(http, {"since": "2024-01-20T10:00:30", "category": "B", "limit": 7})
     matches = [r for r in written[30:] if r["category"] == "B"]
     assert pages[0] == matches[:7]  # the oldest matches at or after since come first
@@ -160,7 +160,7 @@ def microseconds(timestamp: object) -> int:
 def test_walking_back_while_ingesting_and_evicting_never_repeats(
     small_ingestor: ServerProcess, small_api: ServerProcess
 ) -> None:
-    with httpx.Client(base_url=f"http://{small_api.address}", timeout=10) as http:
+    with http_client(f"http://{small_api.address}", timeout=10) as http:
         http.post("/api/v1/start-ingestion")
         time.sleep(1.0)  # 4000 readings a second into a buffer of 3000: it evicts all the time
         before = total_ingested(small_ingestor.address)
@@ -236,7 +236,7 @@ def test_a_walk_under_eviction_returns_every_reading_held_throughout_once(
         if pages_read <= 4:
             pusher.push(250)  # between pages: 250 more readings, 250 of the oldest evicted
 
-    with httpx.Client(base_url=f"http://{small_api.address}", timeout=10) as http:
+    with http_client(f"http://{small_api.address}", timeout=10) as http:
         before = total_ingested(small_ingestor.address)
         pages, _ = walk(http, params, push_more)
         after = total_ingested(small_ingestor.address)
@@ -290,7 +290,7 @@ def test_bounds_beyond_what_a_timestamp_holds_select_everything(
 ) -> None:
     """Year 1 or 9999 are valid ISO 8601, beyond int64 nanoseconds: they bound nothing, never a 500."""
     expected = write(ingestor_process.address, 5)
-    with httpx.Client(base_url=f"http://{api_process.address}", timeout=10) as http:
+    with http_client(f"http://{api_process.address}", timeout=10) as http:
         for params in (
             {"since": "0001-01-01T00:00:00+00:01"},
             {"until": "9999-12-31T23:59:59Z"},

@@ -18,7 +18,7 @@ from devtools.processes import ServerProcess, ThreadedIngestor
 from devtools.waiting import wait_until
 from functions.readings import Readings
 from functions.sse import Batch, encode_events, event_chunks, sse_events
-from tests.support.clients import api_http
+from tests.support.clients import api_http, http_client
 from tests.support.factories import MakeProcess, MakeStack
 
 
@@ -70,7 +70,7 @@ def test_stream_sends_new_readings_of_the_asked_categories(live_api: tuple[Serve
     _, api = live_api
     base = f"http://{api.address}/api/v1"
     with (
-        httpx.Client(base_url=base, timeout=10) as http,
+        http_client(base, timeout=10) as http,
         http.stream("GET", "/stream", params={"category": "B"}) as response,
     ):
         assert response.status_code == 200
@@ -95,7 +95,7 @@ def test_stream_sends_new_readings_of_the_asked_categories(live_api: tuple[Serve
 def test_a_client_that_stops_reading_gets_a_gap_event(live_api: tuple[ServerProcess, ServerProcess]) -> None:
     _, api = live_api
     base = f"http://{api.address}/api/v1"
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with http_client(base, timeout=30) as http:
         before = http.get("/status").json()["total_ingested"]
         with http.stream("GET", "/stream") as response:
             assert response.status_code == 200

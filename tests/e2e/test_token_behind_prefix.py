@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from devtools.processes import ThreadedIngestor
+from tests.support.clients import http_client
 from tests.support.events import http_v2_event, rest_v1_event
 from tests.support.factories import MakeProcess
 from tests.support.lambda_process import invoke_cold, response_headers
@@ -119,7 +119,7 @@ def test_under_uvicorn_with_and_without_a_root_path(
         )
     # A proxy in front took the prefix away: the client asked for /prod/api/v1/..., uvicorn
     # receives /api/v1/... and hands the app /prod/api/v1/... with root_path /prod.
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         for call in expected_calls(protect_reads, include_open_stream=True, metrics_served=True):
             with http.stream(call.method, call.path, headers=call.headers) as response:
                 assert response.status_code == call.status, (call, response.read())

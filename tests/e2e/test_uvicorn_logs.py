@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
 from devtools.processes import ThreadedIngestor
+from tests.support.clients import http_client
 from tests.support.factories import MakeProcess
 
 SECRET = "query-secret-0c7d"
@@ -25,7 +24,7 @@ def test_plain_uvicorn_logs_json_only_and_no_query_string(
         ("GET", f"/api/v1/nowhere?{SECRET}"),
         ("POST", f"/api/v1/stop-ingestion?key={SECRET}"),
     ]
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         statuses = [http.request(method, path).status_code for method, path in requests]
     assert statuses == [200, 200, 200, 404, 200]
     api.stop()  # returns once its last line is read

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from functions.app import create_app
 from functions.settings import FunctionSettings
+from tests.support.clients import http_client
 from tests.support.events import http_v2_event, rest_v1_event
 from tests.support.factories import MakeIngestor, MakeProcess
 from tests.support.lambda_process import invoke_cold, response_headers
@@ -78,7 +79,7 @@ def header_lists(response: httpx.Response) -> dict[str, list[str]]:
 def test_under_uvicorn(make_ingestor: MakeIngestor, make_api_process: MakeProcess) -> None:
     ingestor = make_ingestor(capacity=100)
     api = make_api_process(ingestor.address, **ENV)
-    with httpx.Client(base_url=f"http://{api.address}", timeout=10) as http:
+    with http_client(f"http://{api.address}", timeout=10) as http:
         for call in WITHOUT_INGESTOR:
             response = http.request(call.method, call.path, params=call.query, headers=call.headers, content=call.body)
             check(call, response.status_code, header_lists(response))
