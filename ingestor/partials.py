@@ -75,6 +75,13 @@ def second_keys(timestamps_ns: np.ndarray, seconds: int = 1) -> np.ndarray:
 def _group_starts(codes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """An order that sorts the rows by (code, key), stably, and where each group starts in it."""
     codes = codes.astype(np.int64, copy=False)
+    cells = _small_box(codes, keys)
+    if cells is not None:
+        # A stable sort of 16-bit numbers is a radix sort in numpy: linear, about five times
+        # quicker than sorting the same groups as int64.
+        order = np.argsort(cells, kind="stable")
+        cells = cells[order]
+        return order, np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
     if len(keys) and int(keys.max()) - int(keys.min()) < (1 << _KEY_BITS) and int(codes.max()) < (1 << 22):
         packed = (codes << _KEY_BITS) + (keys - keys.min())
         order = np.argsort(packed, kind="stable")
@@ -85,6 +92,20 @@ def _group_starts(codes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.n
         c, k = codes[order], keys[order]
         starts = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (k[1:] != k[:-1])])
     return order, starts
+
+
+def _small_box(codes: np.ndarray, keys: np.ndarray) -> np.ndarray | None:
+    """When the (code, key) pairs fall in a box of at most 2**16 cells (a few categories over a few
+    keys: a batch's minutes or seconds), each row's cell as uint16, numbered in (code, key) order."""
+    if not len(codes):
+        return None
+    low_code, high_code = int(codes.min()), int(codes.max())
+    low_key, high_key = int(keys.min()), int(keys.max())
+    span = high_key - low_key + 1
+    if (high_code - low_code + 1) * span > 1 << 16:
+        return None
+    cells: np.ndarray = codes - low_code if span == 1 else (codes - low_code) * span + (keys - low_key)
+    return cells.astype(np.uint16)
 
 
 def compute_partials(
@@ -99,26 +120,23 @@ def compute_partials(
     if n == 0:
         return empty_partials()
     keys = np.zeros(n, np.int64) if keys is None else np.asarray(keys, dtype=np.int64)
-    dense = _dense_groups(codes, keys)
-    if dense is not None:
-        return _dense_partials(np.asarray(timestamps_ns, dtype=np.int64), np.asarray(values, np.float64), *dense)
     order, starts = _group_starts(codes, keys)
     times = np.asarray(timestamps_ns, dtype=np.int64)[order]
     sorted_values = np.asarray(values, dtype=np.float64)[order]
     count = np.diff(np.r_[starts, n])
-    group = np.repeat(np.arange(len(starts)), count)
     first_sum = np.add.reduceat(sorted_values, starts)
     first_mean = first_sum / count
-    residuals = sorted_values - first_mean[group]
+    residuals = sorted_values - np.repeat(first_mean, count)
     correction = np.add.reduceat(residuals, starts)
     minimum = np.minimum.reduceat(sorted_values, starts)
     maximum = np.maximum.reduceat(sorted_values, starts)
     m2 = np.maximum(np.add.reduceat(residuals * residuals, starts) - correction * correction / count, 0.0)
     mean = first_mean + correction / count
     constant = minimum == maximum  # exactly: no rounding left in a group of equal values
+    heads = order[starts]
     return PartialTable(
-        codes=np.asarray(codes, dtype=np.int64)[order][starts],
-        keys=keys[order][starts],
+        codes=np.asarray(codes, dtype=np.int64)[heads],
+        keys=keys[heads],
         count=count.astype(np.int64),
         total=first_sum + correction,
         minimum=minimum,
@@ -126,58 +144,6 @@ def compute_partials(
         first_ns=np.minimum.reduceat(times, starts),
         last_ns=np.maximum.reduceat(times, starts),
         mean=np.where(constant, minimum, mean),
-        m2=np.where(constant, 0.0, m2),
-    )
-
-
-def _dense_groups(codes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
-    """When the (code, key) pairs fall in a small box (a few categories, a few keys), each reading's
-    box cell, the number of cells, and each cell's code and key: groups without sorting."""
-    low_code, high_code = int(codes.min()), int(codes.max())
-    low_key, high_key = int(keys.min()), int(keys.max())
-    span = high_key - low_key + 1
-    cells = (high_code - low_code + 1) * span
-    if cells > max(1024, len(codes) // 4):
-        return None
-    cell = (codes.astype(np.int64) - low_code) * span + (keys - low_key)
-    numbers = np.arange(cells, dtype=np.int64)
-    return cell, cells, numbers // span + low_code, numbers % span + low_key
-
-
-def _dense_partials(
-    timestamps_ns: np.ndarray, values: np.ndarray, cell: np.ndarray, cells: int, codes: np.ndarray, keys: np.ndarray
-) -> PartialTable:
-    """:func:`compute_partials` by cell, with bincount and ufunc.at: the same arithmetic, no sort."""
-    count = np.bincount(cell, minlength=cells)
-    used = np.flatnonzero(count)
-    count = count[used]
-    dense_index = np.full(cells, -1, np.int64)
-    dense_index[used] = np.arange(len(used))
-    group = dense_index[cell]
-    k = len(used)
-    first_sum = np.bincount(group, values, k)
-    first_mean = first_sum / count
-    residuals = values - first_mean[group]
-    correction = np.bincount(group, residuals, k)
-    minimum, maximum = np.full(k, np.inf), np.full(k, -np.inf)
-    np.minimum.at(minimum, group, values)
-    np.maximum.at(maximum, group, values)
-    first_ns = np.full(k, np.iinfo(np.int64).max)
-    last_ns = np.full(k, np.iinfo(np.int64).min)
-    np.minimum.at(first_ns, group, timestamps_ns)
-    np.maximum.at(last_ns, group, timestamps_ns)
-    m2 = np.maximum(np.bincount(group, residuals * residuals, k) - correction * correction / count, 0.0)
-    constant = minimum == maximum
-    return PartialTable(
-        codes=codes[used],
-        keys=keys[used],
-        count=count.astype(np.int64),
-        total=first_sum + correction,
-        minimum=minimum,
-        maximum=maximum,
-        first_ns=first_ns,
-        last_ns=last_ns,
-        mean=np.where(constant, minimum, first_mean + correction / count),
         m2=np.where(constant, 0.0, m2),
     )
 
