@@ -76,8 +76,13 @@ system-tools:
 	@ldconfig -p | grep -q 'libfuse3\.so' || { apt-get update -qq && apt-get install -y -qq libfuse3-3 fuse3; }
 	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
 
+# Most tests wait on processes and sockets more than they compute, so the suite runs in four
+# workers (a file's tests stay in one, with its module-scoped servers); the tests marked serial
+# assert a bound on time, frame rate or memory and run alone afterwards.
+TEST_WORKERS ?= 4
 test: lint system-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 # In-process tests only: no subprocess, no strace, no load; about 22 s of CPU time.
 test-fast: $(INSTALLED)

@@ -278,6 +278,7 @@ def test_the_docs_render_with_the_network_cut_off(
     assert log.errors == []
 
 
+@pytest.mark.serial
 def test_at_ten_thousand_readings_a_second_the_page_keeps_redrawing_with_a_bounded_heap(
     page: Page, make_stack: MakeStack
 ) -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 
 import grpc
+import pytest
 
 from devtools.processes import ROOT, ServerProcess
 from devtools.waiting import sample_for, wait_until
@@ -20,6 +21,8 @@ from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.clients import api_http
 from tests.support.factories import MakeProcess, MakeStack
+
+pytestmark = pytest.mark.serial
 
 MEMORY_BOUND = 300 * 1024 * 1024
 LATENCY_BOUND_S = 0.1

@@ -16,6 +16,8 @@ from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
 from tests.support.factories import MakeIngestor, MakeProcess
 
+pytestmark = pytest.mark.serial
+
 EXPORT = "/ingestor.v1.IngestorService/ExportReadings"
 STATUS = "/ingestor.v1.IngestorService/GetStatus"
 MIB = 2**20

@@ -17,7 +17,7 @@ from ingestor.journal import Journal
 from tests.support.factories import MakeProcess
 from tests.support.slow_disk import slow_disk
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def run_ingestor(data_dir: Path | None, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:

@@ -75,6 +75,7 @@ def test_category_filter_and_close() -> None:
 
 
 @pytest.mark.slow  # a second of generating at 200,000 readings/s
+@pytest.mark.serial
 def test_grpc_subscriber_that_stops_reading_at_a_high_rate(make_ingestor: MakeIngestor) -> None:
     server = make_ingestor(capacity=1_000_000, rate_hz=200_000, watch_buffer=5_000)
     with grpc.insecure_channel(server.address) as channel:
@@ -325,6 +326,7 @@ def watching_through_a_small_window(server: ThreadedIngestor) -> Iterator[tuple[
 
 
 @pytest.mark.slow  # waits out the stall limit
+@pytest.mark.serial
 def test_a_subscriber_that_takes_nothing_is_dropped_after_the_stall_limit(make_ingestor: MakeIngestor) -> None:
     server = make_ingestor(capacity=1_000_000, rate_hz=200_000, watch_stall_s=1)
     with watching_through_a_small_window(server) as (stub, stuck):

@@ -198,6 +198,7 @@ def test_a_replay_while_generating_fast_repeats_nothing_and_skips_nothing_unanno
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_replay_does_not_hold_up_the_loop_for_other_callers(make_ingestor: MakeIngestor) -> None:
     """A replay of the whole buffer is read a piece at a time: GetStatus keeps answering meanwhile."""
     server = make_ingestor(capacity=500_000, rate_hz=1)

@@ -11,7 +11,7 @@ import pytest
 from devtools.processes import ROOT
 
 # A load run of both processes.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def test_a_short_load_run_has_no_errors_and_exact_accounting() -> None:
