@@ -17,6 +17,10 @@ from tests.support.inprocess import api_client
 pytestmark = pytest.mark.anyio
 
 T0 = 1_705_744_800
+STORM_CONNECT_S = 10
+"""Hundreds of calls start at once on this process's one loop, which serves the ingestor too: on a
+busy machine the channel may take longer than the default second to connect, a 503 that is not
+what these tests are about."""
 
 
 async def _live_generator_tasks() -> int:
@@ -37,7 +41,7 @@ async def test_a_start_stop_storm_leaves_one_or_no_generator_and_a_truthful_stat
     ingestor = make_ingestor(capacity=100_000, rate_hz=1000)
     rng = random.Random(seed)
     async with (
-        api_client(ingestor_address=ingestor.address) as http,
+        api_client(ingestor_address=ingestor.address, ingestor_connect_timeout_s=STORM_CONNECT_S) as http,
         grpc.aio.insecure_channel(ingestor.address) as channel,
     ):
         stub = pb_grpc.IngestorServiceStub(channel)
@@ -81,7 +85,7 @@ async def test_accounting_is_exact_while_generating_and_pushing(capacity: int, m
     ingestor = make_ingestor(capacity=capacity, rate_hz=5000)
     batches, per_batch = 40, 50
     async with (
-        api_client(ingestor_address=ingestor.address) as http,
+        api_client(ingestor_address=ingestor.address, ingestor_connect_timeout_s=STORM_CONNECT_S) as http,
         grpc.aio.insecure_channel(ingestor.address) as channel,
     ):
         stub = pb_grpc.IngestorServiceStub(channel)
@@ -130,7 +134,7 @@ async def test_evictions_are_counted_as_they_happen_not_derived(make_ingestor: M
     capacity, pushed = 1000, []
     sizes = random.Random(5).choices(range(1, 400), k=12)
     ingestor = make_ingestor(capacity=capacity)
-    async with api_client(ingestor_address=ingestor.address) as http:
+    async with api_client(ingestor_address=ingestor.address, ingestor_connect_timeout_s=STORM_CONNECT_S) as http:
         for size in sizes:
             values = list(range(len(pushed), len(pushed) + size))
             body = [{"timestamp": "2024-01-20T10:00:00Z", "value": v, "category": f"k{v % 3}"} for v in values]
