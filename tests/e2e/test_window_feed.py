@@ -33,6 +33,14 @@ def stack(make_ingestor: MakeIngestor, make_api_process: MakeProcess) -> tuple[T
     return ingestor, make_api_process(ingestor.address)
 
 
+@pytest.fixture(scope="module")
+def refusing_api(make_module_ingestor: MakeIngestor, make_module_api_process: MakeProcess) -> ServerProcess:
+    """An API whose feed is only asked with bad parameters: one for the module, nothing stored."""
+    ingestor = make_module_ingestor(capacity=1000)
+    ingestor.stop_generator()
+    return make_module_api_process(ingestor.address)
+
+
 def push(ingestor: ThreadedIngestor, *rows: tuple[int, float, str]) -> None:
     readings = [pb.Reading(timestamp={"seconds": T0 + t}, value=v, category=c) for t, v, c in rows]
     with grpc.insecure_channel(ingestor.address) as channel:
@@ -170,11 +178,8 @@ def test_hopping_feed_and_category_filter(stack: tuple[ThreadedIngestor, ServerP
         ({"window": "10s", "stats": "median"}, "stats"),
     ],
 )
-def test_bad_feed_parameters_are_422(
-    stack: tuple[ThreadedIngestor, ServerProcess], params: dict[str, str], loc: str
-) -> None:
-    _, api = stack
-    with api_http(api) as http:
+def test_bad_feed_parameters_are_422(refusing_api: ServerProcess, params: dict[str, str], loc: str) -> None:
+    with api_http(refusing_api) as http:
         response = http.get("/stream/aggregates", params=params)
         assert response.status_code == 422
         assert [error["loc"] for error in response.json()["detail"]] == [["query", loc]]
