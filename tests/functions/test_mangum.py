@@ -35,8 +35,14 @@ def point_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]
 
 
 @pytest.fixture
-def lambda_ingestor(point_at: Callable[[str], None], make_ingestor_process: MakeProcess) -> ServerProcess:
+def lambda_ingestor(
+    point_at: Callable[[str], None], make_ingestor_process: MakeProcess, monkeypatch: pytest.MonkeyPatch
+) -> ServerProcess:
     process = make_ingestor_process(capacity=10_000, rate_hz=200)
+    # A process just started, on a machine busy with other tests, may take more than the default
+    # second to finish its first handshake; these tests are not about that deadline (a refused
+    # connection still fails at once: test_a_hundred_invocations_and_an_ingestor_restart).
+    monkeypatch.setenv("INGESTOR_CONNECT_TIMEOUT_S", "10")
     point_at(process.address)
     return process
 
