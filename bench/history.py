@@ -26,7 +26,7 @@ import grpc
 import httpx
 import numpy as np
 
-from bench.run import RESULTS, column_requests, make_readings, timed, write_all
+from bench.run import RESULTS, timed, write_turns
 from devtools.processes import start_api_process, start_ingestor_process
 from devtools.waiting import wait_until
 from functions.timestamps import format_timestamps
@@ -76,34 +76,18 @@ def bench_history_query(repeats: int) -> dict[str, float]:
         ingestor.stop()
 
 
-def bench_rollup_upkeep(n: int = 2_000_000, rounds: int = 5) -> dict[str, float]:
-    """Columnar writes into an ingestor with rollups and one without, taking turns; the first timed
-    until its rollups took in every reading (GetHistory waits for that)."""
-    requests = column_requests(make_readings(n))
-    ingestors = [
-        start_ingestor_process(capacity=1_000_000),
-        start_ingestor_process(capacity=1_000_000, rollups="false"),
-    ]
-    try:
-        channels = [grpc.insecure_channel(ingestor.address) for ingestor in ingestors]
-        stubs = [pb_grpc.IngestorServiceStub(channel) for channel in channels]
-        for stub in stubs:
-            write_all(stub, requests[:8])
-        rates: list[list[float]] = [[], []]
-        for _ in range(rounds):
-            for stub, samples, rolling in zip(stubs, rates, (True, False), strict=True):
-                start = time.perf_counter()
-                write_all(stub, requests)
-                if rolling:
-                    stub.GetHistory(pb.GetHistoryRequest(bucket_minutes=1440), timeout=30)
-                samples.append(n / (time.perf_counter() - start))
-        for channel in channels:
-            channel.close()
-        with_rollups, without = statistics.median(rates[0]), statistics.median(rates[1])
-        return {"write_with_rollups_per_s": with_rollups, "write_without_rollups_per_s": without}
-    finally:
-        for ingestor in ingestors:
-            ingestor.stop()
+def bench_rollup_upkeep() -> dict[str, float]:
+    """Writes into an ingestor with rollups and one without, taking turns; the first timed until its
+    rollups took in every reading (GetHistory waits for that)."""
+
+    def rolled_up(stub: pb_grpc.IngestorServiceStub) -> None:
+        stub.GetHistory(pb.GetHistoryRequest(bucket_minutes=1440), timeout=30)
+
+    _, without, with_rollups = write_turns({"rollups": "false"}, rolled_up)
+    return {
+        "write_with_rollups_per_s": statistics.median(with_rollups),
+        "write_without_rollups_per_s": statistics.median(without),
+    }
 
 
 def bench_archive(seconds: float, rate_hz: int = 1_000_000) -> dict[str, float]:

@@ -377,38 +377,47 @@ def same_records(pushed: list[dict[str, Any]], raw: list[dict[str, Any]]) -> boo
     return True
 
 
-def bench_write_overhead(n: int = 2_000_000, rounds: int = 5) -> tuple[float, float, float]:
-    """Columnar WriteReadings into an ingestor that seals blocks and one that does not, taking turns
-    (a ring of 1M, so the writes evict as in a steady state): median readings/s of each until the
-    last acknowledgement, and of the first until its last block is sealed too."""
+Stub = pb_grpc.IngestorServiceStub
+
+
+def write_turns(
+    without: dict[str, str], settle: Callable[[Stub], None], n: int = 2_000_000, rounds: int = 5
+) -> tuple[list[float], list[float], list[float]]:
+    """Columnar WriteReadings of ``n`` readings into an ingestor with its defaults and one with the
+    settings ``without``, taking turns (a ring of 1M, so the writes evict as in a steady state):
+    readings/s of each until the last acknowledgement, and of the first until ``settle`` returned too."""
     requests = column_requests(make_readings(n))
-    ingestors = [
-        start_ingestor_process(capacity=1_000_000),
-        start_ingestor_process(capacity=1_000_000, block_partials="false"),
-    ]
-    try:
-        channels = [grpc.insecure_channel(ingestor.address) for ingestor in ingestors]
-        stubs = [pb_grpc.IngestorServiceStub(channel) for channel in channels]
+    with ExitStack() as started:
+        stubs = []
+        for settings in ({}, without):
+            ingestor = started.enter_context(start_ingestor_process(capacity=1_000_000, **settings))
+            stubs.append(Stub(started.enter_context(grpc.insecure_channel(ingestor.address))))
         for stub in stubs:
             write_all(stub, requests[:8])  # warm-up
-        acked: list[list[float]] = [[], []]
-        sealed: list[float] = []
+        acked: tuple[list[float], list[float]] = ([], [])
+        settled: list[float] = []
         for _ in range(rounds):
-            for stub, samples, sealing in zip(stubs, acked, (True, False), strict=True):
+            for stub, samples in zip(stubs, acked, strict=True):
                 start = time.perf_counter()
                 write_all(stub, requests)
                 samples.append(n / (time.perf_counter() - start))
-                if sealing:
-                    status = stub.GetStatus(pb.GetStatusRequest(), timeout=10)
-                    oldest = status.total_ingested - status.buffered
-                    wait_for_sealed_blocks(stub, status.total_ingested // BLOCK_READINGS - -(-oldest // BLOCK_READINGS))
-                    sealed.append(n / (time.perf_counter() - start))
-        for channel in channels:
-            channel.close()
-        return statistics.median(acked[0]), statistics.median(acked[1]), statistics.median(sealed)
-    finally:
-        for ingestor in ingestors:
-            ingestor.stop()
+                if stub is stubs[0]:
+                    settle(stub)
+                    settled.append(n / (time.perf_counter() - start))
+        return acked[0], acked[1], settled
+
+
+def bench_write_overhead() -> tuple[float, float, float]:
+    """Writes into an ingestor that seals blocks and one that does not: median readings/s of each
+    until the last acknowledgement, and of the first until its last block is sealed too."""
+
+    def sealed(stub: Stub) -> None:
+        status = stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+        oldest = status.total_ingested - status.buffered
+        wait_for_sealed_blocks(stub, status.total_ingested // BLOCK_READINGS - -(-oldest // BLOCK_READINGS))
+
+    with_partials, without, until_sealed = write_turns({"block_partials": "false"}, sealed)
+    return statistics.median(with_partials), statistics.median(without), statistics.median(until_sealed)
 
 
 def partial_bytes_per_reading(rate_hz: int = 1_000, n: int = 1_000_000) -> float:
