@@ -94,6 +94,18 @@ def timed(function: Function, method: str, path: str, body: object = None) -> tu
     return status, answer, time.monotonic() - started
 
 
+def assert_a_write_then_a_read_get_through(function: Function) -> None:
+    """A write first: writes are never retried, so only a live connection gets it through; then the
+    status counts that one reading. Each well within the connect timeout."""
+    status, answer, elapsed = timed(function, "POST", "/readings", PUSH)
+    assert (status, answer) == (202, {"accepted": 1})
+    assert elapsed < CONNECT_TIMEOUT_S
+    status, answer, elapsed = timed(function, "GET", "/status")
+    assert status == 200
+    assert answer["total_ingested"] == 1  # type: ignore[index]
+    assert elapsed < CONNECT_TIMEOUT_S
+
+
 def test_a_thawed_function_reaches_an_ingestor_restarted_while_it_was_frozen(
     make_function: Callable[[str], Function], make_ingestor_process: MakeProcess
 ) -> None:
@@ -106,14 +118,7 @@ def test_a_thawed_function_reaches_an_ingestor_restarted_while_it_was_frozen(
         restarted: ServerProcess = make_ingestor_process(port=ingestor.port, capacity=1000)
         time.sleep(FROZEN_S)
 
-    # A write first: writes are never retried, so only a live connection gets it through.
-    status, answer, elapsed = timed(function, "POST", "/readings", PUSH)
-    assert (status, answer) == (202, {"accepted": 1})
-    assert elapsed < CONNECT_TIMEOUT_S
-    status, answer, elapsed = timed(function, "GET", "/status")
-    assert status == 200
-    assert answer["total_ingested"] == 1  # type: ignore[index]  # the new ingestor's
-    assert elapsed < CONNECT_TIMEOUT_S
+    assert_a_write_then_a_read_get_through(function)  # the new ingestor's: it counts one reading
     assert restarted.process.poll() is None
 
 
@@ -130,13 +135,7 @@ def test_a_thawed_function_replaces_a_connection_dropped_silently_while_it_was_f
             proxy.drop()  # no FIN, no RST: what the function sends on it from now on vanishes
             time.sleep(FROZEN_S)
 
-        status, answer, elapsed = timed(function, "POST", "/readings", PUSH)
-        assert (status, answer) == (202, {"accepted": 1})
-        assert elapsed < CONNECT_TIMEOUT_S
-        status, answer, elapsed = timed(function, "GET", "/status")
-        assert status == 200
-        assert answer["total_ingested"] == 1  # type: ignore[index]
-        assert elapsed < CONNECT_TIMEOUT_S
+        assert_a_write_then_a_read_get_through(function)
         assert proxy.connections == connections + 1  # over a new connection
 
 
