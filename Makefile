@@ -24,7 +24,7 @@ help:
 	@echo "make bench-check  make bench-quick, then each performance target (bench/check.py) PASS or FAIL"
 	@echo "make screenshot   docs/dashboard.png: the dashboard while generating, in headless Chromium"
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml ingestor/bucket_partials.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[function,ingestor,dev]'
@@ -55,12 +55,17 @@ lint: $(INSTALLED) $(BUF)
 	$(COMPOSE) config --quiet
 
 # One lock per image, for the Python and platform both images run (3.12, x86_64 glibc).
-LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.12 \
+LOCK_ANY := $(BIN)/uv pip compile --quiet --python-version 3.12 \
 	--python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command "make locks"
+LOCK := $(LOCK_ANY) pyproject.toml
+
+BUILD_REQUIRES := $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
 
 locks: $(INSTALLED)
 	$(LOCK) --extra function -o requirements/function.txt
 	$(LOCK) --extra ingestor -o requirements/ingestor.txt
+	# What compiles the ingestor's kernel in its image: pyproject's build requirements.
+	$(BUILD_REQUIRES) | $(LOCK_ANY) - -o requirements/build.txt
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

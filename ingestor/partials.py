@@ -1,4 +1,5 @@
-"""Mergeable partial aggregates of readings, grouped by (category code, key), with numpy only.
+"""Mergeable partial aggregates of readings, grouped by (category code, key), with numpy and one
+compiled pass (``ingestor/bucket_partials.pyx``) for the grouping every stored reading goes through.
 
 A partial holds, per group, what exact merging needs: the count, the sum, the min and max value,
 the first and last event time, and the mean with M2 (the sum of squared deviations from the mean),
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+
+from ingestor.bucket_partials import bucket_partials
 
 SECOND_NS = 1_000_000_000
 _KEY_BITS = 40
@@ -146,6 +149,25 @@ def compute_partials(
         mean=np.where(constant, minimum, mean),
         m2=np.where(constant, 0.0, m2),
     )
+
+
+def partials_by_bucket(
+    timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, bucket_ns: int
+) -> PartialTable:
+    """The partials of readings grouped by (code, ``floor(timestamp / bucket_ns)``): what
+    :func:`compute_partials` gives for those keys, in one compiled call that lets go of the GIL
+    (``ingestor/bucket_partials.pyx``) when the box of codes and buckets has at most 2**16 cells."""
+    if len(timestamps_ns) == 0:
+        return empty_partials()
+    timestamps_ns = np.ascontiguousarray(timestamps_ns, dtype=np.int64)
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    codes = np.ascontiguousarray(codes)
+    if codes.dtype not in (np.uint8, np.uint16):
+        codes = codes.astype(np.int64)
+    columns = bucket_partials(timestamps_ns, values, codes, bucket_ns, 1 << 16)
+    if columns is None:
+        return compute_partials(timestamps_ns, values, codes, np.floor_divide(timestamps_ns, bucket_ns))
+    return PartialTable(*columns)
 
 
 def concat_partials(tables: Sequence[PartialTable]) -> PartialTable:

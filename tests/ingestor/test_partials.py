@@ -9,11 +9,13 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from ingestor.bucket_partials import bucket_partials
 from ingestor.partials import (
     PartialTable,
     compute_partials,
     empty_partials,
     merge_partials,
+    partials_by_bucket,
     rekey,
     second_keys,
 )
@@ -139,6 +141,58 @@ def test_empty_inputs() -> None:
     assert len(compute_partials(empty, np.empty(0), np.empty(0, np.uint8), empty)) == 0
     assert len(merge_partials([])) == 0
     assert len(merge_partials([empty_partials(), empty_partials()])) == 0
+
+
+@pytest.mark.parametrize("seconds", [1, 60, 3600])
+@pytest.mark.parametrize("code_dtype", [np.uint8, np.uint16, np.int64])
+def test_partials_by_bucket_match_a_loop(seconds: int, code_dtype: type) -> None:
+    times, values, codes = random_readings(seconds, 3000)
+    codes = codes.astype(code_dtype) * (300 if code_dtype is not np.uint8 else 1)  # codes beyond a byte too
+    table = partials_by_bucket(times, values, codes, seconds * 1_000_000_000)
+    assert_matches(table, reference(times, values, codes, second_keys(times, seconds)))
+
+
+def test_partials_by_bucket_floor_event_times_before_1970() -> None:
+    times = np.array([-1, -60_000_000_000, -60_000_000_001, 0, 59_999_999_999, 60_000_000_000, -1], np.int64)
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    codes = np.array([0, 0, 0, 0, 1, 1, 1], np.uint8)
+    minutes = [t // 60_000_000_000 for t in times.tolist()]  # Python's floor, by hand: -1, -1, -2, 0, 0, 1, -1
+    assert minutes == [-1, -1, -2, 0, 0, 1, -1]
+    table = partials_by_bucket(times, values, codes, 60_000_000_000)
+    assert_matches(table, reference(times, values, codes, np.array(minutes, np.int64)))
+
+
+def test_partials_by_bucket_over_a_wide_box_fall_back_to_sorting() -> None:
+    """Readings spread over more (code, bucket) cells than the compiled pass counts in: same answer."""
+    rng = np.random.default_rng(5)
+    times = T0 + rng.integers(0, 10**6, 2000) * 1_000_000_000  # about 10**6 seconds
+    values = np.round(rng.normal(0, 1, 2000), 3)
+    codes = rng.integers(0, 3, 2000).astype(np.uint16)
+    table = partials_by_bucket(times, values, codes, 1_000_000_000)
+    assert_matches(table, reference(times, values, codes, second_keys(times)))
+
+
+def test_the_compiled_pass_counts_in_a_small_box_only() -> None:
+    times, values, codes = random_readings(4, 1000)  # 4 codes over about 3 minutes
+    assert bucket_partials(times, values, codes, 60_000_000_000, 1 << 16) is not None
+    assert bucket_partials(times, values, codes, 60_000_000_000, 8) is None  # 4 codes x 3 minutes > 8
+    with pytest.raises(ValueError, match="positive bucket"):
+        bucket_partials(times, values, codes, 0, 1 << 16)
+
+
+def test_partials_by_bucket_of_one_reading_and_of_none() -> None:
+    one = partials_by_bucket(np.array([T0], np.int64), np.array([2.5]), np.array([7], np.uint8), 60_000_000_000)
+    assert (one.codes.tolist(), one.keys.tolist(), one.count.tolist()) == ([7], [T0 // 60_000_000_000], [1])
+    assert (one.total.tolist(), one.mean.tolist(), one.m2.tolist()) == ([2.5], [2.5], [0.0])
+    empty = np.empty(0, np.int64)
+    assert len(partials_by_bucket(empty, np.empty(0), np.empty(0, np.uint8), 60_000_000_000)) == 0
+
+
+def test_partials_by_bucket_read_strided_columns() -> None:
+    """Columns that are views with a step (a ring's slice can be one) are read, not refused."""
+    times, values, codes = random_readings(9, 4000)
+    table = partials_by_bucket(times[::2], values[::2], codes[::2], 60_000_000_000)
+    assert_matches(table, reference(times[::2], values[::2], codes[::2], second_keys(times[::2], 60)))
 
 
 def test_sorted_and_dense_grouping_agree() -> None:
