@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingestor.partials import PartialTable, compute_partials, merge_partials, rekey, second_keys
+from ingestor.partials import SECOND_NS, PartialTable, partials_by_bucket, rekey
 
 BLOCK_READINGS = 65_536
 """Readings a block holds: a sealed block costs 3 rows a category plus its seconds' rows."""
@@ -40,25 +40,9 @@ class SealedBlock:
         return self.by_category.nbytes + (self.by_second.nbytes if self.by_second is not None else 0)
 
 
-SEAL_CHUNK = 16_384
-"""Readings reduced at a time when a block is sealed: the temporaries (8 bytes a reading each) then
-stay small enough for malloc to take from its heap rather than map afresh, page by page, for each
-block; the chunks' partials are merged (a third less time for a block of 65,536)."""
-
-
 def seal_block(timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, max_second_rows: int) -> SealedBlock:
     """A complete block's bounds and partials, from its readings (pure: safe in a worker thread)."""
-    by_second = merge_partials(
-        [
-            compute_partials(
-                timestamps_ns[at : at + SEAL_CHUNK],
-                values[at : at + SEAL_CHUNK],
-                codes[at : at + SEAL_CHUNK],
-                second_keys(timestamps_ns[at : at + SEAL_CHUNK]),
-            )
-            for at in range(0, len(timestamps_ns), SEAL_CHUNK)
-        ]
-    )
+    by_second = partials_by_bucket(timestamps_ns, values, codes, SECOND_NS)
     by_category = rekey(by_second, np.zeros(len(by_second), np.int64))
     return SealedBlock(
         first_ns=int(by_category.first_ns.min()),

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingestor.blocks import SealedBlock, seal_block
-from ingestor.partials import SECOND_NS, PartialTable, compute_partials, concat_partials, merge_partials
+from ingestor.partials import (
+    SECOND_NS,
+    PartialTable,
+    compute_partials,
+    concat_partials,
+    merge_partials,
+    partials_by_bucket,
+)
 from ingestor.query import ReadingFilter
 from ingestor.store import Columns, ReadingStore
 
@@ -67,10 +74,13 @@ def aggregate_partials(store: ReadingStore, flt: ReadingFilter, bucket_ns: int) 
         tables.append(table)
     raw.append((position, total))
     readings = _matching(store, flt, code_mask, raw)
-    keys = readings.timestamps_ns // bucket_ns if bucket_ns else None
     return Aggregation(
         from_blocks=merge_partials(tables) if tables else concat_partials([]),
-        from_readings=compute_partials(readings.timestamps_ns, readings.values, readings.codes, keys),
+        from_readings=(
+            partials_by_bucket(readings.timestamps_ns, readings.values, readings.codes, bucket_ns)
+            if bucket_ns
+            else compute_partials(readings.timestamps_ns, readings.values, readings.codes)
+        ),
         readings_read=sum(stop - start for start, stop in raw),
         blocks_used=len(tables),
     )

@@ -24,10 +24,10 @@ import numpy as np
 from ingestor.partials import (
     PARTIAL_FIELDS,
     PartialTable,
-    compute_partials,
     concat_partials,
     empty_partials,
     merge_partials,
+    partials_by_bucket,
     rekey,
 )
 
@@ -76,12 +76,12 @@ class Rollups:
     def delta(
         self, timestamps_ns: np.ndarray, values: np.ndarray, codes: np.ndarray, names: Sequence[str]
     ) -> PartialTable:
-        """The partials per (category, minute) of readings whose ``codes`` index ``names`` (pure
-        numpy but for numbering new names: call from any thread)."""
+        """The partials per (category, minute) of readings whose ``codes`` index ``names`` (pure but
+        for numbering new names, and mostly without the GIL: call from any thread)."""
         if not len(timestamps_ns):
             return empty_partials()
         # Grouped by the batch's own codes, renumbered after: a gather over the rows, not the readings.
-        rows = compute_partials(timestamps_ns, values, codes, np.floor_divide(timestamps_ns, MINUTE_NS))
+        rows = partials_by_bucket(timestamps_ns, values, codes, MINUTE_NS)
         used = np.unique(rows.codes)
         mapping = np.zeros(int(used[-1]) + 1, dtype=np.int64)
         mapping[used] = self.codes_of(names[code] for code in used.tolist())
