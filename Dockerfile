@@ -7,6 +7,8 @@
 # change rebuilds only the last layers.
 
 ARG PYTHON_IMAGE=python:3.12.12-slim-trixie
+# The same Python with a C compiler, for the ingestor's one compiled module.
+ARG PYTHON_BUILD_IMAGE=python:3.12.12-trixie
 ARG LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12.2026.10.03.13
 
 # Shared build stage: lays out the code each image runs and compiles it to bytecode once.
@@ -36,6 +38,15 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
         --only-binary=:all: -r /tmp/requirements.txt
 
+# The ingestor's kernel (ingestor/bucket_partials.pyx), compiled by the Cython the build lock pins.
+FROM ${PYTHON_BUILD_IMAGE} AS kernels
+WORKDIR /build
+COPY requirements/build.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: \
+        -r /tmp/requirements.txt
+COPY ingestor/bucket_partials.pyx ingestor/
+RUN cythonize --inplace -3 ingestor/bucket_partials.pyx
+
 # The ingestor: slim Python, a numeric non-root user, listening on every address of the container
 # only (the code's own default stays loopback).
 FROM ${PYTHON_IMAGE} AS ingestor
@@ -47,6 +58,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
 COPY --from=ingestor-dependencies /opt/venv /opt/venv
 WORKDIR /app
 COPY --from=source /out/ingestor/ /app/
+COPY --from=kernels /build/ingestor/bucket_partials.*.so /app/ingestor/
 # Durable mode's directory (INGESTOR_DATA_DIR=/var/lib/ingestor), owned by the user the ingestor
 # runs as: mount a volume here to keep the log across containers (memory only when unset).
 RUN install -d -o 10001 -g 10001 -m 0700 /var/lib/ingestor

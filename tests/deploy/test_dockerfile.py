@@ -22,6 +22,8 @@ from devtools.processes import ROOT
 from tests.support.shipping import Dockerfile, Stage, read_dockerfile, read_lock
 
 LOCKS = {"function": ROOT / "requirements/function.txt", "ingestor": ROOT / "requirements/ingestor.txt"}
+BUILD_LOCK = ROOT / "requirements/build.txt"
+"""What compiles the ingestor's kernel in the kernels stage (pyproject's build requirements)."""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,10 @@ def test_two_targets_on_pinned_bases_of_one_python(dockerfile: Dockerfile) -> No
     assert slim_tag, f"ingestor base not pinned to a patch release: {ingestor_base}"
     # The shared stage compiles bytecode for both images: same Python minor version everywhere.
     assert lambda_tag.group(1) == slim_tag.group(1)
-    assert {stage.base for stage in dockerfile.stages.values()} == {function_base, ingestor_base}
+    # The kernel is compiled on the ingestor's very Python, with a compiler: its full image.
+    kernels_base = dockerfile.stages["kernels"].base
+    assert kernels_base == ingestor_base.replace("-slim-", "-")
+    assert {stage.base for stage in dockerfile.stages.values()} == {function_base, ingestor_base, kernels_base}
 
 
 def test_function_target_names_an_importable_handler(dockerfile: Dockerfile) -> None:
@@ -101,7 +106,8 @@ def test_each_target_installs_exactly_its_lock_with_hashes(dockerfile: Dockerfil
             if "pip install" in run.arguments:
                 assert "--require-hashes" in run.arguments
                 assert "--no-cache-dir" in run.arguments
-    assert [ROOT / path for path in installed] == [LOCKS[target]]
+    expected = [LOCKS[target], BUILD_LOCK] if target == "ingestor" else [LOCKS[target]]
+    assert sorted(ROOT / path for path in installed) == sorted(expected)
 
 
 def _image_layout(dockerfile: Dockerfile, target: str, destination: Path) -> None:
@@ -116,7 +122,9 @@ def _image_layout(dockerfile: Dockerfile, target: str, destination: Path) -> Non
             origin = ROOT / source
             placed = staged / target_path
             if origin.is_dir():
-                shutil.copytree(origin, placed, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+                # What .dockerignore keeps out of the context: bytecode, and what `make install` compiled here.
+                ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.c")
+                shutil.copytree(origin, placed, dirs_exist_ok=True, ignore=ignore)
             else:
                 placed.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, placed)
@@ -124,8 +132,16 @@ def _image_layout(dockerfile: Dockerfile, target: str, destination: Path) -> Non
     copies = [copy.flags_and_operands() for copy in final.all("COPY") if "from" in copy.flags_and_operands()[0]]
     code_copies = [operands for flags, operands in copies if flags["from"] == "source"]
     assert len(code_copies) == 1, f"{target}: one COPY of its code from the source stage"
-    (image_path, _) = code_copies[0]
+    (image_path, image_root) = code_copies[0]
     shutil.copytree(staged / Path(image_path).relative_to(workdir), destination / "image")
+    for flags, operands in copies:
+        if flags["from"] == "kernels":
+            # The kernels stage compiles ingestor/bucket_partials.pyx as `make install` did here:
+            # its module, built for this interpreter, goes where the COPY puts the image's.
+            *built, placed = operands
+            for pattern in built:
+                (module,) = ROOT.glob(Path(pattern).relative_to("/build").as_posix())
+                shutil.copy2(module, destination / "image" / Path(placed).relative_to(image_root))
 
 
 # Imports the entry points with only the lock's distributions importable (this environment has
@@ -234,5 +250,7 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies_and_little_else(dockerf
         "docs/deploy.md",
         "template.yaml",
         "ingestor/__pycache__",
+        "ingestor/bucket_partials.cpython-311-x86_64-linux-gnu.so",
+        "ingestor/bucket_partials.c",
     ]:
         assert ignored(kept_out), f".dockerignore lets {kept_out} into the build context"

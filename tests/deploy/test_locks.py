@@ -5,10 +5,12 @@ Transitive versions are whatever `make locks` resolved; direct ones must be pypr
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from devtools.processes import ROOT
-from tests.support.shipping import pyproject_pins, read_lock
+from tests.support.shipping import normalize, pyproject_pins, read_lock
 
 NEVER_IN_AN_IMAGE = {
     "moto",
@@ -47,3 +49,13 @@ def test_the_lock_holds_nothing_the_image_must_not_carry(image: str) -> None:
     other = "ingestor" if image == "function" else "function"
     assert not set(lock.versions) & (NEVER_IN_AN_IMAGE | ONLY_IN[other])
     assert ONLY_IN[image] | IN_BOTH <= set(lock.versions)
+
+
+def test_the_build_lock_pins_what_pyproject_builds_with() -> None:
+    """requirements/build.txt, what the ingestor image compiles its kernel with, is exactly
+    pyproject's [build-system] requires (what `pip install` here compiles it with)."""
+    lock = read_lock(ROOT / "requirements" / "build.txt")
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    pins = {normalize(name): version for name, version in (requirement.split("==") for requirement in requires)}
+    assert lock.versions == pins
+    assert lock.unhashed == []
