@@ -201,9 +201,10 @@ class Journal:
                     while not self._queue and not self._closing and self._expired_below <= self._deleted_below:
                         self._wakeup.wait()
                 if not self._queue and not unlogged:
-                    if self._closing:
-                        return
                     expired_below = self._expired_below
+                    # Closing still deletes the rows of readings expired just before.
+                    if self._closing and expired_below <= self._deleted_below:
+                        return
                 group, self._queue = unlogged + self._queue, []
             if not group:
                 self._delete_expired(expired_below)

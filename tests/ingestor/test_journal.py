@@ -302,3 +302,14 @@ def test_a_file_that_is_not_a_log_is_refused(tmp_path: Path) -> None:
     (tmp_path / FILE_NAME).write_bytes(b"not a database, " * 512)
     with pytest.raises(JournalError, match="cannot use data directory"):
         Journal(tmp_path, 1000, 100)
+
+
+def test_closing_right_after_an_expiry_still_deletes_the_expired_rows(tmp_path: Path) -> None:
+    """The writer used to leave as soon as it saw the close, before the expiry it had been told of."""
+    for attempt in range(20):  # the close lands at a different point of the writer's loop each time
+        durable = Durable(tmp_path / str(attempt))
+        durable.write(0, 10)
+        durable.journal.expire_below(10)
+        durable.journal.close()
+        with sqlite3.connect(tmp_path / str(attempt) / FILE_NAME) as db:
+            assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,), attempt
