@@ -38,14 +38,14 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
         --only-binary=:all: -r /tmp/requirements.txt
 
-# The ingestor's kernel (ingestor/bucket_partials.pyx), compiled by the Cython the build lock pins.
+# The ingestor's kernels (ingestor/*.pyx), compiled by the Cython the build lock pins.
 FROM ${PYTHON_BUILD_IMAGE} AS kernels
 WORKDIR /build
 COPY requirements/build.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: \
         -r /tmp/requirements.txt
-COPY ingestor/bucket_partials.pyx ingestor/
-RUN cythonize --inplace -3 ingestor/bucket_partials.pyx
+COPY ingestor/*.pyx ingestor/
+RUN cythonize --inplace -3 ingestor/*.pyx
 
 # The ingestor: slim Python, a numeric non-root user, listening on every address of the container
 # only (the code's own default stays loopback).
@@ -58,7 +58,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
 COPY --from=ingestor-dependencies /opt/venv /opt/venv
 WORKDIR /app
 COPY --from=source /out/ingestor/ /app/
-COPY --from=kernels /build/ingestor/bucket_partials.*.so /app/ingestor/
+COPY --from=kernels /build/ingestor/*.so /app/ingestor/
 # Durable mode's directory (INGESTOR_DATA_DIR=/var/lib/ingestor), owned by the user the ingestor
 # runs as: mount a volume here to keep the log across containers (memory only when unset).
 RUN install -d -o 10001 -g 10001 -m 0700 /var/lib/ingestor

@@ -24,7 +24,7 @@ help:
 	@echo "make bench-check  make bench-quick, then each performance target (bench/check.py) PASS or FAIL"
 	@echo "make screenshot   docs/dashboard.png: the dashboard while generating, in headless Chromium"
 
-$(INSTALLED): pyproject.toml ingestor/bucket_partials.pyx
+$(INSTALLED): pyproject.toml $(wildcard ingestor/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[function,ingestor,dev]'
@@ -76,6 +76,7 @@ format: $(INSTALLED)
 # The slow-disk tests mount a FUSE file system (libfuse3).
 # The metrics test runs a real Prometheus server (Debian's prometheus) against the ingestor and the API.
 system-tools:
+	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	@ldconfig -p | grep -q 'libfuse3\.so' || { apt-get update -qq && apt-get install -y -qq libfuse3-3 fuse3; }

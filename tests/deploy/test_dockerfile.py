@@ -136,12 +136,15 @@ def _image_layout(dockerfile: Dockerfile, target: str, destination: Path) -> Non
     shutil.copytree(staged / Path(image_path).relative_to(workdir), destination / "image")
     for flags, operands in copies:
         if flags["from"] == "kernels":
-            # The kernels stage compiles ingestor/bucket_partials.pyx as `make install` did here:
-            # its module, built for this interpreter, goes where the COPY puts the image's.
+            # The kernels stage compiles ingestor/*.pyx as `make install` did here: their modules,
+            # built for this interpreter, go where the COPY puts the image's.
             *built, placed = operands
             for pattern in built:
-                (module,) = ROOT.glob(Path(pattern).relative_to("/build").as_posix())
-                shutil.copy2(module, destination / "image" / Path(placed).relative_to(image_root))
+                modules = sorted(ROOT.glob(Path(pattern).relative_to("/build").as_posix()))
+                kernels = sorted(path.stem for path in (ROOT / "ingestor").glob("*.pyx"))
+                assert [module.name.split(".")[0] for module in modules] == kernels
+                for module in modules:
+                    shutil.copy2(module, destination / "image" / Path(placed).relative_to(image_root))
 
 
 # Imports the entry points with only the lock's distributions importable (this environment has
