@@ -2,7 +2,9 @@
 
 The selection is made when the export starts; each chunk is copied out of the ring only when its
 message is about to be sent, so readings the generator evicts in between are skipped, never
-repeated. Knows nothing of gRPC: the messages are bytes (``ingestor/wire.py``).
+repeated. A chunk goes out as columns, or as the next row group of a Parquet file
+(``ingestor/parquet_stream.py``) when the export asks for one. Knows nothing of gRPC: the messages
+are bytes (``ingestor/wire.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingestor.categories import StreamDictionary
+from ingestor.parquet_stream import ParquetStream
 from ingestor.query import ReadingFilter, gather, held, select_page
 from ingestor.store import Columns, ReadingStore
-from ingestor.wire import encode_export_response
+from ingestor.v1 import ingestor_pb2 as pb
+from ingestor.wire import encode_export_data, encode_export_response
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,8 @@ class ExportQuery:
     oldest_first: bool = False
     late_flags: bool = False
     """Whether each chunk carries the readings' late flags."""
+    file_format: int = pb.EXPORT_FORMAT_UNSPECIFIED
+    """An ``ExportFormat``: columns, or one file."""
 
     @property
     def fits_one_message(self) -> bool:
@@ -71,17 +77,43 @@ class ExportTurns:
             yield
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    columns: Columns
+    """Codes index the stream's dictionary."""
+    new_categories: list[str]
+    next_sequence: int | None
+    planned: int
+
+
 def export_messages(store: ReadingStore, query: ExportQuery) -> Iterator[bytes]:
     """The encoded ExportReadingsResponse messages of ``query``, built lazily one at a time."""
-    if query.selective:
-        return _selected_messages(store, query)
-    return _newest_messages(store, query.max_readings, query.chunk_size, query.late_flags)
+    chunks = _selected_chunks(store, query) if query.selective else _newest_chunks(store, query)
+    if query.file_format == pb.EXPORT_FORMAT_PARQUET:
+        return _parquet_messages(chunks)
+    return (
+        encode_export_response(chunk.columns, chunk.new_categories, chunk.next_sequence, chunk.planned)
+        for chunk in chunks
+    )
 
 
-def _newest_messages(store: ReadingStore, max_readings: int, chunk_size: int, late_flags: bool) -> Iterator[bytes]:
+def _parquet_messages(chunks: Iterator[_Chunk]) -> Iterator[bytes]:
+    """A row group a chunk, then the footer in a last message (with next_sequence, if any)."""
+    parquet, names = ParquetStream(), list[str]()
+    next_sequence: int | None = None
+    for chunk in chunks:
+        names += chunk.new_categories
+        columns = chunk.columns
+        pieces = parquet.row_group(columns.timestamps_ns, columns.values, columns.codes, names)
+        yield encode_export_data(pieces, len(columns), pb.EXPORT_FORMAT_PARQUET, None, chunk.planned)
+        next_sequence = chunk.next_sequence
+    yield encode_export_data([parquet.finish()], 0, pb.EXPORT_FORMAT_PARQUET, next_sequence)
+
+
+def _newest_chunks(store: ReadingStore, query: ExportQuery) -> Iterator[_Chunk]:
     """Chunks of the readings held when the export starts, each a fresh copy of a run of the ring."""
     stop = store.total_ingested
-    start = stop - max_readings if max_readings else 0
+    start = stop - query.max_readings if query.max_readings else 0
     dictionary = StreamDictionary(store.dictionary)
     start, stop = store.clamp(start, stop)
     planned = stop - start
@@ -89,19 +121,17 @@ def _newest_messages(store: ReadingStore, max_readings: int, chunk_size: int, la
         start, stop = store.clamp(start, stop)
         if start >= stop:
             return
-        run = store.views(start, min(stop, start + chunk_size))[0]
+        run = store.views(start, min(stop, start + query.chunk_size))[0]
         codes, new_categories = dictionary.translate(run.codes)
-        late = store.late_flags(np.arange(start, start + len(run))) if late_flags else None
-        yield encode_export_response(
-            Columns(run.timestamps_ns, run.values, codes, late), new_categories, planned_readings=planned
-        )
+        late = store.late_flags(np.arange(start, start + len(run))) if query.late_flags else None
+        yield _Chunk(Columns(run.timestamps_ns, run.values, codes, late), new_categories, None, planned)
         planned = 0
         start += len(run)
 
 
-def _selected_messages(store: ReadingStore, query: ExportQuery) -> Iterator[bytes]:
-    """Chunks of the matching readings, gathered lazily; the last message carries next_sequence
-    when ``max_readings`` left matches out."""
+def _selected_chunks(store: ReadingStore, query: ExportQuery) -> Iterator[_Chunk]:
+    """Chunks of the matching readings, gathered lazily; the last carries next_sequence when
+    ``max_readings`` left matches out."""
     page = select_page(
         store,
         query.flt,
@@ -121,7 +151,6 @@ def _selected_messages(store: ReadingStore, query: ExportQuery) -> Iterator[byte
         last = number >= len(chunks) - 1
         next_sequence = page.next_sequence if last else None
         late = store.late_flags(held(store, chunk)) if query.late_flags else None
-        yield encode_export_response(
-            Columns(columns.timestamps_ns, columns.values, codes, late), new_categories, next_sequence, planned
-        )
+        columns = Columns(columns.timestamps_ns, columns.values, codes, late)
+        yield _Chunk(columns, new_categories, next_sequence, planned)
         planned = 0

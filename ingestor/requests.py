@@ -79,7 +79,16 @@ def export_query(request: pb.ExportReadingsRequest) -> ExportQuery:
         before_seq=request.before_sequence if request.HasField("before_sequence") else None,
         oldest_first=request.oldest_first,
         late_flags=request.late_flags,
+        file_format=export_format(request),
     )
+
+
+def export_format(request: pb.ExportReadingsRequest) -> int:
+    if request.format not in (pb.EXPORT_FORMAT_UNSPECIFIED, pb.EXPORT_FORMAT_PARQUET):
+        raise InvalidArgument(f"format {request.format} is not an ExportFormat this ingestor knows")
+    if request.format != pb.EXPORT_FORMAT_UNSPECIFIED and request.late_flags:
+        raise InvalidArgument("late_flags are for columns: a file export carries no late flags")
+    return request.format
 
 
 def run_config(request: pb.StartIngestionRequest, default: RunConfig) -> RunConfig | None:

@@ -26,6 +26,7 @@ _WIRE_TYPES = {
     FieldDescriptor.TYPE_DOUBLE: 1,  # 64-bit
     FieldDescriptor.TYPE_INT64: 0,
     FieldDescriptor.TYPE_INT32: 0,
+    FieldDescriptor.TYPE_ENUM: 0,
     FieldDescriptor.TYPE_STRING: 2,  # length-delimited
     FieldDescriptor.TYPE_BYTES: 2,
     FieldDescriptor.TYPE_MESSAGE: 2,
@@ -52,6 +53,9 @@ _COLUMNS = field_key(pb.ExportReadingsResponse, "columns")
 _NEW_CATEGORY = field_key(pb.ExportReadingsResponse, "new_categories")
 _NEXT_SEQUENCE = field_key(pb.ExportReadingsResponse, "next_sequence")
 _PLANNED_READINGS = field_key(pb.ExportReadingsResponse, "planned_readings")
+_DATA = field_key(pb.ExportReadingsResponse, "data")
+_DATA_READINGS = field_key(pb.ExportReadingsResponse, "data_readings")
+_FORMAT = field_key(pb.ExportReadingsResponse, "format")
 _TIMESTAMPS = field_key(pb.ReadingColumns, "timestamps_ns")
 _VALUES = field_key(pb.ReadingColumns, "values")
 _CODES = field_key(pb.ReadingColumns, "category_codes")  # uint16
@@ -126,6 +130,29 @@ def encode_export_response(
         parts += (_NEXT_SEQUENCE, varint(next_sequence))
     if planned_readings:
         parts += (_PLANNED_READINGS, varint(planned_readings))
+    return b"".join(parts)
+
+
+def encode_export_data(
+    pieces: Sequence[bytes | memoryview],
+    readings: int,
+    export_format: int,
+    next_sequence: int | None = None,
+    planned_readings: int = 0,
+) -> bytes:
+    """One ExportReadingsResponse of a file export: the file's next bytes (``pieces`` in order,
+    copied once, into the message), how many readings they add, and the format."""
+    parts: list[bytes | memoryview] = []
+    if next_sequence is not None:
+        parts += (_NEXT_SEQUENCE, varint(next_sequence))
+    if planned_readings:
+        parts += (_PLANNED_READINGS, varint(planned_readings))
+    size = sum(len(piece) for piece in pieces)
+    if size:
+        parts += (_DATA, varint(size), *pieces)
+    if readings:
+        parts += (_DATA_READINGS, varint(readings))
+    parts += (_FORMAT, varint(export_format))
     return b"".join(parts)
 
 

@@ -2,12 +2,20 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_PARQUET: _ClassVar[ExportFormat]
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_PARQUET: ExportFormat
 
 class Reading(_message.Message):
     __slots__ = ("timestamp", "value", "category")
@@ -153,7 +161,7 @@ class ListReadingsResponse(_message.Message):
     def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ExportReadingsRequest(_message.Message):
-    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first", "late_flags")
+    __slots__ = ("max_readings", "chunk_size", "categories", "since", "until", "before_sequence", "after_sequence", "oldest_first", "late_flags", "format")
     MAX_READINGS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +171,7 @@ class ExportReadingsRequest(_message.Message):
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     LATE_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     max_readings: int
     chunk_size: int
     categories: _containers.RepeatedScalarFieldContainer[str]
@@ -172,19 +181,26 @@ class ExportReadingsRequest(_message.Message):
     after_sequence: int
     oldest_first: bool
     late_flags: bool
-    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., late_flags: _Optional[bool] = ...) -> None: ...
+    format: ExportFormat
+    def __init__(self, max_readings: _Optional[int] = ..., chunk_size: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_sequence: _Optional[int] = ..., after_sequence: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., late_flags: _Optional[bool] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
 
 class ExportReadingsResponse(_message.Message):
-    __slots__ = ("columns", "new_categories", "next_sequence", "planned_readings")
+    __slots__ = ("columns", "new_categories", "next_sequence", "planned_readings", "data", "data_readings", "format")
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     NEW_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PLANNED_READINGS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_READINGS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     columns: ReadingColumns
     new_categories: _containers.RepeatedScalarFieldContainer[str]
     next_sequence: int
     planned_readings: int
-    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ..., next_sequence: _Optional[int] = ..., planned_readings: _Optional[int] = ...) -> None: ...
+    data: bytes
+    data_readings: int
+    format: ExportFormat
+    def __init__(self, columns: _Optional[_Union[ReadingColumns, _Mapping]] = ..., new_categories: _Optional[_Iterable[str]] = ..., next_sequence: _Optional[int] = ..., planned_readings: _Optional[int] = ..., data: _Optional[bytes] = ..., data_readings: _Optional[int] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
 
 class WriteReadingsRequest(_message.Message):
     __slots__ = ("readings", "columns", "column_categories", "batch_id")

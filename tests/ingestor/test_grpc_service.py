@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import grpc
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -97,6 +100,45 @@ def test_export_chunks_stay_small_and_send_the_dictionary_once(stub: pb_grpc.Ing
     assert [m.planned_readings for m in selected] == [sum(i % 3 == 0 for i in range(n - 1000, n)), 0]
     # The buffer holds 1000: the newest ones.
     assert decode_export(messages).timestamps_ns.tolist() == list(range(n - 1000, n))
+
+
+def test_an_export_as_a_parquet_file_comes_in_row_groups_then_the_footer(stub: pb_grpc.IngestorServiceStub) -> None:
+    n = 1000
+    columns = pb.ReadingColumns(
+        timestamps_ns=(np.arange(n, dtype="<i8") * 1_000 + T0 * 10**9).tobytes(),
+        values=np.linspace(0, 1, n).astype("<f8").tobytes(),
+        category_codes=(np.arange(n) % 3).astype("<u2").tobytes(),
+    )
+    stub.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=["x", "y", "z"]))
+    request = pb.ExportReadingsRequest(chunk_size=300, categories=["x", "z"], format=pb.EXPORT_FORMAT_PARQUET)
+    messages = list(stub.ExportReadings(request))
+    wanted = [i for i in range(n) if i % 3 != 1]
+    assert all(message.format == pb.EXPORT_FORMAT_PARQUET for message in messages)
+    assert [m.data_readings for m in messages] == [300, 300, len(wanted) - 600, 0]  # the footer last
+    assert messages[0].planned_readings == len(wanted)
+    assert not any(m.HasField("columns") or m.new_categories for m in messages)
+    table = pq.read_table(io.BytesIO(b"".join(m.data for m in messages)))
+    assert table["timestamp"].cast(pa.int64()).to_pylist() == [T0 * 10**9 + i * 1_000 for i in wanted]
+    assert table["value"].to_pylist() == np.linspace(0, 1, n)[wanted].tolist()
+    assert table["category"].cast(pa.string()).to_pylist() == ["xyz"[i % 3] for i in wanted]
+    # Nothing matches: still a whole (empty) file.
+    none = list(stub.ExportReadings(pb.ExportReadingsRequest(categories=["w"], format=pb.EXPORT_FORMAT_PARQUET)))
+    assert pq.read_table(io.BytesIO(b"".join(m.data for m in none))).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"format": pb.EXPORT_FORMAT_PARQUET, "late_flags": True}, "late_flags are for columns"),
+        ({"format": 7}, "format 7 is not an ExportFormat"),
+    ],
+)
+def test_a_file_export_it_cannot_make_is_invalid(
+    stub: pb_grpc.IngestorServiceStub, request_fields: dict[str, object], message: str
+) -> None:
+    error = abort_of(lambda: list(stub.ExportReadings(pb.ExportReadingsRequest(**request_fields))))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in str(error.details())
 
 
 def test_the_oldest_are_evicted_and_counted(stub: pb_grpc.IngestorServiceStub) -> None:
