@@ -45,6 +45,9 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 EXPORT_STREAM_TIMEOUT_S = 300.0
 """Deadline of an export streamed to an HTTP client (GET /export), which goes at the client's pace."""
 EXPORT_CHUNK_SIZE = 65_536
+FILE_CHUNK_SIZE = 131_072
+"""Readings per message of a file export (the most the ingestor sends in one): a Parquet row group
+each. The function holds a message's bytes, about 1.2 MB, not its columns."""
 """Readings per ExportReadings message (1.2 MB): large enough that the per-message overhead of both
 processes stays small, small enough that decoding one chunk overlaps the encoding of the next (one
 huge message is several times slower). docs/performance.md has the measurements."""
@@ -154,20 +157,40 @@ class IngestorClient:
         )
         return export(request, timeout=deadline_s or self._timeout)
 
-    async def export_chunks(self, query: ReadingQuery, *, late_flags: bool = False) -> AsyncGenerator[ExportPart, None]:
+    async def export_chunks(
+        self,
+        query: ReadingQuery,
+        *,
+        late_flags: bool = False,
+        file_format: pb.ExportFormat = pb.EXPORT_FORMAT_UNSPECIFIED,
+    ) -> AsyncGenerator[ExportPart, None]:
         """The matching readings chunk by chunk as they arrive, oldest first, each chunk with the
-        stream's category dictionary so far; memory bounded by a chunk. Returns once the first
-        message is in (a failure to start raises IngestorError); a failure later ends the iteration
-        with IngestorError too."""
+        stream's category dictionary so far; memory bounded by a chunk. With a ``file_format``, the
+        file the ingestor encodes instead, its bytes as they arrive. Returns once the first message
+        is in (a failure to start raises IngestorError); a failure later ends the iteration with
+        IngestorError too."""
+        request = export_request(query, late_flags=late_flags)
+        request.format = file_format
+        if file_format != pb.EXPORT_FORMAT_UNSPECIFIED:
+            request.chunk_size = FILE_CHUNK_SIZE
         try:
             # Measured up to its first message: the rest goes at the HTTP client's pace.
             with measured("ExportReadings"):
-                call = await self._export_call(export_request(query, late_flags=late_flags), EXPORT_STREAM_TIMEOUT_S)
+                call = await self._export_call(request, EXPORT_STREAM_TIMEOUT_S)
                 messages = aiter(call)
                 first = await anext(messages, None)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
-        return _export_parts(call, first, messages)
+        if first is not None:
+            try:
+                _check_format(decode_export_response(first).file_format, file_format)
+            except MalformedMessage as error:
+                call.cancel()
+                raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
+            except IngestorFailed:
+                call.cancel()
+                raise
+        return _export_parts(call, first, messages, file_format)
 
     async def select_readings(
         self,
@@ -301,26 +324,40 @@ def export_request(
 
 @dataclass(frozen=True, slots=True)
 class ExportPart:
-    """One chunk of a streamed export: its readings, with the stream's dictionary so far."""
+    """One chunk of a streamed export: its readings, with the stream's dictionary so far; or, of a
+    file export, the file's next bytes and how many readings they hold."""
 
     readings: Readings
     planned: int
     """How many readings the whole export carries at most (from the first message; 0 after it)."""
+    data: memoryview | None = None
+    data_readings: int = 0
+
+    @property
+    def count(self) -> int:
+        """The readings this part adds."""
+        return self.data_readings if self.data is not None else len(self.readings)
 
 
 async def _export_parts(
     call: grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes],
     first: bytes | None,
     rest: AsyncIterator[bytes],
+    file_format: pb.ExportFormat = pb.EXPORT_FORMAT_UNSPECIFIED,
 ) -> AsyncGenerator[ExportPart, None]:
     categories: list[str] = []
     try:
         message = first
         while message is not None:
             chunk = decode_export_response(message)
-            categories.extend(chunk.new_categories)
-            readings = Readings(chunk.timestamps_ns, chunk.values, chunk.codes, tuple(categories), chunk.late)
-            yield ExportPart(readings, chunk.planned_readings)
+            _check_format(chunk.file_format, file_format)
+            if file_format != pb.EXPORT_FORMAT_UNSPECIFIED:
+                data = chunk.data if chunk.data is not None else memoryview(b"")
+                yield ExportPart(Readings.empty(), chunk.planned_readings, data, chunk.data_readings)
+            else:
+                categories.extend(chunk.new_categories)
+                readings = Readings(chunk.timestamps_ns, chunk.values, chunk.codes, tuple(categories), chunk.late)
+                yield ExportPart(readings, chunk.planned_readings)
             message = await anext(rest, None)
     except grpc.aio.AioRpcError as error:
         raise rpc_error(error) from None
@@ -328,6 +365,14 @@ async def _export_parts(
         raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
     finally:
         call.cancel()
+
+
+def _check_format(sent: int, asked: pb.ExportFormat) -> None:
+    if sent != asked:
+        raise IngestorFailed(
+            f"the ingestor answered an export as {pb.ExportFormat.Name(sent)}, not as "
+            f"{pb.ExportFormat.Name(asked)}: it is older than this function, upgrade it"
+        )
 
 
 def _next_sequence(metadata: object) -> int | None:

@@ -37,6 +37,11 @@ class ExportChunk:
     planned_readings: int = 0
     late: np.ndarray | None = None
     """uint8 late flags, when the export asked for them."""
+    data: memoryview | None = None
+    """A file export's next bytes (a view of the message)."""
+    data_readings: int = 0
+    file_format: int = 0
+    """The ExportFormat the message carries (0: columns)."""
 
     def __len__(self) -> int:
         return len(self.timestamps_ns)
@@ -45,8 +50,9 @@ class ExportChunk:
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
 _RESPONSE = pb.ExportReadingsResponse.DESCRIPTOR.fields_by_name
-_COLUMNS, _NEW_CATEGORIES, _NEXT_SEQUENCE, _PLANNED = (
-    _RESPONSE[name].number for name in ("columns", "new_categories", "next_sequence", "planned_readings")
+_COLUMNS, _NEW_CATEGORIES, _NEXT_SEQUENCE, _PLANNED, _DATA, _DATA_READINGS, _FORMAT = (
+    _RESPONSE[name].number
+    for name in ("columns", "new_categories", "next_sequence", "planned_readings", "data", "data_readings", "format")
 )
 _COLUMN = pb.ReadingColumns.DESCRIPTOR.fields_by_name
 _TIMESTAMPS, _VALUES, _CODES_U16, _CODES_U8, _LATE = (
@@ -110,7 +116,8 @@ def decode_export_response(message: bytes) -> ExportChunk:
     columns: dict[int, memoryview] = {}
     new_categories: list[str] = []
     next_sequence: int | None = None
-    planned_readings = 0
+    planned_readings = data_readings = file_format = 0
+    file_data: memoryview | None = None
     for number, value in _fields(memoryview(message)):
         if number == _COLUMNS and isinstance(value, memoryview):  # a message field merges
             for column, data in _fields(value):
@@ -127,6 +134,12 @@ def decode_export_response(message: bytes) -> ExportChunk:
             next_sequence = value
         elif number == _PLANNED and isinstance(value, int):
             planned_readings = value
+        elif number == _DATA and isinstance(value, memoryview):
+            file_data = value
+        elif number == _DATA_READINGS and isinstance(value, int):
+            data_readings = value
+        elif number == _FORMAT and isinstance(value, int):
+            file_format = value
     empty = memoryview(b"")
     codes = _CODES_U8 if _CODES_U8 in columns else _CODES_U16
     chunk = ExportChunk(
@@ -137,6 +150,9 @@ def decode_export_response(message: bytes) -> ExportChunk:
         next_sequence,
         planned_readings,
         _column(columns[_LATE], "u1") if _LATE in columns else None,
+        file_data,
+        data_readings,
+        file_format,
     )
     if not len(chunk.timestamps_ns) == len(chunk.values) == len(chunk.codes):
         raise MalformedMessage("the columns have different lengths")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import time
@@ -18,8 +19,10 @@ from functions.deps import Client
 from functions.errors import IngestorError
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import EXTENSIONS, MEDIA_TYPES, SMALLEST_BYTES, ReadingsEncoder, negotiate
+from functions.readings import Readings
 from functions.responses import attachment
 from functions.schemas import INGESTOR_ERRORS, ErrorResponse
+from ingestor.v1 import ingestor_pb2 as pb
 
 router = APIRouter()
 
@@ -38,8 +41,56 @@ ExportFormatParam = Annotated[
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 
 
+INGESTOR_FORMATS: dict[str, pb.ExportFormat] = {"parquet": pb.EXPORT_FORMAT_PARQUET}
+"""Formats the ingestor writes itself (``ingestor/parquet_stream.py``): the function passes the
+file's bytes on. An export is bound by its encoder, and there the columns need not cross a process
+boundary first."""
+
+
 class ExportTooLarge(Exception):
     pass
+
+
+class Encoder:
+    """A format the function encodes, chunk by chunk, from the readings (``functions/formats.py``)."""
+
+    def __init__(self, format_name: str) -> None:
+        self.format = format_name
+        self._encoder = ReadingsEncoder(format_name)
+        self.in_thread = True
+        """Whether encoding takes long enough to be worth a worker thread (numpy and pyarrow let go
+        of the GIL)."""
+        self.in_flight = 3 if format_name in _TEXT else 1
+        """Chunks encoded at once: text's chunks are independent once the head is out (on two cores,
+        the second runs while the first holds the GIL); Arrow's writer goes one batch at a time."""
+
+    def start(self) -> bytes | memoryview:
+        """What comes before the first chunk (CSV's header line)."""
+        return self._encoder.chunk(Readings.empty())
+
+    def chunk(self, part: ExportPart) -> bytes | memoryview:
+        return self._encoder.chunk(part.readings)
+
+    def finish(self) -> bytes:
+        return self._encoder.finish()
+
+
+class Relay:
+    """A file the ingestor encoded: each part's bytes go out as they come."""
+
+    def __init__(self, format_name: str) -> None:
+        self.format = format_name
+        self.in_thread = False
+        self.in_flight = 1
+
+    def start(self) -> bytes:
+        return b""
+
+    def chunk(self, part: ExportPart) -> bytes | memoryview:
+        return part.data if part.data is not None else b""
+
+    def finish(self) -> bytes:
+        return b""
 
 
 @router.get(
@@ -68,8 +119,8 @@ async def export(
     Lambda the answer is buffered and at most 6 MB: beyond, a 413 that says how to narrow it."""
     chosen = negotiate(format_name, accept, "csv", with_json=False)
     query = reading_query(category, since, until)
-    parts = await client.export_chunks(query)
-    encoder = ReadingsEncoder(chosen)
+    parts = await client.export_chunks(query, file_format=INGESTOR_FORMATS.get(chosen, pb.EXPORT_FORMAT_UNSPECIFIED))
+    encoder = Relay(chosen) if chosen in INGESTOR_FORMATS else Encoder(chosen)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     headers = attachment(f"readings-{stamp}", EXTENSIONS[chosen])
     if request.scope.get("aws.event") is not None:
@@ -82,19 +133,33 @@ async def export(
 
 
 async def _stream(
-    encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]
+    encoder: Encoder | Relay, parts: AsyncGenerator[ExportPart, None]
 ) -> AsyncIterator[bytes | memoryview]:
-    """The export's bytes as a pipeline: while a worker thread encodes a chunk (numpy and pyarrow
-    let go of the GIL), the event loop receives the next one and writes out the previous one."""
+    """The export's bytes as a pipeline: while worker threads encode chunks (numpy and pyarrow let
+    go of the GIL), the event loop receives the next one and writes out the ones done, in order."""
     upcoming: asyncio.Future[ExportPart | None] = asyncio.ensure_future(anext(parts, None))
+    encoding: collections.deque[asyncio.Future[bytes | memoryview]] = collections.deque()
     try:
+        if head := encoder.start():
+            yield head
         while (part := await upcoming) is not None:
             upcoming = asyncio.ensure_future(anext(parts, None))
-            telemetry.readings_returned(len(part.readings))
-            if data := await asyncio.to_thread(encoder.chunk, part.readings):
+            telemetry.readings_returned(part.count)
+            if not encoder.in_thread:
+                if data := encoder.chunk(part):
+                    yield data
+                continue
+            encoding.append(asyncio.ensure_future(asyncio.to_thread(encoder.chunk, part)))
+            if len(encoding) >= encoder.in_flight and (data := await encoding.popleft()):
+                yield data
+        while encoding:
+            if data := await encoding.popleft():
                 yield data
         yield encoder.finish()
     finally:
+        for pending in encoding:
+            with contextlib.suppress(Exception):
+                await pending
         if not upcoming.done():
             upcoming.cancel()
             with contextlib.suppress(asyncio.CancelledError, IngestorError):
@@ -102,7 +167,7 @@ async def _stream(
         await parts.aclose()
 
 
-async def _within(limit: int, encoder: ReadingsEncoder, parts: AsyncGenerator[ExportPart, None]) -> bytes:
+async def _within(limit: int, encoder: Encoder | Relay, parts: AsyncGenerator[ExportPart, None]) -> bytes:
     """The whole export, as long as it stays within ``limit`` bytes once Mangum has encoded it;
     ExportTooLarge as soon as it cannot (at once when its count of readings says so)."""
     chunks: list[bytes | memoryview] = []
@@ -123,9 +188,9 @@ async def _within(limit: int, encoder: ReadingsEncoder, parts: AsyncGenerator[Ex
         async for part in parts:
             if part.planned and encoded(part.planned * SMALLEST_BYTES[encoder.format]) > limit:
                 raise too_large(encoded(part.planned * SMALLEST_BYTES[encoder.format]), part.planned)
-            chunks.append(encoder.chunk(part.readings))
+            chunks.append(encoder.chunk(part))
             size += len(chunks[-1])
-            readings += len(part.readings)
+            readings += part.count
             if encoded(size) > limit:
                 raise too_large(encoded(size), readings)
         chunks.append(encoder.finish())

@@ -511,3 +511,28 @@ async def test_an_ingestor_without_aggregate_readings_is_answered_from_its_readi
         {"category": "A", "avg_value": 3.0, "count": 3, "last_timestamp": "2024-01-20T10:01:01.000000Z"}
     ]
     assert [(row["count"], row["sum"]) for row in windows.json()] == [(2, 4.0), (1, 5.0)]
+
+
+@pytest.mark.anyio
+async def test_an_ingestor_that_sends_columns_for_a_parquet_export_is_a_clear_502() -> None:
+    """A function newer than its ingestor: the format is a field the old one does not know, so it
+    answers with columns; the function says so before a byte of the file goes out."""
+    columns = Columns(np.array([1_705_744_800_000_000_000], np.int64), np.array([1.0]), np.zeros(1, np.uint8))
+
+    def export(request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield encode_export_response(columns, ["A"], planned_readings=1)
+
+    methods = {
+        "ExportReadings": grpc.unary_stream_rpc_method_handler(
+            export, request_deserializer=pb.ExportReadingsRequest.FromString
+        )
+    }
+    with serving(grpc.method_handlers_generic_handler("ingestor.v1.IngestorService", methods)) as address:
+        async with api_client(ingestor_address=address) as http:
+            parquet = await http.get("/export", params={"format": "parquet"})
+            csv = await http.get("/export", params={"format": "csv"})
+    assert parquet.status_code == 502
+    assert "EXPORT_FORMAT_UNSPECIFIED, not as EXPORT_FORMAT_PARQUET" in parquet.json()["detail"]
+    assert "upgrade it" in parquet.json()["detail"]
+    assert csv.status_code == 200  # the function still encodes the other formats itself
+    assert csv.text.splitlines()[1] == "2024-01-20T10:00:00.000000Z,1,A"
