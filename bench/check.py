@@ -209,7 +209,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "parquet-export-1m",
-        "GET /export?format=parquet over ExportReadings into numpy, at N=1M",
+        "GET /export?format=parquet read by curl, over ExportReadings into numpy, at N=1M",
         "<=",
         2,
         times,
@@ -217,7 +217,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "csv-export-1m",
-        "GET /export?format=csv over ExportReadings into numpy, at N=1M",
+        "GET /export?format=csv read by curl, over ExportReadings into numpy, at N=1M",
         "<=",
         10,
         times,

@@ -40,7 +40,7 @@ import numpy as np
 
 from bench.metrics_cost import metrics_cost
 from devtools.processes import ROOT, start_api_process, start_ingestor_process, start_uvicorn_process
-from functions.client import IngestorClient
+from functions.client import FILE_CHUNK_SIZE, IngestorClient
 from functions.formats import ReadingsEncoder
 from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
@@ -50,6 +50,7 @@ from functions.text_columns import iso_timestamps
 from functions.timestamps import format_timestamps
 from ingestor.blocks import BLOCK_READINGS
 from ingestor.generator import GeneratorControl, ReadingGenerator
+from ingestor.parquet_stream import ParquetStream
 from ingestor.store import Columns, ReadingStore
 from ingestor.v1 import ingestor_pb2 as pb
 from ingestor.v1 import ingestor_pb2_grpc as pb_grpc
@@ -193,10 +194,35 @@ def export_seconds(address: str, n: int, repeats: int) -> list[float]:
 
 
 def encode_all(format_name: str, readings: Readings) -> int:
-    """The export's bytes as the function encodes them, chunk after chunk; how many."""
+    """The export's bytes as they are encoded, chunk after chunk: Parquet by the ingestor's writer,
+    CSV by the function's; how many."""
+    if format_name == "parquet":
+        parquet = ParquetStream()
+        size = 0
+        for at in range(0, len(readings), FILE_CHUNK_SIZE):
+            part = readings.slice(at, at + FILE_CHUNK_SIZE)
+            size += sum(
+                len(piece) for piece in parquet.row_group(part.timestamps_ns, part.values, part.codes, part.categories)
+            )
+        return size + len(parquet.finish())
     encoder = ReadingsEncoder(format_name)
     size = sum(len(encoder.chunk(readings.slice(at, at + WRITE_CHUNK))) for at in range(0, len(readings), WRITE_CHUNK))
     return size + len(encoder.finish())
+
+
+def curl_seconds(url: str, repeats: int) -> list[float]:
+    """The seconds curl takes to read ``url``'s whole answer (its own ``time_total``: from before the
+    connection to the last byte, not its process's start), after one call to warm up."""
+    samples = []
+    for _ in range(repeats + 1):
+        done = subprocess.run(
+            ["curl", "--silent", "--fail", "--output", "/dev/null", "--write-out", "%{time_total}", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        samples.append(float(done.stdout))
+    return samples[1:]
 
 
 def same_aggregates(project: list[dict[str, Any]], naive: list[dict[str, Any]]) -> bool:
@@ -271,29 +297,31 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
                 repeats,
             )
             result["hopping_ms"], result["tumbling_ms"] = median_ms(hopping), median_ms(tumbling)
-            # Whole exports as files, read to the end by the client, next to ExportReadings below, and
-            # the same bytes made in advance and streamed through uvicorn in chunks of the same size:
-            # the floor of an export through this server and client, without reading or encoding.
+            # Whole exports as files, read to the end by curl (a C client, as files are downloaded:
+            # httpx's own reading of a body costs more than the function's sending it), a few times
+            # in a row each, as ExportReadings below; then read by httpx, for comparison. And the same
+            # bytes made in advance, streamed through uvicorn in chunks of the same size: the floor
+            # of an export through this server, without reading or encoding.
             sizes = {name: len(http.get("/export", params={"format": name}).content) for name in ("parquet", "csv")}
-            chunks = max(1, -(-n // WRITE_CHUNK))
+            export_url = f"http://{api.address}/api/v1/export"
+            for name in ("parquet", "csv"):
+                result[f"{name}_export_ms"] = median_ms(curl_seconds(f"{export_url}?format={name}", repeats))
+            parquet, csv = timed_alternately(
+                [
+                    lambda: http.get("/export", params={"format": "parquet"}).raise_for_status(),
+                    lambda: http.get("/export", params={"format": "csv"}).raise_for_status(),
+                ],
+                max(3, repeats // 3),
+                warmup=1,
+            )
+            result["parquet_export_httpx_ms"], result["csv_export_httpx_ms"] = median_ms(parquet), median_ms(csv)
             floor_app = started.enter_context(start_uvicorn_process("bench.naive_app:app"))
-            with httpx.Client(base_url=f"http://{floor_app.address}", timeout=120) as floor_http:
-                parquet, csv, parquet_floor, csv_floor = timed_alternately(
-                    [
-                        lambda: http.get("/export", params={"format": "parquet"}).raise_for_status(),
-                        lambda: http.get("/export", params={"format": "csv"}).raise_for_status(),
-                        *(
-                            lambda size=sizes[name]: floor_http.get(
-                                "/bytes", params={"total": size, "chunk": -(-size // chunks)}
-                            ).raise_for_status()
-                            for name in ("parquet", "csv")
-                        ),
-                    ],
-                    max(3, repeats // 3),
-                    warmup=1,
+            chunks = {"parquet": max(1, -(-n // FILE_CHUNK_SIZE)), "csv": max(1, -(-n // WRITE_CHUNK))}
+            for name in ("parquet", "csv"):
+                query = f"total={sizes[name]}&chunk={-(-sizes[name] // chunks[name])}"
+                result[f"{name}_bytes_ms"] = median_ms(
+                    curl_seconds(f"http://{floor_app.address}/bytes?{query}", repeats)
                 )
-            result["parquet_export_ms"], result["csv_export_ms"] = median_ms(parquet), median_ms(csv)
-            result["parquet_bytes_ms"], result["csv_bytes_ms"] = median_ms(parquet_floor), median_ms(csv_floor)
             result["parquet_bytes"], result["csv_bytes"] = sizes["parquet"], sizes["csv"]
         result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_timestamps(readings.timestamps_ns), repeats))
         # The encoding alone, in this process, chunk by chunk as the function does: no gRPC, no HTTP.
@@ -536,10 +564,11 @@ def table(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| N | hopping 1m/10s / tumbling 1m ms (ratio) | export as parquet / csv / ExportReadings ms "
-        "| parquet, csv over export | encoding alone: parquet / csv / its ISO timestamps ms "
+        "| N | hopping 1m/10s / tumbling 1m ms (ratio) | export as parquet / csv (read by curl) / ExportReadings ms "
+        "| parquet, csv over export | read by httpx: parquet / csv ms "
+        "| encoding alone: parquet / csv / its ISO timestamps ms "
         "| their bytes alone through uvicorn: parquet / csv ms (over export) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["sizes"]:
         if "hopping_ms" not in row:
@@ -549,6 +578,7 @@ def table(results: dict[str, Any]) -> str:
             f"({row['hopping_ms'] / row['tumbling_ms']:.2f}) | {fmt_ms(row['parquet_export_ms'])} / "
             f"{fmt_ms(row['csv_export_ms'])} / {fmt_ms(row['export_ms'])} "
             f"| {row['parquet_export_ms'] / row['export_ms']:.1f}x, {row['csv_export_ms'] / row['export_ms']:.1f}x "
+            f"| {fmt_ms(row['parquet_export_httpx_ms'])} / {fmt_ms(row['csv_export_httpx_ms'])} "
             f"| {fmt_ms(row['parquet_encode_ms'])} / {fmt_ms(row['csv_encode_ms'])} "
             f"/ {fmt_ms(row['csv_timestamps_ms'])} "
             f"| {_bytes_floor(row)} |"

@@ -21,6 +21,8 @@ def test_a_small_run_agrees_with_the_baseline_and_fills_the_table() -> None:
         "tumbling_ms",
         "parquet_export_ms",
         "csv_export_ms",
+        "parquet_export_httpx_ms",
+        "csv_export_httpx_ms",
         "csv_timestamps_ms",
         "parquet_encode_ms",
         "csv_encode_ms",
