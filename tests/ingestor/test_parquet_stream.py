@@ -3,6 +3,7 @@ read back by pyarrow: the values, the types, the encodings and the statistics it
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Sequence
 
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestor.bit_packing import pack_codes, pack_deltas
-from ingestor.parquet_stream import ParquetStream
+from ingestor.parquet_stream import ARROW_SCHEMA, ParquetStream
 
 T0 = 1_705_744_800_000_000_000
 INT64 = np.iinfo(np.int64)
@@ -130,3 +131,14 @@ def test_the_packers_put_the_first_value_in_the_lowest_bits() -> None:
         pack_deltas(np.array([1], np.int64), 64)
     with pytest.raises(ValueError, match="width"):
         pack_codes(np.array([1], np.uint8), 0, 8)
+
+
+def test_the_stored_arrow_schema_is_what_pyarrow_writes_for_these_columns() -> None:
+    schema = pa.schema(
+        [
+            pa.field("timestamp", pa.timestamp("ns", tz="UTC"), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("category", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        ]
+    )
+    assert base64.b64decode(ARROW_SCHEMA) == schema.serialize().to_pybytes()
