@@ -3,7 +3,8 @@
 The selection is made when the export starts; each chunk is copied out of the ring only when its
 message is about to be sent, so readings the generator evicts in between are skipped, never
 repeated. A chunk goes out as columns, or as the next row group of a Parquet file
-(``ingestor/parquet_stream.py``) when the export asks for one. Knows nothing of gRPC: the messages
+(``ingestor/parquet_stream.py``) or the next lines of a CSV file (``ingestor/csv_text.py``) when
+the export asks for one. Knows nothing of gRPC: the messages
 are bytes (``ingestor/wire.py``).
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingestor.categories import StreamDictionary
+from ingestor.csv_text import HEADER, csv_chunk
 from ingestor.parquet_stream import ParquetStream
 from ingestor.query import ReadingFilter, gather, held, select_page
 from ingestor.store import Columns, ReadingStore
@@ -108,6 +110,36 @@ def _parquet_messages(chunks: Iterator[_Chunk]) -> Iterator[bytes]:
         yield encode_export_data(pieces, len(columns), pb.EXPORT_FORMAT_PARQUET, None, chunk.planned)
         next_sequence = chunk.next_sequence
     yield encode_export_data([parquet.finish()], 0, pb.EXPORT_FORMAT_PARQUET, next_sequence)
+
+
+async def csv_messages(store: ReadingStore, query: ExportQuery) -> AsyncIterator[bytes]:
+    """The CSV file of ``query``, a message a chunk: the header first, then the chunks' lines.
+
+    Each chunk is copied out of the ring on the loop and written in a worker thread (the lines are
+    written without the GIL), while the message before it is sent."""
+    names: list[str] = []
+    next_sequence: int | None = None
+    pending: asyncio.Future[bytes] | None = None
+    head = HEADER
+    for chunk in _selected_chunks(store, query) if query.selective else _newest_chunks(store, query):
+        names += chunk.new_categories
+        columns = chunk.columns
+        copied = Columns(np.array(columns.timestamps_ns), np.array(columns.values), np.array(columns.codes))
+        encoding = asyncio.ensure_future(asyncio.to_thread(_csv_message, head, copied, tuple(names), chunk.planned))
+        head = b""
+        if pending is not None:
+            yield await pending
+        pending = encoding
+        next_sequence = chunk.next_sequence
+    if pending is not None:
+        yield await pending
+    yield encode_export_data([head], 0, pb.EXPORT_FORMAT_CSV, next_sequence)
+
+
+def _csv_message(head: bytes, columns: Columns, names: tuple[str, ...], planned: int) -> bytes:
+    lines = csv_chunk(columns.timestamps_ns, columns.values, columns.codes, names)
+    pieces: list[bytes | memoryview] = [head, lines] if head else [lines]
+    return encode_export_data(pieces, len(columns), pb.EXPORT_FORMAT_CSV, None, planned)
 
 
 def _newest_chunks(store: ReadingStore, query: ExportQuery) -> Iterator[_Chunk]:

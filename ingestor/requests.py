@@ -84,7 +84,7 @@ def export_query(request: pb.ExportReadingsRequest) -> ExportQuery:
 
 
 def export_format(request: pb.ExportReadingsRequest) -> int:
-    if request.format not in (pb.EXPORT_FORMAT_UNSPECIFIED, pb.EXPORT_FORMAT_PARQUET):
+    if request.format not in (pb.EXPORT_FORMAT_UNSPECIFIED, pb.EXPORT_FORMAT_PARQUET, pb.EXPORT_FORMAT_CSV):
         raise InvalidArgument(f"format {request.format} is not an ExportFormat this ingestor knows")
     if request.format != pb.EXPORT_FORMAT_UNSPECIFIED and request.late_flags:
         raise InvalidArgument("late_flags are for columns: a file export carries no late flags")

@@ -17,7 +17,7 @@ import numpy as np
 from ingestor import requests
 from ingestor.archiver import Archiver
 from ingestor.errors import FeatureOff, IngestorError
-from ingestor.export import ExportTurns, export_messages
+from ingestor.export import ExportTurns, csv_messages, export_messages
 from ingestor.fingerprints import fingerprint as batch_fingerprint
 from ingestor.generator import GeneratorControl
 from ingestor.history import buffer_oldest_ns, caught_up
@@ -134,6 +134,10 @@ class IngestorServicer(pb_grpc.IngestorServiceServicer):
     ) -> AsyncIterator[bytes]:
         query = requests.export_query(request)
         async with self._export_turns.turn(query):
+            if query.file_format == pb.EXPORT_FORMAT_CSV:
+                async for line_message in csv_messages(self._store, query):
+                    yield line_message
+                return
             for message in export_messages(self._store, query):
                 yield message
 

@@ -14,8 +14,10 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
     EXPORT_FORMAT_PARQUET: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_PARQUET: ExportFormat
+EXPORT_FORMAT_CSV: ExportFormat
 
 class Reading(_message.Message):
     __slots__ = ("timestamp", "value", "category")

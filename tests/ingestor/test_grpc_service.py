@@ -126,6 +126,30 @@ def test_an_export_as_a_parquet_file_comes_in_row_groups_then_the_footer(stub: p
     assert pq.read_table(io.BytesIO(b"".join(m.data for m in none))).num_rows == 0
 
 
+def test_an_export_as_csv_comes_as_lines_after_the_header(stub: pb_grpc.IngestorServiceStub) -> None:
+    stamps = [T0 * 10**9 + i * 1_500 for i in range(5)]
+    columns = pb.ReadingColumns(
+        timestamps_ns=np.array(stamps, dtype="<i8").tobytes(),
+        values=np.array([1.5, -2.0, 0.0, 1e-7, 123.25], dtype="<f8").tobytes(),
+        category_codes=np.array([0, 1, 0, 1, 0], dtype="<u2").tobytes(),
+    )
+    stub.WriteReadings(pb.WriteReadingsRequest(columns=columns, column_categories=["x", "y"]))
+    request = pb.ExportReadingsRequest(chunk_size=2, format=pb.EXPORT_FORMAT_CSV)
+    messages = list(stub.ExportReadings(request))
+    assert all(message.format == pb.EXPORT_FORMAT_CSV for message in messages)
+    assert [m.data_readings for m in messages] == [2, 2, 1, 0]
+    assert b"".join(m.data for m in messages).decode().splitlines() == [
+        "timestamp,value,category",
+        "2024-01-20T10:00:00.000000Z,1.5,x",
+        "2024-01-20T10:00:00.000001Z,-2,y",  # 1,500 ns: truncated to the microsecond
+        "2024-01-20T10:00:00.000003Z,0,x",
+        "2024-01-20T10:00:00.000004Z,1e-7,y",  # Arrow's form outside the plain range
+        "2024-01-20T10:00:00.000006Z,123.25,x",
+    ]
+    none = list(stub.ExportReadings(pb.ExportReadingsRequest(categories=["w"], format=pb.EXPORT_FORMAT_CSV)))
+    assert b"".join(m.data for m in none) == b"timestamp,value,category\n"
+
+
 @pytest.mark.parametrize(
     ("request_fields", "message"),
     [
