@@ -41,7 +41,6 @@ import numpy as np
 from bench.metrics_cost import metrics_cost
 from devtools.processes import ROOT, start_api_process, start_ingestor_process, start_uvicorn_process
 from functions.client import FILE_CHUNK_SIZE, IngestorClient
-from functions.formats import ReadingsEncoder
 from functions.memory import retain_freed_memory
 from functions.processing import aggregate_by_category, processed_records
 from functions.readings import Readings
@@ -49,6 +48,8 @@ from functions.settings import FunctionSettings
 from functions.text_columns import iso_timestamps
 from functions.timestamps import format_timestamps
 from ingestor.blocks import BLOCK_READINGS
+from ingestor.csv_text import HEADER as CSV_HEADER
+from ingestor.csv_text import csv_chunk
 from ingestor.generator import GeneratorControl, ReadingGenerator
 from ingestor.parquet_stream import ParquetStream
 from ingestor.store import Columns, ReadingStore
@@ -194,20 +195,21 @@ def export_seconds(address: str, n: int, repeats: int) -> list[float]:
 
 
 def encode_all(format_name: str, readings: Readings) -> int:
-    """The export's bytes as they are encoded, chunk after chunk: Parquet by the ingestor's writer,
-    CSV by the function's; how many."""
-    if format_name == "parquet":
-        parquet = ParquetStream()
-        size = 0
+    """The export's bytes as the ingestor encodes them, chunk after chunk (messages of
+    FILE_CHUNK_SIZE readings); how many."""
+    if format_name == "csv":
+        size = len(CSV_HEADER)
         for at in range(0, len(readings), FILE_CHUNK_SIZE):
             part = readings.slice(at, at + FILE_CHUNK_SIZE)
-            size += sum(
-                len(piece) for piece in parquet.row_group(part.timestamps_ns, part.values, part.codes, part.categories)
-            )
-        return size + len(parquet.finish())
-    encoder = ReadingsEncoder(format_name)
-    size = sum(len(encoder.chunk(readings.slice(at, at + WRITE_CHUNK))) for at in range(0, len(readings), WRITE_CHUNK))
-    return size + len(encoder.finish())
+            size += len(csv_chunk(part.timestamps_ns, part.values, part.codes, part.categories))
+        return size
+    parquet = ParquetStream()
+    size = 0
+    for at in range(0, len(readings), FILE_CHUNK_SIZE):
+        part = readings.slice(at, at + FILE_CHUNK_SIZE)
+        pieces = parquet.row_group(part.timestamps_ns, part.values, part.codes, part.categories)
+        size += sum(len(piece) for piece in pieces)
+    return size + len(parquet.finish())
 
 
 def curl_seconds(url: str, repeats: int) -> list[float]:
@@ -324,7 +326,7 @@ def bench_size(n: int, repeats: int, with_baseline: bool) -> dict[str, Any]:
                 )
             result["parquet_bytes"], result["csv_bytes"] = sizes["parquet"], sizes["csv"]
         result["csv_timestamps_ms"] = median_ms(timed(lambda: iso_timestamps(readings.timestamps_ns), repeats))
-        # The encoding alone, in this process, chunk by chunk as the function does: no gRPC, no HTTP.
+        # The encoding alone, in this process, chunk by chunk as the ingestor does: no gRPC, no HTTP.
         for format_name in ("parquet", "csv"):
             samples = timed(lambda name=format_name: encode_all(name, readings), max(3, repeats // 3), warmup=1)
             result[f"{format_name}_encode_ms"] = median_ms(samples)

@@ -1,5 +1,8 @@
 """Readings and aggregates as CSV, NDJSON, Parquet and Arrow: encoders that go chunk by chunk.
 
+The ingestor writes exports as CSV and Parquet itself (the function passes them on, see
+functions/api/export.py); the function writes NDJSON and Arrow exports and every /processed-data file.
+
 pyarrow does the formats; it is imported on the first export, so that the function's cold start
 does not pay for it (see functions/__init__.py). Parquet and Arrow type timestamps as timestamps (ns,
 UTC) and dictionary-encode the categories; CSV and NDJSON carry the API's JSON shapes (ISO 8601
@@ -19,7 +22,7 @@ import pandas as pd
 
 from functions.processing import NO_TIME
 from functions.readings import Readings
-from functions.text_columns import CSV_SHAPE, NDJSON_SHAPE, text_lines
+from functions.text_columns import NDJSON_SHAPE, text_lines
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,16 +35,6 @@ MEDIA_TYPES = {
 }
 EXTENSIONS = {"csv": "csv", "ndjson": "ndjson", "parquet": "parquet", "arrow": "arrows"}
 TIME_COLUMNS = ("last_timestamp", "window_start", "window_end", "first_timestamp")
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "none",
-    "use_dictionary": ["category"],
-    "write_statistics": ["timestamp"],
-    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
-}
-"""Parquet as an export is written for speed: event times delta-encoded (nearly in order, they take
-about a byte each), categories by dictionary, values plain, no compression pass, statistics of the
-event times only (readers skip row groups by time). As small as the default snappy files, in a
-third of the time."""
 
 
 def negotiate(asked: str | None, accept: str | None, default: str, with_json: bool = True) -> str:
@@ -106,17 +99,18 @@ def _categories(readings: Readings) -> pa.Array:
 
 
 class ReadingsEncoder:
-    """One export's bytes, chunk by chunk: :meth:`chunk` for each batch of readings, then :meth:`finish`."""
+    """One export's bytes, chunk by chunk, in a format the function writes itself (NDJSON, Arrow;
+    the ingestor writes CSV and Parquet): :meth:`chunk` for each batch of readings, then
+    :meth:`finish`."""
 
     def __init__(self, format_name: str) -> None:
         import pyarrow as pa
         import pyarrow.ipc
-        import pyarrow.parquet
 
+        if format_name not in ("ndjson", "arrow"):
+            raise ValueError(f"the ingestor writes {format_name} exports, not the function")
         self.format = format_name
         self._sink = _Sink()
-        # Readings have no missing fields: columns declared not null are Parquet's REQUIRED ones,
-        # written without definition levels (a fifth of the encoding time).
         self._schema = pa.schema(
             [
                 pa.field("timestamp", pa.timestamp("ns", tz="UTC"), nullable=False),
@@ -125,26 +119,20 @@ class ReadingsEncoder:
             ]
         )
         self._writer: Any = None
-        if format_name == "parquet":
-            self._writer = pyarrow.parquet.ParquetWriter(self._sink, self._schema, **PARQUET_OPTIONS)
-        elif format_name == "arrow":
+        if format_name == "arrow":
             options = pyarrow.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
             self._writer = pyarrow.ipc.new_stream(self._sink, self._schema, options=options)
-        self._started = False
 
     def chunk(self, readings: Readings) -> bytes | memoryview:
         """The bytes of these readings (codes indexing the stream's dictionary so far)."""
         import pyarrow as pa
 
-        head = b""
-        if not self._started:
-            self._started = True
-            head = b"timestamp,value,category\n" if self.format == "csv" else b""
         if not len(readings):
-            return head + self._sink.take()
-        if self.format in ("csv", "ndjson"):
-            text = self._text(readings)
-            return head + text if head else text
+            return self._sink.take()
+        if self.format == "ndjson":
+            return text_lines(
+                readings.timestamps_ns, readings.values, readings.codes, readings.categories, NDJSON_SHAPE
+            )
         columns = [
             pa.array(readings.timestamps_ns, type=pa.timestamp("ns", tz="UTC")),
             pa.array(readings.values),
@@ -153,17 +141,11 @@ class ReadingsEncoder:
         self._writer.write(pa.record_batch(columns, schema=self._schema))
         return self._sink.take()
 
-    def _text(self, readings: Readings) -> memoryview:
-        shape = CSV_SHAPE if self.format == "csv" else NDJSON_SHAPE
-        return text_lines(readings.timestamps_ns, readings.values, readings.codes, readings.categories, shape)
-
     def finish(self) -> bytes:
-        """The last bytes (Parquet's footer, Arrow's end of stream; CSV's header if nothing came)."""
-        head = b"timestamp,value,category\n" if self.format == "csv" and not self._started else b""
-        self._started = True
+        """The last bytes (Arrow's end of stream)."""
         if self._writer is not None:
             self._writer.close()
-        return head + self._sink.take()
+        return self._sink.take()
 
 
 def aggregates_bytes(

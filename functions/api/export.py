@@ -41,10 +41,10 @@ ExportFormatParam = Annotated[
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 
 
-INGESTOR_FORMATS: dict[str, pb.ExportFormat] = {"parquet": pb.EXPORT_FORMAT_PARQUET}
-"""Formats the ingestor writes itself (``ingestor/parquet_stream.py``): the function passes the
-file's bytes on. An export is bound by its encoder, and there the columns need not cross a process
-boundary first."""
+INGESTOR_FORMATS: dict[str, pb.ExportFormat] = {"parquet": pb.EXPORT_FORMAT_PARQUET, "csv": pb.EXPORT_FORMAT_CSV}
+"""Formats the ingestor writes itself (``ingestor/parquet_stream.py``, ``ingestor/csv_text.py``,
+compiled): the function passes the file's bytes on. An export is bound by its encoder, and there
+the columns need not cross a process boundary first."""
 
 
 class ExportTooLarge(Exception):

@@ -514,7 +514,7 @@ async def test_an_ingestor_without_aggregate_readings_is_answered_from_its_readi
 
 
 @pytest.mark.anyio
-async def test_an_ingestor_that_sends_columns_for_a_parquet_export_is_a_clear_502() -> None:
+async def test_an_ingestor_that_sends_columns_for_a_file_export_is_a_clear_502() -> None:
     """A function newer than its ingestor: the format is a field the old one does not know, so it
     answers with columns; the function says so before a byte of the file goes out."""
     columns = Columns(np.array([1_705_744_800_000_000_000], np.int64), np.array([1.0]), np.zeros(1, np.uint8))
@@ -531,8 +531,10 @@ async def test_an_ingestor_that_sends_columns_for_a_parquet_export_is_a_clear_50
         async with api_client(ingestor_address=address) as http:
             parquet = await http.get("/export", params={"format": "parquet"})
             csv = await http.get("/export", params={"format": "csv"})
-    assert parquet.status_code == 502
+            ndjson = await http.get("/export", params={"format": "ndjson"})
+    assert parquet.status_code == csv.status_code == 502
     assert "EXPORT_FORMAT_UNSPECIFIED, not as EXPORT_FORMAT_PARQUET" in parquet.json()["detail"]
+    assert "EXPORT_FORMAT_UNSPECIFIED, not as EXPORT_FORMAT_CSV" in csv.json()["detail"]
     assert "upgrade it" in parquet.json()["detail"]
-    assert csv.status_code == 200  # the function still encodes the other formats itself
-    assert csv.text.splitlines()[1] == "2024-01-20T10:00:00.000000Z,1,A"
+    assert ndjson.status_code == 200  # the function still encodes NDJSON and Arrow itself
+    assert ndjson.text == '{"timestamp":"2024-01-20T10:00:00.000000Z","value":1,"category":"A"}\n'
