@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -24,6 +23,7 @@ from functions.errors import (
     ingestor_error,
     rpc_error,
 )
+from functions.export_parts import ExportPart, check_format, export_parts
 from functions.filters import ReadingQuery
 from functions.processing import TooManyGroups
 from functions.readings import Readings
@@ -183,14 +183,14 @@ class IngestorClient:
             raise rpc_error(error) from None
         if first is not None:
             try:
-                _check_format(decode_export_response(first).file_format, file_format)
+                check_format(decode_export_response(first).file_format, file_format)
             except MalformedMessage as error:
                 call.cancel()
                 raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
             except IngestorFailed:
                 call.cancel()
                 raise
-        return _export_parts(call, first, messages, file_format)
+        return export_parts(call, first, messages, file_format)
 
     async def select_readings(
         self,
@@ -320,59 +320,6 @@ def export_request(
     if before_sequence is not None:
         request.before_sequence = before_sequence
     return request
-
-
-@dataclass(frozen=True, slots=True)
-class ExportPart:
-    """One chunk of a streamed export: its readings, with the stream's dictionary so far; or, of a
-    file export, the file's next bytes and how many readings they hold."""
-
-    readings: Readings
-    planned: int
-    """How many readings the whole export carries at most (from the first message; 0 after it)."""
-    data: memoryview | None = None
-    data_readings: int = 0
-
-    @property
-    def count(self) -> int:
-        """The readings this part adds."""
-        return self.data_readings if self.data is not None else len(self.readings)
-
-
-async def _export_parts(
-    call: grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes],
-    first: bytes | None,
-    rest: AsyncIterator[bytes],
-    file_format: pb.ExportFormat = pb.EXPORT_FORMAT_UNSPECIFIED,
-) -> AsyncGenerator[ExportPart, None]:
-    categories: list[str] = []
-    try:
-        message = first
-        while message is not None:
-            chunk = decode_export_response(message)
-            _check_format(chunk.file_format, file_format)
-            if file_format != pb.EXPORT_FORMAT_UNSPECIFIED:
-                data = chunk.data if chunk.data is not None else memoryview(b"")
-                yield ExportPart(Readings.empty(), chunk.planned_readings, data, chunk.data_readings)
-            else:
-                categories.extend(chunk.new_categories)
-                readings = Readings(chunk.timestamps_ns, chunk.values, chunk.codes, tuple(categories), chunk.late)
-                yield ExportPart(readings, chunk.planned_readings)
-            message = await anext(rest, None)
-    except grpc.aio.AioRpcError as error:
-        raise rpc_error(error) from None
-    except MalformedMessage as error:
-        raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
-    finally:
-        call.cancel()
-
-
-def _check_format(sent: int, asked: pb.ExportFormat) -> None:
-    if sent != asked:
-        raise IngestorFailed(
-            f"the ingestor answered an export as {pb.ExportFormat.Name(sent)}, not as "
-            f"{pb.ExportFormat.Name(asked)}: it is older than this function, upgrade it"
-        )
 
 
 def _next_sequence(metadata: object) -> int | None:

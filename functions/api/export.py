@@ -14,9 +14,9 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from functions import telemetry
-from functions.client import ExportPart
 from functions.deps import Client
 from functions.errors import IngestorError
+from functions.export_parts import ExportPart
 from functions.filters import CategoryParam, SinceParam, UntilParam, reading_query
 from functions.formats import EXTENSIONS, MEDIA_TYPES, SMALLEST_BYTES, ReadingsEncoder, negotiate
 from functions.readings import Readings
