@@ -90,9 +90,9 @@ test: lint system-tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
-# In-process tests only: no subprocess, no strace, no load; about 22 s of CPU time.
+# In-process tests only: no subprocess, no strace, no load; two workers, one a core.
 test-fast: $(INSTALLED)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 loadtest: $(INSTALLED)
 	$(BIN)/python -m scripts.loadtest $(LOADTEST_ARGS)
