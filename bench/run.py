@@ -197,16 +197,14 @@ def export_seconds(address: str, n: int, repeats: int) -> list[float]:
 def encode_all(format_name: str, readings: Readings) -> int:
     """The export's bytes as the ingestor encodes them, chunk after chunk (messages of
     FILE_CHUNK_SIZE readings); how many."""
+    parts = [readings.slice(at, at + FILE_CHUNK_SIZE) for at in range(0, len(readings), FILE_CHUNK_SIZE)]
     if format_name == "csv":
-        size = len(CSV_HEADER)
-        for at in range(0, len(readings), FILE_CHUNK_SIZE):
-            part = readings.slice(at, at + FILE_CHUNK_SIZE)
-            size += len(csv_chunk(part.timestamps_ns, part.values, part.codes, part.categories))
-        return size
+        return len(CSV_HEADER) + sum(
+            len(csv_chunk(part.timestamps_ns, part.values, part.codes, part.categories)) for part in parts
+        )
     parquet = ParquetStream()
     size = 0
-    for at in range(0, len(readings), FILE_CHUNK_SIZE):
-        part = readings.slice(at, at + FILE_CHUNK_SIZE)
+    for part in parts:
         pieces = parquet.row_group(part.timestamps_ns, part.values, part.codes, part.categories)
         size += sum(len(piece) for piece in pieces)
     return size + len(parquet.finish())

@@ -23,7 +23,7 @@ from functions.errors import (
     ingestor_error,
     rpc_error,
 )
-from functions.export_parts import ExportPart, check_format, export_parts
+from functions.export_parts import ExportPart, export_parts, read_message
 from functions.filters import ReadingQuery
 from functions.processing import TooManyGroups
 from functions.readings import Readings
@@ -35,7 +35,6 @@ from functions.wire import (
     HEALTH_CHECK_REQUEST,
     ExportDecoder,
     MalformedMessage,
-    decode_export_response,
     decode_health_status,
     decode_partials,
 )
@@ -181,16 +180,13 @@ class IngestorClient:
                 first = await anext(messages, None)
         except grpc.aio.AioRpcError as error:
             raise rpc_error(error) from None
-        if first is not None:
-            try:
-                check_format(decode_export_response(first).file_format, file_format)
-            except MalformedMessage as error:
-                call.cancel()
-                raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
-            except IngestorFailed:
-                call.cancel()
-                raise
-        return export_parts(call, first, messages, file_format)
+        try:
+            # Read before the answer starts, so that a wrong format is an error status, not a cut file.
+            first_chunk = None if first is None else read_message(first, file_format)
+        except IngestorFailed:
+            call.cancel()
+            raise
+        return export_parts(call, first_chunk, messages, file_format)
 
     async def select_readings(
         self,

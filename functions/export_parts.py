@@ -10,7 +10,7 @@ import grpc
 
 from functions.errors import IngestorFailed, rpc_error
 from functions.readings import Readings
-from functions.wire import MalformedMessage, decode_export_response
+from functions.wire import ExportChunk, MalformedMessage, decode_export_response
 from ingestor.v1 import ingestor_pb2 as pb
 
 
@@ -33,16 +33,15 @@ class ExportPart:
 
 async def export_parts(
     call: grpc.aio.UnaryStreamCall[pb.ExportReadingsRequest, bytes],
-    first: bytes | None,
+    first: ExportChunk | None,
     rest: AsyncIterator[bytes],
     file_format: pb.ExportFormat = pb.EXPORT_FORMAT_UNSPECIFIED,
 ) -> AsyncGenerator[ExportPart, None]:
+    """The parts of an export whose first message is ``first`` (read with :func:`read_message`)."""
     categories: list[str] = []
     try:
-        message = first
-        while message is not None:
-            chunk = decode_export_response(message)
-            check_format(chunk.file_format, file_format)
+        chunk = first
+        while chunk is not None:
             if file_format != pb.EXPORT_FORMAT_UNSPECIFIED:
                 data = chunk.data if chunk.data is not None else memoryview(b"")
                 yield ExportPart(Readings.empty(), chunk.planned_readings, data, chunk.data_readings)
@@ -51,17 +50,23 @@ async def export_parts(
                 readings = Readings(chunk.timestamps_ns, chunk.values, chunk.codes, tuple(categories), chunk.late)
                 yield ExportPart(readings, chunk.planned_readings)
             message = await anext(rest, None)
+            chunk = None if message is None else read_message(message, file_format)
     except grpc.aio.AioRpcError as error:
         raise rpc_error(error) from None
-    except MalformedMessage as error:
-        raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
     finally:
         call.cancel()
 
 
-def check_format(sent: int, asked: pb.ExportFormat) -> None:
-    if sent != asked:
+def read_message(message: bytes, file_format: pb.ExportFormat) -> ExportChunk:
+    """One ExportReadings message, in the format asked for; IngestorFailed when it is malformed or
+    in another format (an ingestor older than the format field sends columns)."""
+    try:
+        chunk = decode_export_response(message)
+    except MalformedMessage as error:
+        raise IngestorFailed(f"the ingestor sent a malformed ExportReadings message: {error}") from None
+    if chunk.file_format != file_format:
         raise IngestorFailed(
-            f"the ingestor answered an export as {pb.ExportFormat.Name(sent)}, not as "
-            f"{pb.ExportFormat.Name(asked)}: it is older than this function, upgrade it"
+            f"the ingestor answered an export as {pb.ExportFormat.Name(chunk.file_format)}, not as "
+            f"{pb.ExportFormat.Name(file_format)}: it is older than this function, upgrade it"
         )
+    return chunk

@@ -1,6 +1,8 @@
 """Readings' columns as text, vectorised: ISO 8601 event times and the values' shortest decimal forms.
 
-The exports' CSV and NDJSON spend most of their time here. Event times: each row's date comes from a
+NDJSON exports spend most of their time here, and the JSON answers' timestamps come from here; CSV
+exports are the ingestor's (``ingestor/csv_text.py``), checked byte for byte against
+``text_lines`` with ``CSV_SHAPE``. Event times: each row's date comes from a
 table of the days the column spans (civil dates by integer arithmetic), its time of day from tables
 of ``HH:MM:SS`` and of digit pairs, written into fixed-width rows of plain integer fields. Lines are
 joined by one Arrow ``take`` over all their pieces. Values: orjson writes every

@@ -27,6 +27,15 @@ cdef inline int64_t _floor_div(int64_t a, int64_t b) noexcept nogil:
     return q
 
 
+cdef inline int64_t _key(int64_t t, int64_t bucket_ns, int64_t low_key, int64_t *bucket_start, int64_t *key) noexcept nogil:
+    # The reading's bucket less the lowest. Readings arrive mostly in time order: the current
+    # bucket's bounds spare a division a reading.
+    if t < bucket_start[0] or t - bucket_start[0] >= bucket_ns:
+        key[0] = _floor_div(t, bucket_ns) - low_key
+        bucket_start[0] = (key[0] + low_key) * bucket_ns
+    return key[0]
+
+
 def bucket_partials(
     const int64_t[::1] timestamps_ns,
     const double[::1] values,
@@ -78,14 +87,10 @@ def bucket_partials(
     cdef double[::1] first_mean = mean_array, correction = correction_array, squares = squares_array
 
     with nogil:
-        # Readings arrive mostly in time order: the current bucket's bounds spare a division a reading.
         bucket_start = low_key * bucket_ns
         for i in range(n):
             t = timestamps_ns[i]
-            if t < bucket_start or t - bucket_start >= bucket_ns:
-                key = _floor_div(t, bucket_ns) - low_key
-                bucket_start = (key + low_key) * bucket_ns
-            cell = (codes[i] - low_code) * span + key
+            cell = (codes[i] - low_code) * span + _key(t, bucket_ns, low_key, &bucket_start, &key)
             v = values[i]
             count[cell] += 1
             total[cell] += v
@@ -103,11 +108,7 @@ def bucket_partials(
         bucket_start = low_key * bucket_ns
         key = 0
         for i in range(n):
-            t = timestamps_ns[i]
-            if t < bucket_start or t - bucket_start >= bucket_ns:
-                key = _floor_div(t, bucket_ns) - low_key
-                bucket_start = (key + low_key) * bucket_ns
-            cell = (codes[i] - low_code) * span + key
+            cell = (codes[i] - low_code) * span + _key(timestamps_ns[i], bucket_ns, low_key, &bucket_start, &key)
             r = values[i] - first_mean[cell]
             correction[cell] += r
             squares[cell] += r * r

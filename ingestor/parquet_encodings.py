@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ingestor.bit_packing import pack_codes, pack_deltas
+from ingestor.thrift_compact import zigzag
 from ingestor.wire import varint
 
 DELTA_BLOCK = 128
@@ -36,10 +37,6 @@ def bit_packed_run(codes: np.ndarray, width: int) -> bytes:
     return varint(groups << 1 | 1) + pack_codes(np.ascontiguousarray(codes), width, 8)
 
 
-def _zigzag(number: int) -> int:
-    return (number << 1) ^ (number >> 63)
-
-
 def delta_binary_packed(values: np.ndarray) -> bytes:
     """int64 ``values`` as DELTA_BINARY_PACKED: the first value, then each difference from the one
     before, less the smallest difference, bit-packed in blocks of 128 (4 miniblocks of 32).
@@ -51,13 +48,13 @@ def delta_binary_packed(values: np.ndarray) -> bytes:
     header = varint(DELTA_BLOCK) + varint(DELTA_MINIBLOCKS) + varint(count)
     if count == 0:
         return header + varint(0)
-    header += varint(_zigzag(int(values[0])))
+    header += varint(zigzag(int(values[0])))
     if count == 1:
         return header
     smallest, width, packed = pack_deltas(np.ascontiguousarray(values, dtype=np.int64), DELTA_BLOCK)
     deltas = count - 1
     blocks = -(-deltas // DELTA_BLOCK)
-    block_head = varint(_zigzag(smallest)) + bytes([width] * DELTA_MINIBLOCKS)
+    block_head = varint(zigzag(smallest)) + bytes([width] * DELTA_MINIBLOCKS)
     body = DELTA_BLOCK * width // 8
     layout = np.empty((blocks, len(block_head) + body), np.uint8)
     layout[:, : len(block_head)] = np.frombuffer(block_head, np.uint8)

@@ -33,14 +33,15 @@ class ListOf(NamedTuple):
     """ints, bytes, or bytes of encoded structs."""
 
 
-def _zigzag(number: int) -> int:
+def zigzag(number: int) -> int:
+    """A signed 64-bit integer as the unsigned one varints carry (0, -1, 1, -2... to 0, 1, 2, 3...)."""
     return (number << 1) ^ (number >> 63)
 
 
 def _scalar(kind: str, value: object) -> bytes:
     if kind in ("i32", "i64"):
         assert isinstance(value, int)
-        return varint(_zigzag(value))
+        return varint(zigzag(value))
     if kind == "binary":
         assert isinstance(value, bytes)
         return varint(len(value)) + value
@@ -60,7 +61,7 @@ def struct(*fields: Field) -> bytes:
             raise ValueError(f"field {field.id} after field {previous}: ids must ascend")
         code = (_TRUE if field.value else _FALSE) if field.kind == "bool" else _TYPE[field.kind]
         step = field.id - previous
-        out += bytes([step << 4 | code]) if step <= 15 else bytes([code]) + varint(_zigzag(field.id))
+        out += bytes([step << 4 | code]) if step <= 15 else bytes([code]) + varint(zigzag(field.id))
         previous = field.id
         if field.kind == "bool":
             continue

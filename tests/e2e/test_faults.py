@@ -93,6 +93,21 @@ def serving(handler: ScriptedServicer | grpc.GenericRpcHandler) -> Iterator[str]
         server.stop(0)
 
 
+def columns_only_ingestor(columns: Columns, names: list[str]) -> grpc.GenericRpcHandler:
+    """An ingestor of an older version: ExportReadings alone, answering any request with these
+    columns in one message (it ignores fields it does not know, such as ``format``)."""
+
+    def export(request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield encode_export_response(columns, names, planned_readings=len(columns))
+
+    methods = {
+        "ExportReadings": grpc.unary_stream_rpc_method_handler(
+            export, request_deserializer=pb.ExportReadingsRequest.FromString
+        )
+    }
+    return grpc.method_handlers_generic_handler("ingestor.v1.IngestorService", methods)
+
+
 @contextlib.contextmanager
 def frozen(process: ServerProcess) -> Iterator[None]:
     """The process answers nothing (SIGSTOP) until the block ends (SIGCONT)."""
@@ -494,15 +509,7 @@ async def test_an_ingestor_without_aggregate_readings_is_answered_from_its_readi
         1_705_744_800_000_000_000 + seconds * 1_000_000_000, np.array([1.0, 3.0, 5.0]), np.zeros(3, np.uint8)
     )
 
-    def export(request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
-        yield encode_export_response(columns, ["A"], planned_readings=3)
-
-    methods = {
-        "ExportReadings": grpc.unary_stream_rpc_method_handler(
-            export, request_deserializer=pb.ExportReadingsRequest.FromString
-        )
-    }
-    with serving(grpc.method_handlers_generic_handler("ingestor.v1.IngestorService", methods)) as address:
+    with serving(columns_only_ingestor(columns, ["A"])) as address:
         async with api_client(ingestor_address=address) as http:
             seed = await http.get("/processed-data")
             windows = await http.get("/processed-data", params={"window": "1m", "stats": "sum"})
@@ -519,15 +526,7 @@ async def test_an_ingestor_that_sends_columns_for_a_file_export_is_a_clear_502()
     answers with columns; the function says so before a byte of the file goes out."""
     columns = Columns(np.array([1_705_744_800_000_000_000], np.int64), np.array([1.0]), np.zeros(1, np.uint8))
 
-    def export(request: pb.ExportReadingsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
-        yield encode_export_response(columns, ["A"], planned_readings=1)
-
-    methods = {
-        "ExportReadings": grpc.unary_stream_rpc_method_handler(
-            export, request_deserializer=pb.ExportReadingsRequest.FromString
-        )
-    }
-    with serving(grpc.method_handlers_generic_handler("ingestor.v1.IngestorService", methods)) as address:
+    with serving(columns_only_ingestor(columns, ["A"])) as address:
         async with api_client(ingestor_address=address) as http:
             parquet = await http.get("/export", params={"format": "parquet"})
             csv = await http.get("/export", params={"format": "csv"})
